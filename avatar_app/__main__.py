@@ -1,0 +1,3 @@
+from avatar_app.cli import main
+
+raise SystemExit(main())
