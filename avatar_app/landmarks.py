@@ -1,0 +1,91 @@
+"""The MediaPipe face-mesh layout (478 points with iris) named in the terms the rest of the app uses.
+
+Index lists come from MediaPipe's published face-mesh topology; chains are ordered so that the pipeline can
+pair an upper lid with a lower lid, or an upper inner lip with a lower one, point by point.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+N_POINTS = 478
+
+# Points that move little with expression: forehead, temples, nose bridge and tip, cheekbones, eye corners.
+RIGID = np.array([
+    10, 338, 297, 332, 109, 67, 103, 151, 9, 8, 168, 6, 197, 195, 5, 4, 1, 19, 2, 98, 327,
+    234, 454, 93, 323, 127, 356, 33, 133, 362, 263, 116, 345, 123, 352, 50, 280, 101, 330,
+])
+
+# Eyes, each from its outer to its inner corner; the image-left eye (the person's right) first.
+# upper/lower share the corner points at both ends.
+EYE_UPPER = (
+    np.array([33, 246, 161, 160, 159, 158, 157, 173, 133]),
+    np.array([263, 466, 388, 387, 386, 385, 384, 398, 362]),
+)
+EYE_LOWER = (
+    np.array([33, 7, 163, 144, 145, 153, 154, 155, 133]),
+    np.array([263, 249, 390, 373, 374, 380, 381, 382, 362]),
+)
+IRIS_CENTER = (468, 473)
+IRIS_RING = (np.array([469, 470, 471, 472]), np.array([474, 475, 476, 477]))
+
+# Inner lip chains from the image-left mouth corner (78) to the right one (308).
+LIP_INNER_UPPER = np.array([78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308])
+LIP_INNER_LOWER = np.array([78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308])
+LIP_OUTER_UPPER = np.array([61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291])
+LIP_OUTER_LOWER = np.array([61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291])
+MOUTH_CORNERS = (78, 308)
+
+CHIN = 152
+FOREHEAD = 10
+NOSE_TIP = 1
+
+
+def _face_oval_loop() -> np.ndarray:
+    """The face outline as one closed, ordered loop (MediaPipe gives it as unordered edges)."""
+    from mediapipe.python.solutions.face_mesh_connections import FACEMESH_FACE_OVAL
+
+    nxt: dict[int, list[int]] = {}
+    for a, b in FACEMESH_FACE_OVAL:
+        nxt.setdefault(a, []).append(b)
+        nxt.setdefault(b, []).append(a)
+    loop = [FOREHEAD]
+    prev = None
+    while True:
+        cur = loop[-1]
+        step = [n for n in nxt[cur] if n != prev]
+        if not step or step[0] == loop[0]:
+            break
+        prev = cur
+        loop.append(step[0])
+    return np.array(loop)
+
+
+FACE_OVAL = _face_oval_loop()
+
+
+def face_triangles() -> np.ndarray:
+    """The face-mesh surface as triangles (about 850): eyes and mouth are holes in it.
+
+    MediaPipe publishes the tessellation as edges; its triangles are the 3-cliques of that graph, less the few
+    cliques that are not faces (recognisable because they make an edge belong to three triangles).
+    """
+    from mediapipe.python.solutions.face_mesh_connections import FACEMESH_TESSELATION
+
+    edges = {tuple(sorted(e)) for e in FACEMESH_TESSELATION}
+    adj: dict[int, set[int]] = {}
+    for a, b in edges:
+        adj.setdefault(a, set()).add(b)
+        adj.setdefault(b, set()).add(a)
+    tris = sorted({tuple(sorted((a, b, c))) for a, b in edges for c in adj[a] & adj[b]})
+
+    def tri_edges(t):
+        return [(t[0], t[1]), (t[0], t[2]), (t[1], t[2])]
+
+    count: dict[tuple[int, int], int] = {}
+    for t in tris:
+        for e in tri_edges(t):
+            count[e] = count.get(e, 0) + 1
+    # A spurious clique has all three edges shared by three triangles; real faces never do.
+    kept = [t for t in tris if not all(count[e] > 2 for e in tri_edges(t))]
+    return np.array(kept, dtype=np.int32)

@@ -1,0 +1,63 @@
+"""The renderer interface every backend shares: prepared once per avatar, then one image per target pose."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from avatar_app.avatar import Avatar
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    """size: the output's longer side in pixels (the whole portrait is rendered, aspect kept, even sides)."""
+
+    size: int = 512
+    backend: str = "mesh"
+
+    def __post_init__(self) -> None:
+        if not 32 <= self.size <= 4096:
+            raise ValueError(f"size must be between 32 and 4096 pixels, got {self.size}")
+
+
+def output_size(image_size: tuple[int, int], size: int) -> tuple[int, int]:
+    """(w, h) of the output for an image of (w, h): longer side = size, both sides even (video encoders)."""
+    w, h = image_size
+    scale = size / max(w, h)
+    return max(2, int(round(w * scale / 2)) * 2), max(2, int(round(h * scale / 2)) * 2)
+
+
+class Renderer(Protocol):
+    """Turns target landmarks of the portrait (478 x 3, in the portrait's own pixels) into an output image."""
+
+    name: str
+
+    def prepare(self, avatar: Avatar, settings: RenderSettings) -> None:
+        """Per-avatar work (resizing, meshes, embeddings): done once, never per frame."""
+
+    @property
+    def output_size(self) -> tuple[int, int]:
+        """(w, h) of every image render() returns."""
+
+    def render(self, target: np.ndarray) -> np.ndarray:
+        """The avatar at these landmarks: H x W x 3 uint8 BGR. At the avatar's own landmarks, the portrait."""
+
+    def close(self) -> None:
+        """Free what prepare() took."""
+
+
+BACKENDS = ("mesh",)
+
+
+def create_renderer(backend: str = "mesh") -> Renderer:
+    """The renderer for a backend name; an unknown name is a user error naming the ones there are."""
+    from avatar_app.errors import AvatarAppError
+
+    if backend == "mesh":
+        from avatar_app.render.mesh import MeshRenderer
+
+        return MeshRenderer()
+    raise AvatarAppError(f"renderer '{backend}' is not available - choose one of: {', '.join(BACKENDS)}")

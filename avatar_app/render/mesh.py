@@ -1,0 +1,307 @@
+"""The mesh renderer: warps the whole portrait piecewise-affinely from its own landmarks to the target ones.
+
+Per frame: the target mesh is built (face from the landmarks, control rings from the head's 2-D motion), any
+triangle the motion would flip is relaxed until none does, the target mesh is rasterised into a coarse
+backward displacement field (target pixel -> portrait pixel), which is upsampled and applied with one
+cv2.remap; an opened mouth gets its inside painted (mouth.py). No weights, a few milliseconds on a CPU.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numba
+import numpy as np
+import scipy.sparse as sp
+
+from avatar_app import landmarks as L
+from avatar_app.render.base import RenderSettings, output_size
+from avatar_app.render.mesh_layout import MeshLayout, signed_areas
+from avatar_app.render.mouth import MouthPainter
+from avatar_app.retarget import fit_similarity
+
+# A target triangle may shrink to this share of its portrait area, never further (and never flip).
+MIN_AREA_SHARE = 0.01
+UNFOLD_ITERATIONS = 40
+# The coarse displacement field has at least this many cells across the face.
+CELLS_ACROSS_FACE = 128
+# ... and the coarse one this many across the image's longer side.
+COARSE_CELLS = 64
+
+
+class MeshRenderer:
+    name = "mesh"
+
+    def __init__(self) -> None:
+        self._image: np.ndarray | None = None
+
+    # ----------------------------------------------------------------------------------------------------
+    def prepare(self, avatar, settings: RenderSettings = RenderSettings()) -> None:
+        h0, w0 = avatar.image.shape[:2]
+        self._size = output_size((w0, h0), settings.size)
+        w, h = self._size
+        self._scale = np.array([w / w0, h / h0])
+        interp = cv2.INTER_AREA if w < w0 else cv2.INTER_CUBIC
+        self._image = cv2.resize(avatar.image, (w, h), interpolation=interp)
+        mesh: MeshLayout = avatar.mesh
+        self._tris = mesh.triangles
+        self._src = mesh.points.astype(np.float64) * self._scale
+        self._follow = mesh.follow.astype(np.float64)
+        self._landmarks = avatar.landmarks.astype(np.float64)
+        self._n_face = len(avatar.landmarks)
+        src_area = signed_areas(self._src, self._tris)
+        face_scale = np.ptp(self._src[L.FACE_OVAL], axis=0).max()
+        # Triangles that are slivers in the portrait (closed lips, closed lids, the face's own folds) have no
+        # orientation worth protecting.
+        tiny = np.abs(src_area) < 1e-4 * face_scale**2
+        self._src_sign = np.where(tiny, 0.0, np.sign(src_area))
+        self._min_area = MIN_AREA_SHARE * np.abs(src_area)
+        self._flip_buf = np.zeros(len(self._tris), np.bool_)
+        self._movable = self._follow > 0
+        self._movable[: self._n_face] = True
+        self._adjacency = _neighbour_average(self._tris, len(self._src))
+        # Fine cells over the face and its first ring, coarse ones over the rest (which moves smoothly).
+        self._step = max(1, int(round(face_scale / CELLS_ACROSS_FACE)))
+        self._coarse_step = max(4 * self._step, int(round(max(w, h) / COARSE_CELLS)))
+        n_inner = self._n_face + len(L.FACE_OVAL)
+        self._pure_face = np.all(self._tris < self._n_face, axis=1)
+        self._near_face = np.all(self._tris < n_inner, axis=1)
+        # Face vertices first would be overwritten by the rings where they touch: draw rings first, then the
+        # face, the mouth last (its inside lies over the lips when the mouth opens).
+        order = np.argsort(np.where(np.all(self._tris < self._n_face, axis=1), 1, 0), kind="stable")
+        mouth_last = np.isin(np.arange(len(self._tris)), mesh.mouth_triangles)
+        self._draw_order = np.concatenate([order[~mouth_last[order]], mesh.mouth_triangles])
+        self._rigid_src = self._src[L.RIGID]
+        # The portrait's 3-D landmarks at output scale (depth scaled like x), for the pose of each target.
+        self._scale3 = np.array([self._scale[0], self._scale[1], self._scale[0]])
+        face3 = self._landmarks * self._scale3
+        self._rigid3 = face3[L.RIGID]
+        self._depth = face3[:, 2] - self._rigid3[:, 2].mean()
+        self._mouth = MouthPainter(self._image, self._src[: self._n_face], face_scale)
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+        self._base = np.dstack([xx, yy])
+
+    @property
+    def output_size(self) -> tuple[int, int]:
+        return self._size
+
+    def close(self) -> None:
+        self._image = None
+
+    # ----------------------------------------------------------------------------------------------------
+    def target_mesh(self, target: np.ndarray) -> np.ndarray:
+        """Positions of every mesh point (output pixels) for target landmarks in portrait pixels.
+
+        A turned head projects its far cheek over itself. Rather than fold, the share of the turn carried by
+        depth parallax is lowered (found by bisection, 1 = true 3-D projection, 0 = a flat face turning) until
+        the turn flips no triangle; the face then compresses on the far side. What still flips (lips pressed
+        thinner than the portrait's own) is smoothed away by _unfold().
+        """
+        face = np.asarray(target, np.float64) * self._scale3
+        dst = self._mesh_at(face[:, :2])
+        n_flipped = self._count_flipped(dst)
+        if n_flipped:
+            pose = fit_similarity(self._rigid3, face[L.RIGID])
+            # What each point's depth contributed to its image position under this rotation.
+            parallax = pose.scale * self._depth[:, None] * pose.rotation[:2, 2]
+            flat = dst.copy()
+            flat[: self._n_face] -= parallax
+            floor = self._count_flipped(flat)
+            if floor < n_flipped:
+                lo, hi, best = 0.0, 1.0, flat
+                for _ in range(6):
+                    k = 0.5 * (lo + hi)
+                    trial = dst.copy()
+                    trial[: self._n_face] -= (1 - k) * parallax
+                    if self._count_flipped(trial) > floor:
+                        hi = k
+                    else:
+                        lo, best = k, trial
+                dst = best
+            self._unfold(dst)
+        return dst
+
+    def _mesh_at(self, face_xy: np.ndarray) -> np.ndarray:
+        """The whole mesh for these face positions: control rings follow the head's 2-D motion."""
+        head = fit_similarity(self._rigid_src, face_xy[L.RIGID])
+        ctrl = self._src[self._n_face :]
+        dst = np.empty_like(self._src)
+        dst[: self._n_face] = face_xy
+        dst[self._n_face :] = ctrl + self._follow[self._n_face :, None] * (head.apply(ctrl) - ctrl)
+        return dst
+
+    def flipped(self, dst: np.ndarray) -> np.ndarray:
+        """Triangles whose orientation the target mesh reverses (or shrinks below the allowed share)."""
+        out = np.zeros(len(self._tris), np.bool_)
+        _flipped(dst, self._tris, self._src_sign, self._min_area, out)
+        return out
+
+    def _count_flipped(self, dst: np.ndarray) -> int:
+        return int(_flipped(dst, self._tris, self._src_sign, self._min_area, self._flip_buf))
+
+    def _unfold(self, dst: np.ndarray) -> None:
+        """Smooth the displacement around triangles that still flip, growing the region until none does:
+        a locally smooth warp cannot fold."""
+        src = self._src
+        region = np.zeros(len(src), np.float64)
+        for _ in range(UNFOLD_ITERATIONS):
+            bad = self.flipped(dst)
+            if not bad.any():
+                return
+            region[self._tris[bad].ravel()] = 1.0
+            region = np.minimum(region + self._adjacency @ region, 1.0)
+            verts = np.flatnonzero((region > 0) & self._movable)
+            d = dst - src
+            smooth = self._adjacency @ d
+            dst[verts] = src[verts] + 0.5 * (d[verts] + smooth[verts])
+        if self._count_flipped(dst):
+            # Rare (a sharp head turn with a wide-open mouth): take back as much of the motion as it takes.
+            # The portrait itself (share 0) never flips, so this always ends unfolded.
+            moved, lo, hi = dst - src, 0.0, 1.0
+            for _ in range(8):
+                k = 0.5 * (lo + hi)
+                if self._count_flipped(src + k * moved):
+                    hi = k
+                else:
+                    lo = k
+            dst[:] = src + lo * moved
+
+    # ----------------------------------------------------------------------------------------------------
+    def render(self, target: np.ndarray) -> np.ndarray:
+        if self._image is None:
+            raise RuntimeError("prepare() first")
+        dst = self.target_mesh(target)
+        out = self._warp(dst)
+        self._mouth.paint(out, dst[: self._n_face])
+        return out
+
+    def _warp(self, dst: np.ndarray) -> np.ndarray:
+        """Backward-warp the portrait: a coarse displacement field over all that moves, a fine one over the
+        face and its first ring (where detail lives); cells of the fine grid no face triangle covers take the
+        coarse field's values, so the two join without a seam."""
+        moving = np.abs(dst - self._src).max(1) > 1e-3
+        tri_moving = moving[self._tris[self._draw_order]].any(1)
+        if not tri_moving.any():
+            return self._image.copy()
+        order = self._draw_order[tri_moving]
+        box, field = self._field(dst, order[~self._pure_face[order]], self._coarse_step)
+        fine_tris = order[self._near_face[order]]
+        if len(fine_tris):
+            fbox, ffield = self._field(dst, fine_tris, self._step, under=(box, field))
+            box, field = _paste(box, field, fbox, ffield)
+        (x0, y0), (x1, y1) = box
+        field += self._base[y0:y1, x0:x1]
+        out = self._image.copy()
+        out[y0:y1, x0:x1] = cv2.remap(
+            self._image, field, None, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        )
+        return out
+
+    def _field(self, dst: np.ndarray, tris: np.ndarray, step: int, under=None):
+        """(box, displacement at full resolution) over the box these triangles cover.
+
+        `under` is a (box, field) whose values fill the cells no triangle covers.
+        """
+        w, h = self._size
+        idx = self._tris[tris].ravel()
+        corners = np.concatenate([dst[idx], self._src[idx]]) if len(idx) else np.zeros((1, 2))
+        lo = np.maximum(np.floor(corners.min(0) / step).astype(int) - 1, 0)
+        hi = np.minimum(np.ceil(corners.max(0) / step).astype(int) + 2, [(w + step - 1) // step, (h + step - 1) // step])
+        gw, gh = np.maximum(hi - lo, 1)
+        x0, y0 = lo * step
+        disp = np.zeros((gh, gw, 2), np.float32)
+        covered = np.zeros((gh, gw), np.bool_)
+        _rasterise_displacement(disp, covered, dst, self._src, self._tris[tris], float(x0), float(y0), step)
+        if under is not None and not covered.all():
+            (ux0, uy0), (ux1, uy1) = under[0]
+            # Sample the underlying field at the centres of the uncovered cells (nearest pixel).
+            iy, ix = np.nonzero(~covered)
+            px = np.clip(x0 + ix * step + step // 2 - ux0, 0, ux1 - ux0 - 1)
+            py = np.clip(y0 + iy * step + step // 2 - uy0, 0, uy1 - uy0 - 1)
+            inside = (x0 + ix * step >= ux0) & (x0 + ix * step < ux1) & (y0 + iy * step >= uy0) & (y0 + iy * step < uy1)
+            disp[iy[inside], ix[inside]] = under[1][py[inside], px[inside]]
+        full = cv2.resize(disp, (gw * step, gh * step), interpolation=cv2.INTER_LINEAR) if step > 1 else disp
+        full = full[: h - y0, : w - x0]
+        return ((x0, y0), (x0 + full.shape[1], y0 + full.shape[0])), full
+
+
+def _paste(box, field, fbox, ffield):
+    """The union box of two displacement fields, the second drawn over the first."""
+    (ax0, ay0), (ax1, ay1) = box
+    (bx0, by0), (bx1, by1) = fbox
+    x0, y0, x1, y1 = min(ax0, bx0), min(ay0, by0), max(ax1, bx1), max(ay1, by1)
+    if (x0, y0, x1, y1) == (ax0, ay0, ax1, ay1):
+        out = field
+    else:
+        out = np.zeros((y1 - y0, x1 - x0, 2), np.float32)
+        out[ay0 - y0 : ay1 - y0, ax0 - x0 : ax1 - x0] = field
+    out[by0 - y0 : by1 - y0, bx0 - x0 : bx1 - x0] = ffield
+    return ((x0, y0), (x1, y1)), out
+
+
+def _neighbour_average(tris: np.ndarray, n: int) -> sp.csr_matrix:
+    """Row-normalised vertex adjacency: (A @ points)[i] is the mean of vertex i's neighbours."""
+    i = np.concatenate([tris[:, 0], tris[:, 1], tris[:, 2], tris[:, 1], tris[:, 2], tris[:, 0]])
+    j = np.concatenate([tris[:, 1], tris[:, 2], tris[:, 0], tris[:, 0], tris[:, 1], tris[:, 2]])
+    a = sp.csr_matrix((np.ones(len(i)), (i, j)), shape=(n, n))
+    a.data[:] = 1.0  # duplicates summed above; an edge counts once
+    deg = np.asarray(a.sum(1)).ravel()
+    deg[deg == 0] = 1
+    return sp.diags(1.0 / deg) @ a
+
+
+@numba.njit(cache=True, nogil=True)
+def _flipped(dst, tris, src_sign, min_area, out):  # pragma: no cover - compiled
+    """Mark (in out) and count the triangles whose signed area, in the portrait's orientation, fell below
+    min_area (slivers in the portrait have src_sign 0 and are never counted)."""
+    n = 0
+    for t in range(tris.shape[0]):
+        out[t] = False
+        if src_sign[t] == 0:
+            continue
+        a, b, c = tris[t, 0], tris[t, 1], tris[t, 2]
+        area = 0.5 * ((dst[b, 0] - dst[a, 0]) * (dst[c, 1] - dst[a, 1]) - (dst[c, 0] - dst[a, 0]) * (dst[b, 1] - dst[a, 1]))
+        if area * src_sign[t] < min_area[t]:
+            out[t] = True
+            n += 1
+    return n
+
+
+@numba.njit(cache=True, nogil=True)
+def _rasterise_displacement(disp, covered, dst, src, tris, ox, oy, step):  # pragma: no cover - compiled
+    """For every grid cell centre inside a target triangle: (portrait position - cell position).
+
+    Cell (i, j) has its centre at pixel (ox + (j + 0.5) * step - 0.5, oy + (i + 0.5) * step - 0.5), the
+    alignment cv2.resize uses, so the grid upsamples to pixels exactly. Later triangles overwrite earlier ones.
+    """
+    gh, gw = disp.shape[0], disp.shape[1]
+    eps = -1e-6
+    for t in range(tris.shape[0]):
+        i0, i1, i2 = tris[t, 0], tris[t, 1], tris[t, 2]
+        ax = (dst[i0, 0] - ox + 0.5) / step - 0.5
+        ay = (dst[i0, 1] - oy + 0.5) / step - 0.5
+        bx = (dst[i1, 0] - ox + 0.5) / step - 0.5
+        by = (dst[i1, 1] - oy + 0.5) / step - 0.5
+        cx = (dst[i2, 0] - ox + 0.5) / step - 0.5
+        cy = (dst[i2, 1] - oy + 0.5) / step - 0.5
+        v0x, v0y, v1x, v1y = bx - ax, by - ay, cx - ax, cy - ay
+        den = v0x * v1y - v1x * v0y
+        if abs(den) < 1e-12:
+            continue
+        inv = 1.0 / den
+        x_lo = max(int(np.ceil(min(ax, bx, cx))), 0)
+        x_hi = min(int(np.floor(max(ax, bx, cx))), gw - 1)
+        y_lo = max(int(np.ceil(min(ay, by, cy))), 0)
+        y_hi = min(int(np.floor(max(ay, by, cy))), gh - 1)
+        s0x, s0y = src[i0, 0], src[i0, 1]
+        e1x, e1y = src[i1, 0] - s0x, src[i1, 1] - s0y
+        e2x, e2y = src[i2, 0] - s0x, src[i2, 1] - s0y
+        for py in range(y_lo, y_hi + 1):
+            qy = py - ay
+            for px in range(x_lo, x_hi + 1):
+                qx = px - ax
+                l1 = (qx * v1y - v1x * qy) * inv
+                l2 = (v0x * qy - qx * v0y) * inv
+                if l1 >= eps and l2 >= eps and 1.0 - l1 - l2 >= eps:
+                    disp[py, px, 0] = s0x + l1 * e1x + l2 * e2x - (ox + (px + 0.5) * step - 0.5)
+                    disp[py, px, 1] = s0y + l1 * e1y + l2 * e2y - (oy + (py + 0.5) * step - 0.5)
+                    covered[py, px] = True

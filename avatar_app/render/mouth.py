@@ -1,0 +1,119 @@
+"""The inside of a mouth the portrait never showed: a dark cavity, upper and lower teeth and a tongue.
+
+A warp can only stretch what the portrait has; a closed mouth opened by warping smears the lips into the gap.
+So where the target's inner lips open wider than the portrait's own, the gap is painted in colours taken from
+the portrait (its lips and its brightest skin), so a dim painting gets dim teeth and a photo bright ones.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from avatar_app import landmarks as L
+
+# Opening (inner-lip area / mouth width²) beyond the portrait's own at which painting starts, and fades in.
+OPEN_START = 0.004
+OPEN_FULL = 0.03
+TEETH_BASE = np.array([0.84, 0.9, 0.95])  # BGR, a warm off-white relative to the brightest skin
+
+
+def _polygon(points: np.ndarray) -> np.ndarray:
+    return np.concatenate([points[L.LIP_INNER_UPPER], points[L.LIP_INNER_LOWER][1:-1][::-1]])
+
+
+def _area(poly: np.ndarray) -> float:
+    x, y = poly[:, 0], poly[:, 1]
+    return 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
+
+
+def mouth_opening(points: np.ndarray) -> float:
+    """Inner-lip area over squared mouth width: 0 for a closed mouth, ~0.1-0.3 for a wide-open one."""
+    width = np.linalg.norm(points[L.MOUTH_CORNERS[1], :2] - points[L.MOUTH_CORNERS[0], :2])
+    return _area(_polygon(points[:, :2])) / max(width**2, 1e-6)
+
+
+class MouthPainter:
+    def __init__(self, image: np.ndarray, points: np.ndarray, face_scale: float):
+        """image and points (478 x 2) at output resolution."""
+        h, w = image.shape[:2]
+        pts = np.round(points[:, :2]).astype(np.int32)
+        outer = np.concatenate([pts[L.LIP_OUTER_UPPER], pts[L.LIP_OUTER_LOWER][1:-1][::-1]])
+        lips = np.zeros((h, w), np.uint8)
+        cv2.fillPoly(lips, [outer], 1)
+        cv2.fillPoly(lips, [_polygon(pts)], 0)
+        face = np.zeros((h, w), np.uint8)
+        cv2.fillPoly(face, [pts[L.FACE_OVAL]], 1)
+        img = image.astype(np.float32)
+        lip_px = img[lips > 0] if lips.any() else img[face > 0]
+        face_px = img[face > 0] if face.any() else img.reshape(-1, 3)
+        self.lip = np.median(lip_px, 0)
+        skin = np.median(face_px, 0)
+        luma = face_px @ np.array([0.114, 0.587, 0.299])
+        bright = float(np.percentile(luma, 97))
+        tint = skin / max(float(skin @ np.array([0.114, 0.587, 0.299])), 1.0)
+        self.teeth = np.clip(bright * (0.75 * TEETH_BASE + 0.25 * tint * 0.92), 0, 255)
+        self.cavity = self.lip * 0.18 + 4.0
+        self.tongue = self.lip * 0.62
+        self.own_opening = mouth_opening(points)
+
+    def paint(self, out: np.ndarray, points: np.ndarray) -> None:
+        """Paint the mouth's inside into out (in place) for target points (478 x 2, output pixels)."""
+        strength = np.clip((mouth_opening(points) - self.own_opening - OPEN_START) / OPEN_FULL, 0.0, 1.0)
+        if strength <= 0:
+            return
+        poly = _polygon(points[:, :2])
+        h, w = out.shape[:2]
+        x0, y0 = np.maximum(np.floor(poly.min(0)).astype(int) - 2, 0)
+        x1, y1 = np.minimum(np.ceil(poly.max(0)).astype(int) + 3, [w, h])
+        if x1 - x0 < 2 or y1 - y0 < 2:
+            return
+        # Mouth frame: u along the corners (0..1), v across, towards the chin.
+        left, right = points[L.MOUTH_CORNERS[0], :2], points[L.MOUTH_CORNERS[1], :2]
+        width = max(np.linalg.norm(right - left), 1e-3)
+        ax = (right - left) / width
+        nrm = np.array([-ax[1], ax[0]])
+        if nrm @ (points[L.CHIN, :2] - left) < 0:
+            nrm = -nrm
+        yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+        qx, qy = xx - left[0], yy - left[1]
+        u = (qx * ax[0] + qy * ax[1]) / width
+        v = qx * nrm[0] + qy * nrm[1]
+
+        def chain(idx):
+            cu = (points[idx, :2] - left) @ ax / width
+            cv = (points[idx, :2] - left) @ nrm
+            order = np.argsort(cu)
+            return np.interp(u, cu[order], cv[order])
+
+        v_up, v_lo = chain(L.LIP_INNER_UPPER), chain(L.LIP_INNER_LOWER)
+        gap = np.maximum(v_lo - v_up, 1e-3)
+        depth = np.clip((v - v_up) / gap, 0, 1)  # 0 at the upper lip, 1 at the lower
+        side = np.abs(u - 0.5) * 2  # 0 in the middle, 1 at the corners
+
+        colour = np.empty(u.shape + (3,), np.float32)
+        shade = 0.6 + 0.4 * np.abs(depth - 0.5) * 2
+        colour[:] = self.cavity
+        colour *= shade[..., None]
+
+        max_gap = float(gap.max())
+        tongue = np.clip((depth - 0.55) * 4, 0, 1) * np.clip(1.4 - side * 1.6, 0, 1) * np.clip(max_gap / width * 4 - 0.6, 0, 1)
+        colour += tongue[..., None] * (self.tongue - colour)
+
+        teeth_h = min(0.13 * width, 0.5 * max_gap)
+        upper = np.clip((teeth_h - (v - v_up)) / 1.2, 0, 1) * np.clip((0.78 - side) / 0.12, 0, 1)
+        low_h = min(0.07 * width, 0.28 * max_gap)
+        lower = np.clip((low_h - (v_lo - v)) / 1.2, 0, 1) * np.clip((0.62 - side) / 0.12, 0, 1)
+        fall = (1.0 - 0.45 * side**2)[..., None]
+        # Gaps between incisors: faint darker lines every ~1/12 of the mouth's width around the middle.
+        phase = (u - 0.5) * 12
+        gaps = 1.0 - 0.12 * np.exp(-((np.abs(phase - np.round(phase)) * width / 12 / 0.8) ** 2))
+        edge = 1.0 - 0.25 * np.clip((v - v_up) / max(teeth_h, 1e-3), 0, 1) ** 3
+        colour += upper[..., None] * (self.teeth * fall * (gaps * edge)[..., None] - colour)
+        colour += lower[..., None] * (self.teeth * 0.72 * fall - colour)
+
+        mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
+        cv2.fillPoly(mask, [np.round((poly - [x0, y0]) * 4).astype(np.int32)], 255, cv2.LINE_AA, shift=2)
+        alpha = (mask.astype(np.float32) / 255.0 * strength)[..., None]
+        roi = out[y0:y1, x0:x1].astype(np.float32)
+        out[y0:y1, x0:x1] = np.clip(roi + alpha * (colour - roi), 0, 255).astype(np.uint8)

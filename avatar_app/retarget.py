@@ -1,0 +1,218 @@
+"""Relative motion: the driver's head pose and expression, measured against a reference frame of the driver,
+applied to the portrait's own landmarks.
+
+Driving with the driver's absolute landmarks pastes the driver's face shape onto the portrait (the failure the
+talking-head ports report for webcam use). Here only *changes* travel: the rigid motion of the driver's head
+since the reference frame, and the non-rigid displacement of each landmark in the driver's head frame, scaled
+and rotated into the portrait's head frame. With the driver still in its reference pose, the result is the
+portrait's own landmarks, exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from avatar_app import landmarks as L
+
+
+@dataclass(frozen=True)
+class RetargetSettings:
+    """How strongly the avatar follows: 0 keeps the portrait still, 1 follows the driver, up to 2 exaggerates."""
+
+    pose_strength: float = 1.0
+    expression_strength: float = 1.0
+    follow_translation: bool = True
+    follow_gaze: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("pose_strength", "expression_strength"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 2.0:
+                raise ValueError(f"{name} must be between 0 and 2, got {value}")
+
+
+@dataclass(frozen=True)
+class Similarity:
+    """dst ≈ scale · R · src + t."""
+
+    scale: float
+    rotation: np.ndarray  # (d, d)
+    translation: np.ndarray  # (d,)
+
+    def apply(self, points: np.ndarray) -> np.ndarray:
+        return self.scale * points @ self.rotation.T + self.translation
+
+
+def fit_similarity(src: np.ndarray, dst: np.ndarray, with_scale: bool = True) -> Similarity:
+    """Least-squares similarity (Umeyama 1991) mapping src points onto dst points, in 2-D or 3-D."""
+    src = np.asarray(src, np.float64)
+    dst = np.asarray(dst, np.float64)
+    mu_s, mu_d = src.mean(0), dst.mean(0)
+    a, b = src - mu_s, dst - mu_d
+    cov = b.T @ a / len(src)
+    u, sig, vt = np.linalg.svd(cov)
+    d = np.ones(len(sig))
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        d[-1] = -1.0
+    rot = u @ np.diag(d) @ vt
+    var_s = (a**2).sum() / len(src)
+    scale = float((sig * d).sum() / var_s) if with_scale and var_s > 0 else 1.0
+    return Similarity(scale, rot, mu_d - scale * rot @ mu_s)
+
+
+def head_pose_angles(rotation: np.ndarray) -> tuple[float, float, float]:
+    """(yaw, pitch, roll) in degrees of a rotation in image axes (x right, y down, z away from the camera)."""
+    r = rotation
+    yaw = np.degrees(np.arcsin(np.clip(r[0, 2], -1.0, 1.0)))
+    pitch = np.degrees(np.arctan2(-r[1, 2], r[2, 2]))
+    roll = np.degrees(np.arctan2(-r[0, 1], r[0, 0]))
+    return float(yaw), float(pitch), float(roll)
+
+
+def rotation_from_angles(yaw: float = 0.0, pitch: float = 0.0, roll: float = 0.0) -> np.ndarray:
+    """The rotation that head_pose_angles() reads back (degrees; used by tests and the alignment tools)."""
+    y, p, r = np.radians([yaw, pitch, roll])
+    ry = np.array([[np.cos(y), 0, np.sin(y)], [0, 1, 0], [-np.sin(y), 0, np.cos(y)]])
+    rx = np.array([[1, 0, 0], [0, np.cos(p), -np.sin(p)], [0, np.sin(p), np.cos(p)]])
+    rz = np.array([[np.cos(r), -np.sin(r), 0], [np.sin(r), np.cos(r), 0], [0, 0, 1]])
+    return ry @ rx @ rz
+
+
+def _scale_rotation(rotation: np.ndarray, strength: float) -> np.ndarray:
+    if strength == 1.0:
+        return rotation
+    rvec, _ = cv2.Rodrigues(rotation)
+    return cv2.Rodrigues(rvec * strength)[0]
+
+
+def _separate_pairs(
+    points: np.ndarray, upper: np.ndarray, lower: np.ndarray, down: np.ndarray, floor: np.ndarray
+) -> None:
+    """Keep each lower point below its upper partner along `down` (no lid or lip crosses the other)."""
+    up, lo = points[upper, :2], points[lower, :2]
+    gap = (lo - up) @ down - floor
+    crossed = gap < 0
+    if crossed.any():
+        fix = 0.5 * gap[crossed, None] * down
+        points[upper[crossed], :2] += fix
+        points[lower[crossed], :2] -= fix
+
+
+def eye_coordinates(points: np.ndarray, eye: int, p: np.ndarray) -> np.ndarray:
+    """(u, v) of image point p in an eye: u from outer (0) to inner corner (1), v from upper (0) to lower lid (1)."""
+    upper, lower = points[L.EYE_UPPER[eye], :2], points[L.EYE_LOWER[eye], :2]
+    c0, c1 = upper[0], upper[-1]
+    axis = c1 - c0
+    length = np.linalg.norm(axis) + 1e-6
+    ax = axis / length
+    nrm = np.array([-ax[1], ax[0]])
+    if nrm @ (lower.mean(0) - upper.mean(0)) < 0:
+        nrm = -nrm
+    u = (p - c0) @ ax / length
+    uu, ul = (upper - c0) @ ax / length, (lower - c0) @ ax / length
+    vu = np.interp(u, uu, (upper - c0) @ nrm) if np.all(np.diff(uu) > 0) else (upper - c0).mean(0) @ nrm
+    vl = np.interp(u, ul, (lower - c0) @ nrm) if np.all(np.diff(ul) > 0) else (lower - c0).mean(0) @ nrm
+    v = ((p - c0) @ nrm - vu) / max(vl - vu, 1e-3)
+    return np.array([u, v])
+
+
+def eye_point(points: np.ndarray, eye: int, uv: np.ndarray) -> np.ndarray:
+    """The image point at eye coordinates uv (the inverse of eye_coordinates)."""
+    upper, lower = points[L.EYE_UPPER[eye], :2], points[L.EYE_LOWER[eye], :2]
+    c0, c1 = upper[0], upper[-1]
+    axis = c1 - c0
+    length = np.linalg.norm(axis) + 1e-6
+    ax = axis / length
+    nrm = np.array([-ax[1], ax[0]])
+    if nrm @ (lower.mean(0) - upper.mean(0)) < 0:
+        nrm = -nrm
+    uu, ul = (upper - c0) @ ax / length, (lower - c0) @ ax / length
+    vu = np.interp(uv[0], uu, (upper - c0) @ nrm) if np.all(np.diff(uu) > 0) else (upper - c0).mean(0) @ nrm
+    vl = np.interp(uv[0], ul, (lower - c0) @ nrm) if np.all(np.diff(ul) > 0) else (lower - c0).mean(0) @ nrm
+    return c0 + ax * uv[0] * length + nrm * (vu + uv[1] * (vl - vu))
+
+
+class Retargeter:
+    """Maps driver landmarks to portrait landmarks by relative motion.
+
+    The first driver frame given (or the one passed to calibrate()) is the reference: a driver back in that
+    pose gives the portrait exactly as it is.
+    """
+
+    def __init__(self, portrait: np.ndarray, settings: RetargetSettings = RetargetSettings()):
+        self.settings = settings
+        self.portrait = np.asarray(portrait, np.float64).copy()
+        self._p_rigid_mean = self.portrait[L.RIGID].mean(0)
+        down = self.portrait[L.CHIN, :2] - self.portrait[L.FOREHEAD, :2]
+        self._down = down / (np.linalg.norm(down) + 1e-9)
+        self._portrait_uv = [eye_coordinates(self.portrait, e, self.portrait[L.IRIS_CENTER[e], :2]) for e in (0, 1)]
+        # How far each lid / lip pair may close: to touching, or as far as the portrait's own already are.
+        self._pairs = [(L.EYE_UPPER[e][1:-1], L.EYE_LOWER[e][1:-1]) for e in (0, 1)]
+        self._pairs.append((L.LIP_INNER_UPPER[1:-1], L.LIP_INNER_LOWER[1:-1]))
+        self._pair_floor = [
+            np.minimum((self.portrait[lo, :2] - self.portrait[up, :2]) @ self._down, 0.0) for up, lo in self._pairs
+        ]
+        self.reference: np.ndarray | None = None
+
+    @property
+    def has_reference(self) -> bool:
+        return self.reference is not None
+
+    def calibrate(self, driver: np.ndarray) -> None:
+        """Make this driver frame the reference pose (the first frame with a face, or the Calibrate button)."""
+        self.reference = np.asarray(driver, np.float64).copy()
+        ref = self.reference
+        # Driver frame -> portrait frame: rotates and scales expression displacements onto the portrait's head,
+        # so a frontal driver can animate a three-quarter portrait.
+        self._to_portrait = fit_similarity(ref[L.RIGID], self.portrait[L.RIGID])
+        self._ref_uv = [eye_coordinates(ref, e, ref[L.IRIS_CENTER[e], :2]) for e in (0, 1)]
+
+    def driver_pose(self, driver: np.ndarray) -> Similarity:
+        """The driver's head motion since the reference frame (3-D similarity, image axes)."""
+        if self.reference is None:
+            raise RuntimeError("calibrate() first")
+        return fit_similarity(self.reference[L.RIGID], np.asarray(driver, np.float64)[L.RIGID])
+
+    def __call__(self, driver: np.ndarray) -> np.ndarray:
+        """Portrait landmarks (478 x 3, portrait pixels) for this driver frame."""
+        driver = np.asarray(driver, np.float64)
+        if self.reference is None:
+            self.calibrate(driver)
+        s = self.settings
+        pose = self.driver_pose(driver)
+        # Expression: the driver aligned back onto its reference pose, minus the reference.
+        aligned = (driver - pose.translation) @ pose.rotation / pose.scale
+        expression = (aligned - self.reference) * s.expression_strength
+        to_p = self._to_portrait
+        out = self.portrait + to_p.scale * expression @ to_p.rotation.T
+
+        for (upper, lower), floor in zip(self._pairs, self._pair_floor):
+            _separate_pairs(out, upper, lower, self._down, floor)
+
+        # Pose: the driver's rotation (camera axes) about the portrait's own head centre.
+        rot = _scale_rotation(pose.rotation, s.pose_strength)
+        scale = pose.scale ** s.pose_strength
+        centre = self._p_rigid_mean
+        moved = (out - centre) @ rot.T * scale + centre
+        if s.follow_translation:
+            shift = driver[L.RIGID].mean(0) - self.reference[L.RIGID].mean(0)
+            shift[2] = 0.0
+            moved += shift * to_p.scale * s.pose_strength
+        self._place_irises(moved, driver)
+        return moved
+
+    def _place_irises(self, out: np.ndarray, driver: np.ndarray) -> None:
+        """Put each iris where the driver's gaze says, measured within the eye so it never leaves the eye."""
+        for eye in (0, 1):
+            uv = self._portrait_uv[eye].copy()
+            if self.settings.follow_gaze:
+                uv += eye_coordinates(driver, eye, driver[L.IRIS_CENTER[eye], :2]) - self._ref_uv[eye]
+            own = self._portrait_uv[eye]
+            uv = np.clip(uv, np.minimum(own, 0.2), np.maximum(own, 0.8))
+            centre = eye_point(out, eye, uv)
+            delta = centre - out[L.IRIS_CENTER[eye], :2]
+            out[L.IRIS_CENTER[eye], :2] += delta
+            out[L.IRIS_RING[eye], :2] += delta

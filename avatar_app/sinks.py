@@ -1,0 +1,246 @@
+"""Where rendered frames go: a video file now; a virtual camera and a preview window join later.
+
+Output paths are checked before any work starts, so a long render never fails at its last step.
+"""
+
+from __future__ import annotations
+
+import os
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+from av.video.reformatter import ColorRange, Colorspace, VideoReformatter
+
+from avatar_app.atomic import temp_path_beside
+from avatar_app.errors import AvatarAppError, InputFileError, OutputPathError
+from avatar_app.sources import describe_av_error
+
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv")
+
+# Convert with the BT.601 matrix and limited range, and tag the stream so (FFmpeg's AVCOL_SPC_SMPTE170M,
+# AVCOL_RANGE_MPEG): untagged, players guess BT.709 for HD sizes and shift the colours.
+_COLORSPACE_BT601 = 6
+_RANGE_LIMITED = 1
+
+
+def check_output_path(path: str | os.PathLike, suffixes: tuple[str, ...] = VIDEO_SUFFIXES) -> Path:
+    """Refuse, in one line, an output path that could not be written; call before any work starts."""
+    path = Path(path)
+    kinds = ", ".join(suffixes)
+    if path.is_dir():
+        example = path / ("output" + suffixes[0])
+        raise OutputPathError(f"{path}: is a folder - give a file name such as {example}")
+    if path.suffix.lower() not in suffixes:
+        raise OutputPathError(f"{path}: cannot write '{path.suffix or 'no suffix'}' files - use {kinds}")
+    folder = path.parent
+    if not folder.is_dir():
+        raise OutputPathError(f"{path}: folder '{folder}' does not exist - create it first")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputPathError(f"{path}: folder '{folder}' is not writable - choose another folder")
+    return path
+
+
+class VideoFileSink:
+    """Encode BGR frames to H.264 at exactly ``fps``, optionally keeping the audio of ``audio_from``.
+
+    The audio (a driver video's voice) is copied without re-encoding when the container can hold its codec,
+    else re-encoded to AAC, and stops where the video stops. The file is written under a temp name and
+    renamed at ``close()``, so a crash or ``abort()`` never leaves a broken video behind.
+
+    H.264 in 4:2:0 needs even sizes: an odd width or height is padded by one repeated edge pixel.
+    """
+
+    name = "video"
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        fps: float | Fraction,
+        size: tuple[int, int],
+        audio_from: str | os.PathLike | None = None,
+        crf: int = 18,
+        preset: str = "veryfast",  # fast enough to record a live pipeline on a CPU
+    ) -> None:
+        if fps <= 0 or min(size) <= 0:
+            raise ValueError(f"fps and size must be positive, got fps={fps} size={size}")
+        self.path = Path(path)
+        # A float like 29.97002997 (30000/1001 as probed) maps back to its exact fraction.
+        self.fps = Fraction(fps).limit_denominator(10_000)
+        self.size = (int(size[0]), int(size[1]))
+        self.audio_from = Path(audio_from) if audio_from is not None else None
+        self.crf, self.preset = crf, preset
+        self._frames_written = 0
+        self._tmp: Path | None = None
+        self._out: av.container.OutputContainer | None = None
+        self._video = None
+        self._reformatter = VideoReformatter()
+        self._audio_in: av.container.InputContainer | None = None
+        self._audio_out = None
+        self._audio_copy = True
+        self._audio_packets = None
+        self._audio_next: av.Packet | None = None
+
+    @property
+    def frames_written(self) -> int:
+        return self._frames_written
+
+    @property
+    def has_audio(self) -> bool:
+        """True once opened with an audio track to keep."""
+        return self._audio_out is not None
+
+    def open(self) -> None:
+        if self._out is not None:
+            return
+        check_output_path(self.path)
+        audio_in = self._open_audio_source() if self.audio_from is not None else None
+        self._audio_in = audio_in  # from here on abort() closes it
+        self._tmp = temp_path_beside(self.path)
+        try:
+            self._out = av.open(str(self._tmp), "w")
+            w, h = self.size
+            self._video = self._out.add_stream(
+                "libx264", rate=self.fps, options={"crf": str(self.crf), "preset": self.preset}
+            )
+            self._video.width, self._video.height = w + w % 2, h + h % 2
+            self._video.pix_fmt = "yuv420p"
+            self._video.time_base = 1 / self.fps  # one tick per frame: the output rate is exactly fps
+            self._video.codec_context.colorspace = _COLORSPACE_BT601
+            self._video.codec_context.color_range = _RANGE_LIMITED
+            if audio_in is not None:
+                self._add_audio(audio_in)
+        except (av.FFmpegError, OSError) as err:
+            self.abort()
+            reason = describe_av_error(err)
+            raise OutputPathError(f"{self.path}: cannot write ({reason}) - choose another file") from None
+
+    def _open_audio_source(self) -> av.container.InputContainer | None:
+        """The file whose audio to keep; None when it has no audio track (the output is then silent)."""
+        path = self.audio_from
+        if not path.is_file():
+            raise InputFileError(f"{path}: no such file (given as the audio source) - check the path")
+        try:
+            container = av.open(str(path))
+        except av.FFmpegError as err:
+            raise InputFileError(
+                f"{path}: cannot read its audio ({describe_av_error(err)}) - give a video or audio file"
+            ) from None
+        if not container.streams.audio:
+            container.close()
+            return None
+        return container
+
+    def _add_audio(self, audio_in: av.container.InputContainer) -> None:
+        source = audio_in.streams.audio[0]
+        codec = source.codec_context.name
+        # PCM is allowed in .mp4 by FFmpeg but few players play it, so it is re-encoded there.
+        self._audio_copy = codec in self._out.supported_codecs and not (
+            self.path.suffix.lower() == ".mp4" and codec.startswith("pcm_")
+        )
+        if self._audio_copy:
+            self._audio_out = self._out.add_stream_from_template(source)
+        else:
+            self._audio_out = self._out.add_stream("aac", rate=source.codec_context.sample_rate)
+            # The default layout for the channel count: a WAV often has no channel mask, which AAC refuses.
+            self._audio_out.codec_context.layout = av.AudioLayout(f"{source.codec_context.channels}c")
+        self._audio_packets = audio_in.demux(source)
+
+    def write(self, image_bgr: np.ndarray) -> None:
+        """Encode one frame; it must be exactly ``size`` (w, h), BGR uint8."""
+        if self._out is None:
+            raise RuntimeError("VideoFileSink.write() before open()")
+        w, h = self.size
+        if image_bgr.shape != (h, w, 3) or image_bgr.dtype != np.uint8:
+            raise ValueError(f"expected a {w}x{h} BGR uint8 image, got {image_bgr.dtype} {image_bgr.shape}")
+        if w % 2 or h % 2:
+            image_bgr = cv2.copyMakeBorder(image_bgr, 0, h % 2, 0, w % 2, cv2.BORDER_REPLICATE)
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image_bgr), format="bgr24")
+        frame = self._reformatter.reformat(
+            frame, format="yuv420p", dst_colorspace=Colorspace.ITU601, dst_color_range=ColorRange.MPEG
+        )
+        frame.pts, frame.time_base = self._frames_written, 1 / self.fps
+        try:
+            self._out.mux(self._video.encode(frame))
+            self._frames_written += 1
+            # Keep audio interleaved with the video as it grows, rather than all of it at the end.
+            self._mux_audio_until(self._frames_written / self.fps)
+        except (av.FFmpegError, OSError) as err:
+            reason = describe_av_error(err)
+            raise OutputPathError(f"{self.path}: writing failed ({reason}) - check free disk space") from None
+
+    def _mux_audio_until(self, seconds: Fraction) -> None:
+        """Mux source audio packets that start before ``seconds`` into the output."""
+        if self._audio_out is None:
+            return
+        while True:
+            if self._audio_next is None:
+                self._audio_next = next(self._audio_packets, None)
+                if self._audio_next is None:
+                    return
+            packet = self._audio_next
+            if packet.pts is not None and packet.pts * packet.time_base >= seconds:
+                return
+            self._audio_next = None
+            if packet.size == 0:  # the demuxer's end-of-stream marker
+                continue
+            if self._audio_copy:
+                packet.stream = self._audio_out
+                self._out.mux(packet)
+            else:
+                for decoded in packet.decode():
+                    self._out.mux(self._audio_out.encode(decoded))
+
+    def close(self) -> None:
+        """Finish the file: flush the encoder, add the rest of the audio, then move it into place."""
+        if self._out is None:
+            return
+        if self._frames_written == 0:
+            self.abort()
+            raise AvatarAppError(f"{self.path}: no frames were written, so no video was saved")
+        try:
+            self._out.mux(self._video.encode(None))
+            self._mux_audio_until(self._frames_written / self.fps)
+            if self._audio_out is not None and not self._audio_copy:
+                self._out.mux(self._audio_out.encode(None))
+            self._out.close()
+            self._out = None
+            os.replace(self._tmp, self.path)
+        except (av.FFmpegError, OSError) as err:
+            self.abort()
+            reason = describe_av_error(err)
+            raise OutputPathError(f"{self.path}: cannot finish ({reason}) - check free disk space") from None
+        finally:
+            self._close_audio_source()
+        self._tmp = None
+
+    def abort(self) -> None:
+        """Stop and delete the partial file; the final path is left as it was."""
+        if self._out is not None:
+            try:
+                self._out.close()
+            except (av.FFmpegError, OSError):
+                pass  # the file is being thrown away; a failed trailer does not matter
+            self._out = None
+        self._close_audio_source()
+        if self._tmp is not None:
+            self._tmp.unlink(missing_ok=True)
+            self._tmp = None
+
+    def _close_audio_source(self) -> None:
+        if self._audio_in is not None:
+            self._audio_in.close()
+            self._audio_in = None
+            self._audio_packets = self._audio_next = None
+
+    def __enter__(self) -> VideoFileSink:
+        self.open()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
