@@ -216,3 +216,44 @@ class Retargeter:
             delta = centre - out[L.IRIS_CENTER[eye], :2]
             out[L.IRIS_CENTER[eye], :2] += delta
             out[L.IRIS_RING[eye], :2] += delta
+
+
+class FaceLossEasing:
+    """What the avatar does while the driver's face is missing: it holds the last pose, then eases to neutral.
+
+    The sinks keep receiving frames meanwhile (a video call must not freeze). When the face returns, the
+    avatar blends from where it was to the tracked pose over `return_s`, so it does not snap.
+    """
+
+    def __init__(self, neutral: np.ndarray, hold_s: float = 0.25, ease_s: float = 0.6, return_s: float = 0.15):
+        self.neutral = np.asarray(neutral, np.float64)
+        self.hold_s, self.ease_s, self.return_s = hold_s, ease_s, return_s
+        self._last = self.neutral.copy()
+        self._shown = self.neutral.copy()
+        self._lost_at: float | None = None
+        self._found_at: float | None = None
+        self._from = self.neutral.copy()
+
+    def __call__(self, target: np.ndarray | None, t: float) -> np.ndarray:
+        if target is None:
+            if self._lost_at is None:
+                self._lost_at = t
+                self._last = self._shown.copy()
+            since = t - self._lost_at - self.hold_s
+            w = 1.0 if since <= 0 else float(np.exp(-since / (self.ease_s / 3)))
+            self._shown = self.neutral + w * (self._last - self.neutral)
+            return self._shown
+        if self._lost_at is not None:
+            self._lost_at = None
+            self._found_at = t
+            self._from = self._shown.copy()
+        if self._found_at is not None:
+            a = (t - self._found_at) / self.return_s
+            if a >= 1.0:
+                self._found_at = None
+            else:
+                a = 0.5 - 0.5 * np.cos(np.pi * max(a, 0.0))
+                self._shown = self._from + a * (np.asarray(target, np.float64) - self._from)
+                return self._shown
+        self._shown = np.asarray(target, np.float64)
+        return self._shown

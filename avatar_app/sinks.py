@@ -20,8 +20,8 @@ from avatar_app.sources import describe_av_error
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv")
 
-# Convert with the BT.601 matrix and limited range, and tag the stream so (FFmpeg's AVCOL_SPC_SMPTE170M,
-# AVCOL_RANGE_MPEG): untagged, players guess BT.709 for HD sizes and shift the colours.
+# Frames are converted with the BT.601 matrix in limited range and the stream says so (FFmpeg's
+# AVCOL_SPC_SMPTE170M, AVCOL_RANGE_MPEG): untagged, players guess BT.709 for HD sizes and shift colours.
 _COLORSPACE_BT601 = 6
 _RANGE_LIMITED = 1
 

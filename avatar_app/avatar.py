@@ -1,0 +1,218 @@
+"""Avatars: a portrait with its landmarks and what the renderers precompute, and the `.avatar` file that holds them.
+
+An `.avatar` file is a zip archive (no pickle anywhere) with three members:
+  avatar.json   format name, version, the avatar's name, image size, faces found, app version
+  portrait.png  the portrait, lossless
+  arrays.npz    landmarks (478 x 3 float32, portrait pixels; z on x's scale), mesh_points (V x 2 float32),
+                mesh_triangles (T x 3 int32), mesh_follow (V float32), mesh_mouth (M int32)
+Readers refuse other format names, newer versions, members outside the archive's root, oversized members and
+arrays of the wrong shape, each with one line that names the file.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import warnings
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from avatar_app import __version__
+from avatar_app.atomic import atomic_path
+from avatar_app.errors import InputFileError, OutputPathError
+from avatar_app.images import MAX_IMAGE_PIXELS, load_image
+from avatar_app.landmarks import N_POINTS
+from avatar_app.render.mesh_layout import MeshLayout, build_mesh
+
+AVATAR_FORMAT = "avatar_app.avatar"
+AVATAR_VERSION = 1
+AVATAR_SUFFIX = ".avatar"
+_MEMBERS = ("avatar.json", "portrait.png", "arrays.npz")
+_MAX_MEMBER_BYTES = 256 * 1024 * 1024
+_MAX_MESH_POINTS = 100_000
+
+
+@dataclass
+class Avatar:
+    """A portrait ready to animate."""
+
+    name: str
+    image: np.ndarray  # H x W x 3 uint8 BGR
+    landmarks: np.ndarray  # 478 x 3 float32, portrait pixels
+    mesh: MeshLayout
+    faces_found: int = 1
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.image.shape[1], self.image.shape[0]
+
+
+def create_avatar(image: np.ndarray, name: str) -> Avatar:
+    """Find the face (the largest, with a warning when there are several) and precompute the mesh."""
+    from avatar_app.tracker import detect_portrait
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        face = detect_portrait(image, name=name)
+    for w in caught:
+        warnings.warn(str(w.message), stacklevel=2)
+    h, w = image.shape[:2]
+    points = face.points.astype(np.float32)
+    return Avatar(name=name, image=image, landmarks=points, mesh=build_mesh(points, (w, h)), faces_found=face.faces_found)
+
+
+def is_avatar_file(path: str | Path) -> bool:
+    path = Path(path)
+    if path.suffix.lower() == AVATAR_SUFFIX:
+        return True
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == b"PK\x03\x04"
+    except OSError:
+        return False
+
+
+def load_portrait_or_avatar(path: str | Path) -> Avatar:
+    """Everything that takes a portrait also takes an avatar file."""
+    path = Path(path)
+    if is_avatar_file(path):
+        return load_avatar(path)
+    return create_avatar(load_image(path), name=path.stem)
+
+
+def save_avatar(avatar: Avatar, path: str | Path) -> Path:
+    """Write an `.avatar` file atomically (a temp file renamed into place)."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputPathError(f"{path}: is a folder - give a file name such as {path / 'me.avatar'}")
+    ok, png = cv2.imencode(".png", avatar.image)
+    if not ok:
+        raise OutputPathError(f"{path}: could not encode the portrait as PNG")
+    arrays = io.BytesIO()
+    np.savez(
+        arrays,
+        landmarks=avatar.landmarks.astype(np.float32),
+        mesh_points=avatar.mesh.points.astype(np.float32),
+        mesh_triangles=avatar.mesh.triangles.astype(np.int32),
+        mesh_follow=avatar.mesh.follow.astype(np.float32),
+        mesh_mouth=avatar.mesh.mouth_triangles.astype(np.int32),
+    )
+    h, w = avatar.image.shape[:2]
+    manifest = {
+        "format": AVATAR_FORMAT,
+        "version": AVATAR_VERSION,
+        "name": avatar.name,
+        "image": {"width": w, "height": h},
+        "faces_found": avatar.faces_found,
+        "landmarks": "mediapipe-face-mesh-478",
+        "app_version": __version__,
+    }
+    try:
+        with atomic_path(path) as tmp:
+            with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
+                zf.writestr("avatar.json", json.dumps(manifest, indent=2))
+                zf.writestr("portrait.png", png.tobytes())
+                zf.writestr("arrays.npz", arrays.getvalue())
+    except OSError as err:
+        raise OutputPathError(f"{path}: cannot write ({err.strerror or err}) - choose a folder you can write to") from None
+    return path
+
+
+def load_avatar(path: str | Path) -> Avatar:
+    """Read an `.avatar` file; anything wrong with it is one InputFileError line naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(f"{path}: no such avatar file - check the path")
+
+    def bad(why: str) -> InputFileError:
+        return InputFileError(f"{path}: not a usable avatar file ({why}) - create it again with 'avatar-app avatar create'")
+
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = {i.filename: i for i in zf.infolist()}
+            for name in infos:
+                if name.startswith("/") or ".." in Path(name).parts or "\\" in name:
+                    raise bad(f"member '{name}' points outside the archive")
+            for name in _MEMBERS:
+                if name not in infos:
+                    raise bad(f"'{name}' missing")
+                if infos[name].file_size > _MAX_MEMBER_BYTES:
+                    raise bad(f"'{name}' is too large")
+            manifest = json.loads(zf.read("avatar.json").decode("utf-8"))
+            png = zf.read("portrait.png")
+            arrays_bytes = zf.read("arrays.npz")
+    except InputFileError:
+        raise
+    except zipfile.BadZipFile:
+        raise bad("not a zip archive") from None
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise bad("avatar.json is not valid JSON") from None
+    except (OSError, zipfile.LargeZipFile, RuntimeError, NotImplementedError, EOFError) as err:
+        raise bad(str(err).splitlines()[0] if str(err) else type(err).__name__) from None
+
+    if not isinstance(manifest, dict) or manifest.get("format") != AVATAR_FORMAT:
+        raise bad("wrong format name")
+    version = manifest.get("version")
+    if not isinstance(version, int) or version < 1:
+        raise bad("no format version")
+    if version > AVATAR_VERSION:
+        raise InputFileError(f"{path}: avatar format version {version} is newer than this app reads ({AVATAR_VERSION}) - update avatar_app")
+
+    image = _decode_png(png, bad)
+    try:
+        with np.load(io.BytesIO(arrays_bytes), allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in ("landmarks", "mesh_points", "mesh_triangles", "mesh_follow", "mesh_mouth")}
+    except KeyError as err:
+        raise bad(f"array {err} missing") from None
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
+        # allow_pickle=False turns a pickled array into a ValueError: refused, never executed.
+        raise bad(f"arrays.npz unreadable: {str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
+
+    lm, pts, tris = arrays["landmarks"], arrays["mesh_points"], arrays["mesh_triangles"]
+    follow, mouth = arrays["mesh_follow"], arrays["mesh_mouth"]
+    if lm.shape != (N_POINTS, 3) or lm.dtype.kind != "f" or not np.isfinite(lm).all():
+        raise bad(f"landmarks must be {N_POINTS} x 3 finite floats")
+    if pts.ndim != 2 or pts.shape[1] != 2 or not N_POINTS <= len(pts) <= _MAX_MESH_POINTS or pts.dtype.kind != "f":
+        raise bad("mesh points malformed")
+    if not np.isfinite(pts).all() or follow.shape != (len(pts),) or not np.isfinite(follow).all():
+        raise bad("mesh points malformed")
+    if tris.ndim != 2 or tris.shape[1] != 3 or tris.dtype.kind not in "iu" or tris.size == 0:
+        raise bad("mesh triangles malformed")
+    if tris.min() < 0 or tris.max() >= len(pts):
+        raise bad("mesh triangles point outside the mesh")
+    if mouth.ndim != 1 or mouth.dtype.kind not in "iu" or (mouth.size and (mouth.min() < 0 or mouth.max() >= len(tris))):
+        raise bad("mouth triangles malformed")
+    h, w = image.shape[:2]
+    if manifest.get("image") != {"width": w, "height": h}:
+        raise bad("image size does not match its manifest")
+    name = manifest.get("name")
+    mesh = MeshLayout(
+        points=pts.astype(np.float32),
+        triangles=tris.astype(np.int32),
+        follow=follow.astype(np.float32),
+        mouth_triangles=mouth.astype(np.int32),
+    )
+    return Avatar(
+        name=name if isinstance(name, str) and name else path.stem,
+        image=image,
+        landmarks=lm.astype(np.float32),
+        mesh=mesh,
+        faces_found=int(manifest.get("faces_found", 1)) if isinstance(manifest.get("faces_found", 1), int) else 1,
+    )
+
+
+def _decode_png(data: bytes, bad) -> np.ndarray:
+    """Decode the stored portrait, refusing PNGs that claim more pixels than any portrait needs."""
+    if len(data) < 24 or data[:8] != b"\x89PNG\r\n\x1a\n":
+        raise bad("portrait.png is not a PNG")
+    w, h = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if w * h > MAX_IMAGE_PIXELS or w == 0 or h == 0:
+        raise bad(f"portrait.png claims {w}x{h} pixels")
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if image is None or image.shape[:2] != (h, w):
+        raise bad("portrait.png is damaged")
+    return image
