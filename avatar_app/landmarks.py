@@ -89,3 +89,29 @@ def face_triangles() -> np.ndarray:
     # A spurious clique has all three edges shared by three triangles; real faces never do.
     kept = [t for t in tris if not all(count[e] > 2 for e in tri_edges(t))]
     return np.array(kept, dtype=np.int32)
+
+
+# MediaPipe mesh index (or a pair to average) for each of the 68 iBUG/dlib points, in dlib order, from the
+# public mp2dlib mapping (PeizhiYan/Mediapipe_2_Dlib_Landmarks) as listed in PAPER.md.
+DLIB68_FROM_MESH: tuple[int | tuple[int, int], ...] = (
+    # jaw 0-16, image-left to image-right
+    127, 234, 93, (132, 58), (58, 172), 136, 150, 176, 152, 400, 379, 365, (397, 288), 361, 323, 454, 356,
+    70, 63, 105, 66, 107,  # right brow 17-21
+    336, 296, 334, 293, 300,  # left brow 22-26
+    (168, 6), (197, 195), 5, 4,  # nose bridge 27-30
+    75, 97, 2, 326, 305,  # nostrils 31-35
+    33, 160, 158, 133, 153, 144,  # right eye 36-41
+    362, 385, 387, 263, 373, 380,  # left eye 42-47
+    61, 39, 37, 0, 267, 269, 291, 321, 314, 17, 84, 91,  # outer lip 48-59
+    78, 82, 13, 312, 308, 317, 14, 87,  # inner lip 60-67
+)
+
+
+def to_dlib68(points: np.ndarray) -> np.ndarray:
+    """The 68-point iBUG/dlib layout (68 x D, same columns) of a 478- or 468-point MediaPipe face."""
+    points = np.asarray(points)
+    if points.ndim != 2 or len(points) < 468:
+        raise ValueError(f"expected MediaPipe face-mesh points (478 x D), got shape {points.shape}")
+    src = points.astype(np.float64)
+    out = np.array([src[list(i)].mean(axis=0) if isinstance(i, tuple) else src[i] for i in DLIB68_FROM_MESH])
+    return out.astype(points.dtype if points.dtype.kind == "f" else np.float64)

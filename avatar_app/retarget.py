@@ -64,11 +64,12 @@ def fit_similarity(src: np.ndarray, dst: np.ndarray, with_scale: bool = True) ->
 
 
 def head_pose_angles(rotation: np.ndarray) -> tuple[float, float, float]:
-    """(yaw, pitch, roll) in degrees of a rotation in image axes (x right, y down, z away from the camera)."""
+    """(yaw, pitch, roll) in degrees of a rotation in image axes (x right, y down, z away from the camera),
+    composed as R = Ry(yaw) · Rx(pitch) · Rz(roll), the inverse of rotation_from_angles()."""
     r = rotation
-    yaw = np.degrees(np.arcsin(np.clip(r[0, 2], -1.0, 1.0)))
-    pitch = np.degrees(np.arctan2(-r[1, 2], r[2, 2]))
-    roll = np.degrees(np.arctan2(-r[0, 1], r[0, 0]))
+    pitch = np.degrees(np.arcsin(np.clip(-r[1, 2], -1.0, 1.0)))
+    yaw = np.degrees(np.arctan2(r[0, 2], r[2, 2]))
+    roll = np.degrees(np.arctan2(r[1, 0], r[1, 1]))
     return float(yaw), float(pitch), float(roll)
 
 

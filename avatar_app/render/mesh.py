@@ -22,6 +22,7 @@ from avatar_app.retarget import fit_similarity
 # A target triangle may shrink to this share of its portrait area, never further (and never flip).
 MIN_AREA_SHARE = 0.01
 UNFOLD_ITERATIONS = 40
+PARALLAX_ROUNDS = 30
 # The coarse displacement field has at least this many cells across the face.
 CELLS_ACROSS_FACE = 128
 # ... and the coarse one this many across the image's longer side.
@@ -50,26 +51,37 @@ class MeshRenderer:
         self._n_face = len(avatar.landmarks)
         src_area = signed_areas(self._src, self._tris)
         face_scale = np.ptp(self._src[L.FACE_OVAL], axis=0).max()
-        # Triangles that are slivers in the portrait (closed lips, closed lids, the face's own folds) have no
-        # orientation worth protecting.
-        tiny = np.abs(src_area) < 1e-4 * face_scale**2
-        self._src_sign = np.where(tiny, 0.0, np.sign(src_area))
+        # Only triangles that face the viewer in the portrait are kept from flipping: slivers (closed lips and
+        # lids) have no orientation worth keeping, and triangles the portrait's own projection already folds
+        # (the far cheek of a three-quarter view) may unfold as the head turns towards the camera.
+        corners = self._src[self._tris]
+        longest = np.max(np.sum((corners - np.roll(corners, 1, axis=1)) ** 2, axis=2), axis=1)
+        tiny = np.abs(src_area) < 0.01 * longest + 1e-9
+        tiny[mesh.mouth_triangles] = True  # painted over when open, orientation is noise when closed
+        self._src_sign = np.where(tiny | (src_area < 0), 0.0, 1.0)
         self._min_area = MIN_AREA_SHARE * np.abs(src_area)
         self._flip_buf = np.zeros(len(self._tris), np.bool_)
         self._movable = self._follow > 0
         self._movable[: self._n_face] = True
-        self._adjacency = _neighbour_average(self._tris, len(self._src))
+        # Smoothing must not pull an upper lip towards the lower one (or lids together) across the mouth's or
+        # eyes' inside: the neighbourhood used by _unfold() is the skin surface only.
+        surface = {tuple(sorted(t)) for t in L.face_triangles().tolist()}
+        pure_face = np.all(self._tris < self._n_face, axis=1)
+        inside = pure_face & np.array([tuple(sorted(t)) not in surface for t in self._tris.tolist()])
+        self._adjacency = _neighbour_average(self._tris[~inside], len(self._src))
         # Fine cells over the face and its first ring, coarse ones over the rest (which moves smoothly).
         self._step = max(1, int(round(face_scale / CELLS_ACROSS_FACE)))
         self._coarse_step = max(4 * self._step, int(round(max(w, h) / COARSE_CELLS)))
         n_inner = self._n_face + len(L.FACE_OVAL)
-        self._pure_face = np.all(self._tris < self._n_face, axis=1)
+        self._pure_face = pure_face
         self._near_face = np.all(self._tris < n_inner, axis=1)
-        # Face vertices first would be overwritten by the rings where they touch: draw rings first, then the
-        # face, the mouth last (its inside lies over the lips when the mouth opens).
-        order = np.argsort(np.where(np.all(self._tris < self._n_face, axis=1), 1, 0), kind="stable")
-        mouth_last = np.isin(np.arange(len(self._tris)), mesh.mouth_triangles)
-        self._draw_order = np.concatenate([order[~mouth_last[order]], mesh.mouth_triangles])
+        # Drawing order (later overwrites earlier): the rings, then the face far to near (where the portrait's
+        # own projection folds, as beside the nose of a three-quarter view, the nearer surface is what the
+        # portrait shows), the mouth's inside last.
+        is_mouth = np.isin(np.arange(len(self._tris)), mesh.mouth_triangles)
+        self._ring_tris = np.flatnonzero(~self._pure_face)
+        self._face_tris = np.flatnonzero(self._pure_face & ~is_mouth)
+        self._mouth_tris = np.asarray(mesh.mouth_triangles)
         self._rigid_src = self._src[L.RIGID]
         # The portrait's 3-D landmarks at output scale (depth scaled like x), for the pose of each target.
         self._scale3 = np.array([self._scale[0], self._scale[1], self._scale[0]])
@@ -91,32 +103,27 @@ class MeshRenderer:
     def target_mesh(self, target: np.ndarray) -> np.ndarray:
         """Positions of every mesh point (output pixels) for target landmarks in portrait pixels.
 
-        A turned head projects its far cheek over itself. Rather than fold, the share of the turn carried by
-        depth parallax is lowered (found by bisection, 1 = true 3-D projection, 0 = a flat face turning) until
-        the turn flips no triangle; the face then compresses on the far side. What still flips (lips pressed
-        thinner than the portrait's own) is smoothed away by _unfold().
+        A turned head projects its far cheek (and the far side of the nose) over itself. Rather than fold,
+        the points of folding triangles give up part of their depth parallax, a little more each round and
+        spread softly to their neighbours, until nothing flips: the far side compresses, the rest keeps its
+        full 3-D turn. What still flips (lips pressed thinner than the portrait's own) goes to _unfold().
         """
         face = np.asarray(target, np.float64) * self._scale3
         dst = self._mesh_at(face[:, :2])
-        n_flipped = self._count_flipped(dst)
-        if n_flipped:
+        if self._count_flipped(dst):
             pose = fit_similarity(self._rigid3, face[L.RIGID])
             # What each point's depth contributed to its image position under this rotation.
             parallax = pose.scale * self._depth[:, None] * pose.rotation[:2, 2]
-            flat = dst.copy()
-            flat[: self._n_face] -= parallax
-            floor = self._count_flipped(flat)
-            if floor < n_flipped:
-                lo, hi, best = 0.0, 1.0, flat
-                for _ in range(6):
-                    k = 0.5 * (lo + hi)
-                    trial = dst.copy()
-                    trial[: self._n_face] -= (1 - k) * parallax
-                    if self._count_flipped(trial) > floor:
-                        hi = k
-                    else:
-                        lo, best = k, trial
-                dst = best
+            if np.abs(parallax).max() > 0.05:
+                share = np.ones(len(self._src))
+                base = dst[: self._n_face].copy()
+                for _ in range(PARALLAX_ROUNDS):
+                    bad = self.flipped(dst)
+                    if not bad.any():
+                        break
+                    share[np.unique(self._tris[bad])] *= 0.6
+                    share = np.minimum(share, 0.5 * (share + self._adjacency @ share))
+                    dst[: self._n_face] = base - (1.0 - share[: self._n_face, None]) * parallax
             self._unfold(dst)
         return dst
 
@@ -154,35 +161,35 @@ class MeshRenderer:
             smooth = self._adjacency @ d
             dst[verts] = src[verts] + 0.5 * (d[verts] + smooth[verts])
         if self._count_flipped(dst):
-            # Rare (a sharp head turn with a wide-open mouth): take back as much of the motion as it takes.
-            # The portrait itself (share 0) never flips, so this always ends unfolded.
-            moved, lo, hi = dst - src, 0.0, 1.0
-            for _ in range(8):
-                k = 0.5 * (lo + hi)
-                if self._count_flipped(src + k * moved):
-                    hi = k
-                else:
-                    lo = k
-            dst[:] = src + lo * moved
+            # Rare: take back, around what still flips, as much of the motion as it takes (the portrait
+            # itself never flips, so this ends unfolded).
+            for _ in range(UNFOLD_ITERATIONS):
+                bad = self.flipped(dst)
+                if not bad.any():
+                    return
+                verts = np.unique(self._tris[bad])
+                dst[verts] = src[verts] + 0.5 * (dst[verts] - src[verts])
+            dst[:] = src
 
     # ----------------------------------------------------------------------------------------------------
     def render(self, target: np.ndarray) -> np.ndarray:
         if self._image is None:
             raise RuntimeError("prepare() first")
         dst = self.target_mesh(target)
-        out = self._warp(dst)
+        out = self._warp(dst, np.asarray(target)[:, 2])
         self._mouth.paint(out, dst[: self._n_face])
         return out
 
-    def _warp(self, dst: np.ndarray) -> np.ndarray:
+    def _warp(self, dst: np.ndarray, depth: np.ndarray) -> np.ndarray:
         """Backward-warp the portrait: a coarse displacement field over all that moves, a fine one over the
         face and its first ring (where detail lives); cells of the fine grid no face triangle covers take the
         coarse field's values, so the two join without a seam."""
         moving = np.abs(dst - self._src).max(1) > 1e-3
-        tri_moving = moving[self._tris[self._draw_order]].any(1)
-        if not tri_moving.any():
+        face_depth = depth[self._tris[self._face_tris]].sum(1)
+        order = np.concatenate([self._ring_tris, self._face_tris[np.argsort(-face_depth)], self._mouth_tris])
+        order = order[moving[self._tris[order]].any(1)]
+        if len(order) == 0:
             return self._image.copy()
-        order = self._draw_order[tri_moving]
         box, field = self._field(dst, order[~self._pure_face[order]], self._coarse_step)
         fine_tris = order[self._near_face[order]]
         if len(fine_tris):

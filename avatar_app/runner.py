@@ -1,0 +1,289 @@
+"""The live pipeline: source -> tracker -> retarget -> renderer -> sinks, each on its own thread.
+
+The newest frame wins: between stages sits a bounded slot, and a frame that arrives while the slot is full
+replaces the waiting one (the stale one is dropped and counted, never queued). Every frame carries the time
+it was captured and the time it left each stage, so latency per stage is a difference of stamps.
+stop() returns within a second.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+import numpy as np
+
+from avatar_app.animator import Animator
+from avatar_app.frames import Frame, now
+from avatar_app.sources import FrameSource
+from avatar_app.tracker import FaceTracker, TrackerSettings
+
+log = logging.getLogger(__name__)
+
+_POLL_S = 0.05  # how often a waiting thread looks at the stop flag
+
+
+class Sink(Protocol):
+    """Where finished avatar images go (a video file, a virtual camera, a preview)."""
+
+    name: str
+
+    def write(self, image: np.ndarray) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class RunnerSettings:
+    slot_size: int = 1  # frames that may wait between two stages
+    stop_timeout_s: float = 1.0
+    tracker: TrackerSettings = TrackerSettings()
+
+    def __post_init__(self) -> None:
+        if self.slot_size < 1:
+            raise ValueError("slot_size must be at least 1")
+
+
+@dataclass
+class AvatarFrame:
+    """One finished output: the avatar image, the source frame (with its stamps) and the poses used."""
+
+    image: np.ndarray
+    frame: Frame
+    target: np.ndarray
+    face_found: bool
+
+
+class LatestSlot:
+    """A bounded hand-over between two threads where the newest item wins.
+
+    put() never blocks: when full, the oldest waiting item is dropped and counted.
+    """
+
+    def __init__(self, size: int = 1):
+        self._items: collections.deque = collections.deque()
+        self._size = size
+        self._cond = threading.Condition()
+        self.dropped = 0
+        self.high_water = 0
+        self._closed = False
+
+    def put(self, item) -> None:
+        with self._cond:
+            if len(self._items) >= self._size:
+                self._items.popleft()
+                self.dropped += 1
+            self._items.append(item)
+            self.high_water = max(self.high_water, len(self._items))
+            self._cond.notify()
+
+    def get(self, timeout: float = _POLL_S):
+        """The oldest waiting item, or None after `timeout` (or once closed and empty)."""
+        with self._cond:
+            if not self._items and not self._closed:
+                self._cond.wait(timeout)
+            return self._items.popleft() if self._items else None
+
+    def close(self) -> None:
+        """No more items will come; waiting readers wake up."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    @property
+    def closed_and_empty(self) -> bool:
+        with self._cond:
+            return self._closed and not self._items
+
+    def __len__(self) -> int:
+        with self._cond:
+            return len(self._items)
+
+
+@dataclass
+class RunnerStats:
+    frames_captured: int = 0
+    frames_tracked: int = 0
+    frames_rendered: int = 0
+    frames_without_face: int = 0
+    render_errors: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+    sink_errors: dict[str, str] = field(default_factory=dict)
+    source_error: str | None = None
+
+
+class Runner:
+    """Owns the pipeline's threads. Use start(), then stop() (or wait() for a finite source)."""
+
+    def __init__(
+        self,
+        source: FrameSource,
+        animator: Animator,
+        sinks: list[Sink] | tuple[Sink, ...] = (),
+        settings: RunnerSettings = RunnerSettings(),
+        on_frame: Callable[[AvatarFrame], None] | None = None,
+        on_problem: Callable[[str], None] | None = None,
+    ):
+        self.source = source
+        self.animator = animator
+        self.sinks = list(sinks)
+        self.settings = settings
+        self.on_frame = on_frame
+        self.on_problem = on_problem
+        self.stats = RunnerStats()
+        self._to_tracker = LatestSlot(settings.slot_size)
+        self._to_renderer = LatestSlot(settings.slot_size)
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._latest: AvatarFrame | None = None
+        self._lock = threading.Lock()
+
+    # -- control ------------------------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._threads:
+            raise RuntimeError("the runner is already started")
+        self.source.open()
+        for name, target in (("capture", self._capture), ("tracker", self._track), ("renderer", self._render)):
+            t = threading.Thread(target=self._guard, args=(name, target), name=f"avatar-{name}", daemon=True)
+            self._threads.append(t)
+            t.start()
+
+    def stop(self) -> None:
+        """Stop every thread and close source and sinks; returns within stop_timeout_s (about a second)."""
+        self._stop.set()
+        self._to_tracker.close()
+        self._to_renderer.close()
+        deadline = now() + self.settings.stop_timeout_s
+        for t in self._threads:
+            t.join(max(0.0, deadline - now()))
+        self._finish()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until a finite source has been played through (True) or timeout passes (False)."""
+        end = None if timeout is None else now() + timeout
+        for t in self._threads:
+            t.join(None if end is None else max(0.0, end - now()))
+        done = not any(t.is_alive() for t in self._threads)
+        if done:
+            self._finish()
+        return done
+
+    def calibrate(self) -> None:
+        """The driver's next pose with a face becomes the reference (the avatar shows the portrait's own pose)."""
+        self.animator.calibrate()
+
+    @property
+    def running(self) -> bool:
+        return any(t.is_alive() for t in self._threads)
+
+    def latest(self) -> AvatarFrame | None:
+        with self._lock:
+            return self._latest
+
+    def queue_lengths(self) -> dict[str, int]:
+        return {"tracker": len(self._to_tracker), "renderer": len(self._to_renderer)}
+
+    # -- threads ------------------------------------------------------------------------------------------
+    def _guard(self, name: str, target: Callable[[], None]) -> None:
+        try:
+            target()
+        except Exception as err:  # a stage that dies must not hang the others
+            log.exception("%s stage failed", name)
+            self._problem(f"{name} stopped: {err}")
+            self._stop.set()
+            self._to_tracker.close()
+            self._to_renderer.close()
+
+    def _capture(self) -> None:
+        try:
+            while not self._stop.is_set():
+                try:
+                    frame = self.source.read()
+                except Exception as err:  # an unplugged camera, a truncated file
+                    self.stats.source_error = str(err)
+                    self._problem(f"source stopped: {err}")
+                    break
+                if frame is None:
+                    break
+                self.stats.frames_captured += 1
+                self._to_tracker.put(frame)
+        finally:
+            self._to_tracker.close()
+
+    def _track(self) -> None:
+        tracker = FaceTracker(self.settings.tracker)
+        try:
+            while not self._stop.is_set():
+                frame = self._to_tracker.get()
+                if frame is None:
+                    if self._to_tracker.closed_and_empty:
+                        break
+                    continue
+                face = tracker.process(frame.image, frame.t_capture)
+                frame.stamp("tracker")
+                points = None if face is None else face.points
+                target = self.animator.target(points, frame.t_capture)
+                frame.stamp("retarget")
+                self.stats.frames_tracked += 1
+                self.stats.frames_without_face += face is None
+                self._to_renderer.put((frame, target, face is not None))
+        finally:
+            tracker.close()
+            self._to_renderer.close()
+
+    def _render(self) -> None:
+        while not self._stop.is_set():
+            item = self._to_renderer.get()
+            if item is None:
+                if self._to_renderer.closed_and_empty:
+                    break
+                continue
+            frame, target, found = item
+            try:
+                image = self.animator.render(target)
+            except Exception as err:  # one bad frame is skipped and counted, the next one renders
+                self.stats.render_errors += 1
+                log.warning("frame %d not rendered: %s", frame.index, err)
+                continue
+            frame.stamp("renderer")
+            for sink in list(self.sinks):
+                try:
+                    sink.write(image)
+                except Exception as err:  # that sink is switched off; the others go on
+                    self.sinks.remove(sink)
+                    self.stats.sink_errors[sink.name] = str(err)
+                    self._problem(f"{sink.name} switched off: {err}")
+                    _close_quietly(sink)
+                    continue
+                frame.stamp(f"sink:{sink.name}")
+            out = AvatarFrame(image=image, frame=frame, target=target, face_found=found)
+            with self._lock:
+                self._latest = out
+            self.stats.frames_rendered += 1
+            if self.on_frame is not None:
+                self.on_frame(out)
+
+    # -- helpers ------------------------------------------------------------------------------------------
+    def _problem(self, message: str) -> None:
+        log.warning(message)
+        if self.on_problem is not None:
+            self.on_problem(message)
+
+    def _finish(self) -> None:
+        self.stats.dropped = {"tracker": self._to_tracker.dropped, "renderer": self._to_renderer.dropped}
+        if any(t.is_alive() for t in self._threads):
+            log.warning("a pipeline thread did not stop in time")
+        _close_quietly(self.source)
+        for sink in self.sinks:
+            _close_quietly(sink)
+        self.sinks = []
+
+
+def _close_quietly(thing) -> None:
+    try:
+        thing.close()
+    except Exception as err:  # closing must not turn a stop into a crash
+        log.warning("closing %s failed: %s", getattr(thing, "name", thing), err)

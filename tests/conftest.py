@@ -1,0 +1,98 @@
+"""Shared fixtures: the shipped portraits as avatars, and a driver clip the project makes itself.
+
+The generated clip is a painting animated by our own renderer (neutral, mouth opening, head turning), so the
+core path is testable on a fresh clone without ../shared.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+REPO = Path(__file__).resolve().parents[1]
+PORTRAITS = REPO / "assets" / "portraits"
+MEDIA = REPO.parent / "shared" / "media"
+
+
+def shared_media(name: str) -> Path:
+    """A file from ../shared/media, or a skip that says why (the suite must pass on a user's fresh clone)."""
+    path = MEDIA / name
+    if not path.is_file():
+        pytest.skip(f"shared developer media not found: {path} (only present beside the developers' checkout)")
+    return path
+
+
+def open_mouth(points: np.ndarray, amount: float) -> np.ndarray:
+    """Landmarks with the jaw dropped: the lower lip and chin move down by `amount` x the mouth's width."""
+    from avatar_app import landmarks as L
+
+    p = np.array(points, np.float64)
+    left, right = p[L.MOUTH_CORNERS[0], :2], p[L.MOUTH_CORNERS[1], :2]
+    width = np.linalg.norm(right - left)
+    centre_x = 0.5 * (left[0] + right[0])
+    # "Below the mouth" is below the upper inner lip's own curve (a smiling mouth is not a straight line).
+    upper = p[L.LIP_INNER_UPPER]
+    order = np.argsort(upper[:, 0])
+    lip_y = np.interp(p[:, 0], upper[order, 0], upper[order, 1])
+    depth = p[:, 1] - lip_y
+    w = np.clip(depth / (0.5 * width), 0, 1)
+    # The lower lip and what is under it drop as one, fully in the middle, not at the corners.
+    below = (depth > 0) & (np.abs(p[:, 0] - centre_x) < 0.5 * width)
+    taper = np.clip(1 - ((p[:, 0] - centre_x) / (0.5 * width)) ** 2, 0, 1) ** 0.5
+    w[below] = np.maximum(w[below], taper[below])
+    w[L.LIP_INNER_LOWER[1:-1]] = taper[L.LIP_INNER_LOWER[1:-1]]
+    w[np.concatenate([L.LIP_INNER_UPPER, L.LIP_OUTER_UPPER])] = 0.0
+    p[:, 1] += w * amount * width
+    return p
+
+
+def turn_head(points: np.ndarray, yaw=0.0, pitch=0.0, roll=0.0) -> np.ndarray:
+    """Landmarks of the same face rotated about its own centre (degrees)."""
+    from avatar_app import landmarks as L
+    from avatar_app.retarget import rotation_from_angles
+
+    p = np.asarray(points, np.float64)
+    c = p[L.RIGID].mean(0)
+    return (p - c) @ rotation_from_angles(yaw, pitch, roll).T + c
+
+
+@pytest.fixture(scope="session")
+def mona_avatar():
+    from avatar_app.avatar import create_avatar
+    from avatar_app.images import load_image
+
+    return create_avatar(load_image(PORTRAITS / "mona_lisa.jpg"), "mona_lisa")
+
+
+@pytest.fixture(scope="session")
+def girl_avatar():
+    from avatar_app.avatar import create_avatar
+    from avatar_app.images import load_image
+
+    return create_avatar(load_image(PORTRAITS / "girl_with_a_pearl_earring.jpg"), "girl")
+
+
+@pytest.fixture(scope="session")
+def generated_driver(tmp_path_factory, girl_avatar) -> Path:
+    """A 40-frame, 25 fps clip of the Girl with a Pearl Earring: still, opening her mouth, turning her head."""
+    from avatar_app.render.base import RenderSettings
+    from avatar_app.render.mesh import MeshRenderer
+    from avatar_app.sinks import VideoFileSink
+
+    renderer = MeshRenderer()
+    renderer.prepare(girl_avatar, RenderSettings(size=384))
+    neutral = girl_avatar.landmarks
+    targets = [neutral] * 8
+    targets += [open_mouth(neutral, 0.45 * min(k, 6) / 6) for k in range(1, 13)]
+    targets += [turn_head(neutral, yaw=-18 * min(k, 5) / 5) for k in range(1, 11)]
+    targets += [neutral] * 10
+    path = tmp_path_factory.mktemp("driver") / "generated_driver.mp4"
+    with VideoFileSink(path, fps=25, size=renderer.output_size) as sink:
+        for t in targets:
+            sink.write(renderer.render(t))
+    return path

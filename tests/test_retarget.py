@@ -1,0 +1,140 @@
+"""Relative motion: the driver's changes, not its face shape, reach the portrait."""
+
+import numpy as np
+import pytest
+
+from avatar_app import landmarks as L
+from avatar_app.render.mouth import mouth_opening
+from avatar_app.retarget import (
+    FaceLossEasing,
+    Retargeter,
+    RetargetSettings,
+    fit_similarity,
+    head_pose_angles,
+    rotation_from_angles,
+)
+from tests.conftest import open_mouth, turn_head
+
+
+@pytest.fixture(scope="module")
+def portrait(mona_avatar):
+    return mona_avatar.landmarks.astype(np.float64)
+
+
+@pytest.fixture(scope="module")
+def driver(girl_avatar):
+    """A different face (shape, size, pose) than the portrait's: the girl's landmarks drive the Mona Lisa."""
+    return girl_avatar.landmarks.astype(np.float64)
+
+
+def test_driver_at_reference_gives_the_portrait_unchanged(portrait, driver):
+    rt = Retargeter(portrait)
+    rt.calibrate(driver)
+    np.testing.assert_allclose(rt(driver), portrait, atol=1e-4)
+
+
+def test_first_frame_becomes_the_reference(portrait, driver):
+    rt = Retargeter(portrait)
+    assert not rt.has_reference
+    np.testing.assert_allclose(rt(driver), portrait, atol=1e-4)
+    assert rt.has_reference
+
+
+@pytest.mark.parametrize("yaw,pitch,roll", [(20, 0, 0), (-30, 0, 0), (0, 15, 0), (0, -20, 0), (0, 0, 25), (15, -10, 8)])
+def test_pure_head_rotation_rotates_the_portrait_by_the_same_angles(portrait, driver, yaw, pitch, roll):
+    rt = Retargeter(portrait)
+    rt.calibrate(driver)
+    out = rt(turn_head(driver, yaw, pitch, roll))
+    moved = fit_similarity(portrait[L.RIGID], out[L.RIGID])
+    np.testing.assert_allclose(head_pose_angles(moved.rotation), (yaw, pitch, roll), atol=0.5)
+    assert moved.scale == pytest.approx(1.0, abs=1e-3)
+    # Rigid motion only: the portrait's own shape is kept (no residual after undoing the rotation).
+    residual = np.abs(moved.apply(portrait) - out)
+    assert residual[:468].max() < 1e-6
+    assert residual[468:].max() < 1.0  # pixels: irises are re-placed within the turned eyes
+
+
+def test_angles_round_trip():
+    for angles in [(10, 0, 0), (0, -12, 0), (0, 0, 30), (20, 10, -5)]:
+        np.testing.assert_allclose(head_pose_angles(rotation_from_angles(*angles)), angles, atol=1e-9)
+
+
+def test_translation_is_scaled_to_the_portrait(portrait, driver):
+    rt = Retargeter(portrait)
+    rt.calibrate(driver)
+    shift = np.array([30.0, -12.0, 0.0])
+    out = rt(driver + shift)
+    ratio = rt._to_portrait.scale
+    np.testing.assert_allclose((out - portrait)[L.RIGID].mean(0)[:2], shift[:2] * ratio, atol=0.05)
+
+
+def test_opening_the_drivers_mouth_opens_the_portraits(portrait, driver):
+    rt = Retargeter(portrait)
+    rt.calibrate(driver)
+    out = rt(open_mouth(driver, 0.4))
+    assert mouth_opening(out) > mouth_opening(portrait) + 0.1
+    # ... and leaves the eyes and forehead where they were.
+    for idx in (L.EYE_UPPER[0], L.EYE_UPPER[1], np.array([L.FOREHEAD])):
+        assert np.abs(out[idx] - portrait[idx]).max() < 1.0
+
+
+def test_strength_zero_keeps_the_portrait_still(portrait, driver):
+    rt = Retargeter(portrait, RetargetSettings(pose_strength=0.0, expression_strength=0.0, follow_gaze=False))
+    rt.calibrate(driver)
+    out = rt(open_mouth(turn_head(driver, 20, 5, 5), 0.4) + [10, 5, 0])
+    np.testing.assert_allclose(out, portrait, atol=1e-3)
+
+
+def test_settings_out_of_range_are_refused():
+    with pytest.raises(ValueError):
+        RetargetSettings(pose_strength=3.0)
+
+
+def test_lips_and_lids_never_cross(portrait, driver):
+    """A driver squeezing more than the portrait can (its lips already thin) stops at closed."""
+    rt = Retargeter(portrait)
+    rt.calibrate(driver)
+    squeezed = driver.copy()
+    squeezed[L.LIP_INNER_LOWER, 1] -= 15  # the lower lip pushed above the upper one
+    squeezed[L.EYE_LOWER[0][1:-1], 1] -= 15
+    out = rt(squeezed)
+    down = portrait[L.CHIN, :2] - portrait[L.FOREHEAD, :2]
+    down /= np.linalg.norm(down)
+    lips = (out[L.LIP_INNER_LOWER[1:-1], :2] - out[L.LIP_INNER_UPPER[1:-1], :2]) @ down
+    own = (portrait[L.LIP_INNER_LOWER[1:-1], :2] - portrait[L.LIP_INNER_UPPER[1:-1], :2]) @ down
+    assert np.all(lips >= np.minimum(own, 0) - 0.05)
+    lids = (out[L.EYE_LOWER[0][1:-1], :2] - out[L.EYE_UPPER[0][1:-1], :2]) @ down
+    assert np.all(lids >= -0.05)
+
+
+def test_gaze_moves_the_iris_but_keeps_it_in_the_eye(portrait, driver):
+    rt = Retargeter(portrait)
+    rt.calibrate(driver)
+    looking = driver.copy()
+    eye_width = np.linalg.norm(driver[33, :2] - driver[133, :2])
+    for eye in (0, 1):
+        looking[[L.IRIS_CENTER[eye], *L.IRIS_RING[eye]], 0] += 0.2 * eye_width
+    out = rt(looking)
+    for eye in (0, 1):
+        c = L.IRIS_CENTER[eye]
+        assert out[c, 0] > portrait[c, 0] + 1.0  # looked the same way
+    far = driver.copy()
+    far[[L.IRIS_CENTER[0], *L.IRIS_RING[0]], 0] += 5 * eye_width  # tracking glitch: far out of the eye
+    out = rt(far)
+    xs = out[L.EYE_UPPER[0], 0]
+    assert xs.min() < out[L.IRIS_CENTER[0], 0] < xs.max()
+
+
+def test_face_loss_holds_then_eases_to_neutral_and_returns_smoothly():
+    neutral = np.zeros((478, 3))
+    pose = np.ones((478, 3)) * 10
+    ease = FaceLossEasing(neutral, hold_s=0.2, ease_s=0.6, return_s=0.2)
+    np.testing.assert_allclose(ease(pose, 0.0), pose)
+    np.testing.assert_allclose(ease(None, 0.1), pose)  # held
+    mid = ease(None, 0.5)
+    assert 0 < mid[0, 0] < 10
+    late = ease(None, 3.0)
+    assert abs(late[0, 0]) < 0.1  # neutral
+    back = ease(pose, 3.05)
+    assert 0 <= back[0, 0] < 5  # blends back, no snap
+    np.testing.assert_allclose(ease(pose, 3.5), pose)
