@@ -60,6 +60,8 @@ def render_video(
     driver, out = Path(driver), Path(out)
     check_output_path(out)
     info = probe_video(driver)
+    if reference_frame is not None and info.frame_count and not 0 <= reference_frame < info.frame_count:
+        raise InputFileError(f"{driver}: --reference-frame {reference_frame} is outside the video's {info.frame_count} frames")
     points, times = track_video(driver, progress=progress)
     if not points:
         raise InputFileError(f"{driver}: the video has no frames - give a video of a face")

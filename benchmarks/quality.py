@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import subprocess
 import sys
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -250,6 +251,20 @@ def mean_of_clips(summaries: list[dict]) -> dict:
     return mean
 
 
+def code_version() -> dict:
+    """The commit and the package files changed since it, so figures can be tied to the code that made them."""
+    repo = Path(__file__).resolve().parents[1]
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, timeout=10).stdout.rstrip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    changed = [line[3:] for line in git("status", "--porcelain", "--", "avatar_app").splitlines()]
+    return {"commit": git("rev-parse", "HEAD") or None, "changed": changed}
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--videos", nargs="+", type=Path, help=f"driving clips (default: {MEDIA}/driving_*.mp4)")
@@ -305,6 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         report = {
             "size": args.size,
+            "code": code_version(),
             "targets": {"lm_ratio_max": TARGET_LM_RATIO, "ssim_gain_min": TARGET_SSIM_GAIN},
             "met": {"lm_ratio": lm_ok, "ssim_gain": ssim_ok},
             "mean": mean,
