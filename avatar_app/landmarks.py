@@ -35,6 +35,20 @@ LIP_INNER_LOWER = np.array([78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308])
 LIP_OUTER_UPPER = np.array([61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291])
 LIP_OUTER_LOWER = np.array([61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291])
 MOUTH_CORNERS = (78, 308)
+# The lips as rows of nine columns (image-left to right, corners excluded): the upper lip from its outer edge
+# down to the inner one, the lower lip from its inner edge down to the outer one.
+LIP_UPPER_ROWS = np.array([
+    [185, 40, 39, 37, 0, 267, 269, 270, 409],
+    [184, 74, 73, 72, 11, 302, 303, 304, 408],
+    [183, 42, 41, 38, 12, 268, 271, 272, 407],
+    [191, 80, 81, 82, 13, 312, 311, 310, 415],
+])
+LIP_LOWER_ROWS = np.array([
+    [95, 88, 178, 87, 14, 317, 402, 318, 324],
+    [96, 89, 179, 86, 15, 316, 403, 319, 325],
+    [77, 90, 180, 85, 16, 315, 404, 320, 307],
+    [146, 91, 181, 84, 17, 314, 405, 321, 375],
+])
 
 CHIN = 152
 FOREHEAD = 10

@@ -92,14 +92,19 @@ def _scale_rotation(rotation: np.ndarray, strength: float) -> np.ndarray:
 def _separate_pairs(
     points: np.ndarray, upper: np.ndarray, lower: np.ndarray, down: np.ndarray, floor: np.ndarray
 ) -> None:
-    """Keep each lower point below its upper partner along `down` (no lid or lip crosses the other)."""
-    up, lo = points[upper, :2], points[lower, :2]
-    gap = (lo - up) @ down - floor
+    """Keep each lower point below its upper partner along `down` (no lid or lip crosses the other).
+
+    upper and lower are (rows, columns) index arrays whose last / first row faces the other side; a crossing
+    moves the whole column of each side apart, so the lips keep their thickness instead of turning inside out.
+    """
+    gap = (points[lower[0], :2] - points[upper[-1], :2]) @ down - floor
     crossed = gap < 0
     if crossed.any():
         fix = 0.5 * gap[crossed, None] * down
-        points[upper[crossed], :2] += fix
-        points[lower[crossed], :2] -= fix
+        for row in upper:
+            points[row[crossed], :2] += fix
+        for row in lower:
+            points[row[crossed], :2] -= fix
 
 
 def eye_coordinates(points: np.ndarray, eye: int, p: np.ndarray) -> np.ndarray:
@@ -151,10 +156,11 @@ class Retargeter:
         self._down = down / (np.linalg.norm(down) + 1e-9)
         self._portrait_uv = [eye_coordinates(self.portrait, e, self.portrait[L.IRIS_CENTER[e], :2]) for e in (0, 1)]
         # How far each lid / lip pair may close: to touching, or as far as the portrait's own already are.
-        self._pairs = [(L.EYE_UPPER[e][1:-1], L.EYE_LOWER[e][1:-1]) for e in (0, 1)]
-        self._pairs.append((L.LIP_INNER_UPPER[1:-1], L.LIP_INNER_LOWER[1:-1]))
+        self._pairs = [(L.EYE_UPPER[e][None, 1:-1], L.EYE_LOWER[e][None, 1:-1]) for e in (0, 1)]
+        self._pairs.append((L.LIP_UPPER_ROWS, L.LIP_LOWER_ROWS))
         self._pair_floor = [
-            np.minimum((self.portrait[lo, :2] - self.portrait[up, :2]) @ self._down, 0.0) for up, lo in self._pairs
+            np.minimum((self.portrait[lo[0], :2] - self.portrait[up[-1], :2]) @ self._down, 0.0)
+            for up, lo in self._pairs
         ]
         self.reference: np.ndarray | None = None
 

@@ -252,6 +252,7 @@ class FaceTracker:
         if settings.smoothing and not settings.static_images:
             self._filter = OneEuroFilter(settings.min_cutoff, settings.beta, point_axis=-1)
         self._last_centre: np.ndarray | None = None
+        self._tracking = False
 
     def process(self, image_bgr: np.ndarray, t: float | None = None) -> FaceLandmarks | None:
         """Landmarks of the largest face in a BGR uint8 frame, or None; ``t`` is the frame time in seconds
@@ -263,7 +264,14 @@ class FaceTracker:
         faces = self._mesh.faces(image_bgr)
         if not faces:
             self.reset()
+            self._tracking = False
             return None
+        if not self._tracking and not self.settings.static_images:
+            # A newly found face comes from MediaPipe's detector; the frames after it from its tracker, whose
+            # landmarks run a few percent larger. Running the same frame again starts on the tracker's scale,
+            # so a reference pose taken on this frame carries no false zoom into the frames that follow.
+            faces = self._mesh.faces(image_bgr) or faces
+            self._tracking = True
         points = max(faces, key=_area) if len(faces) > 1 else faces[0]
         h, w = image_bgr.shape[:2]
         if self._filter is not None:

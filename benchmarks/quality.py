@@ -276,6 +276,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if not 32 <= args.size <= 4096:
+        sys.exit(f"--size {args.size}: give a side between 32 and 4096 pixels")
     videos = args.videos or sorted(MEDIA.glob("driving_*.mp4"))
     if not videos:
         sys.exit(f"no driving clips found in {MEDIA} - pass some with --videos clip.mp4 ...")
@@ -327,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
             "clips": [{**asdict(r), "summary": s} for r, s in zip(results, summaries)],
         }
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2, allow_nan=True))
+        args.json.write_text(json.dumps(report, indent=2))
     return 0
 
 

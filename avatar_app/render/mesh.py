@@ -58,6 +58,12 @@ class MeshRenderer:
         longest = np.max(np.sum((corners - np.roll(corners, 1, axis=1)) ** 2, axis=2), axis=1)
         tiny = np.abs(src_area) < 0.01 * longest + 1e-9
         tiny[mesh.mouth_triangles] = True  # painted over when open, orientation is noise when closed
+        surface = {tuple(sorted(t)) for t in L.face_triangles().tolist()}
+        pure_face = np.all(self._tris < self._n_face, axis=1)
+        inside = pure_face & np.array([tuple(sorted(t)) not in surface for t in self._tris.tolist()])
+        # The eyes' insides follow the iris placed by gaze (thin slivers when a lid closes): not worth pulling
+        # the face back for.
+        tiny |= inside
         self._src_sign = np.where(tiny | (src_area < 0), 0.0, 1.0)
         self._min_area = MIN_AREA_SHARE * np.abs(src_area)
         self._flip_buf = np.zeros(len(self._tris), np.bool_)
@@ -65,9 +71,6 @@ class MeshRenderer:
         self._movable[: self._n_face] = True
         # Smoothing must not pull an upper lip towards the lower one (or lids together) across the mouth's or
         # eyes' inside: the neighbourhood used by _unfold() is the skin surface only.
-        surface = {tuple(sorted(t)) for t in L.face_triangles().tolist()}
-        pure_face = np.all(self._tris < self._n_face, axis=1)
-        inside = pure_face & np.array([tuple(sorted(t)) not in surface for t in self._tris.tolist()])
         self._adjacency = _neighbour_average(self._tris[~inside], len(self._src))
         # Fine cells over the face and its first ring, coarse ones over the rest (which moves smoothly).
         self._step = max(1, int(round(face_scale / CELLS_ACROSS_FACE)))
@@ -105,36 +108,45 @@ class MeshRenderer:
 
         A turned head projects its far cheek (and the far side of the nose) over itself. Rather than fold,
         the points of folding triangles give up part of their depth parallax, a little more each round and
-        spread softly to their neighbours, until nothing flips: the far side compresses, the rest keeps its
-        full 3-D turn. What still flips (lips pressed thinner than the portrait's own) goes to _unfold().
+        spread softly to their neighbours, until the turn flips nothing: the far side compresses, the rest
+        keeps its full 3-D turn. What still flips (a mouth pressed thinner than the portrait's lips allow) is
+        smoothed towards the head's rigid motion by _unfold().
         """
         face = np.asarray(target, np.float64) * self._scale3
-        dst = self._mesh_at(face[:, :2])
-        if self._count_flipped(dst):
-            pose = fit_similarity(self._rigid3, face[L.RIGID])
-            # What each point's depth contributed to its image position under this rotation.
-            parallax = pose.scale * self._depth[:, None] * pose.rotation[:2, 2]
-            if np.abs(parallax).max() > 0.05:
-                share = np.ones(len(self._src))
-                base = dst[: self._n_face].copy()
-                for _ in range(PARALLAX_ROUNDS):
-                    bad = self.flipped(dst)
-                    if not bad.any():
-                        break
-                    share[np.unique(self._tris[bad])] *= 0.6
-                    share = np.minimum(share, 0.5 * (share + self._adjacency @ share))
-                    dst[: self._n_face] = base - (1.0 - share[: self._n_face, None]) * parallax
-            self._unfold(dst)
+        dst, rigid = self._mesh_at(face[:, :2])
+        bad = self.flipped(dst)
+        if not bad.any():
+            return dst
+        pose = fit_similarity(self._rigid3, face[L.RIGID])
+        # What each point's depth contributed to its image position under this rotation.
+        parallax = pose.scale * self._depth[:, None] * pose.rotation[:2, 2]
+        if np.abs(parallax).max() > 0.05:
+            base = dst[: self._n_face].copy()
+            flat = dst.copy()
+            flat[: self._n_face] -= parallax
+            not_the_turn = self.flipped(flat)  # flips a flat face would have too: expression, not the turn
+            share = np.ones(len(self._src))
+            for _ in range(PARALLAX_ROUNDS):
+                bad = self.flipped(dst) & ~not_the_turn
+                if not bad.any():
+                    break
+                share[np.unique(self._tris[bad])] *= 0.6
+                share = np.minimum(share, 0.5 * (share + self._adjacency @ share))
+                dst[: self._n_face] = base - (1.0 - share[: self._n_face, None]) * parallax
+        self._unfold(dst, rigid)
         return dst
 
-    def _mesh_at(self, face_xy: np.ndarray) -> np.ndarray:
-        """The whole mesh for these face positions: control rings follow the head's 2-D motion."""
+    def _mesh_at(self, face_xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The whole mesh for these face positions (control rings follow the head's 2-D motion), and where
+        every point would be under that head motion alone."""
         head = fit_similarity(self._rigid_src, face_xy[L.RIGID])
         ctrl = self._src[self._n_face :]
         dst = np.empty_like(self._src)
         dst[: self._n_face] = face_xy
         dst[self._n_face :] = ctrl + self._follow[self._n_face :, None] * (head.apply(ctrl) - ctrl)
-        return dst
+        rigid = dst.copy()
+        rigid[: self._n_face] = head.apply(self._src[: self._n_face])
+        return dst, rigid
 
     def flipped(self, dst: np.ndarray) -> np.ndarray:
         """Triangles whose orientation the target mesh reverses (or shrinks below the allowed share)."""
@@ -145,31 +157,24 @@ class MeshRenderer:
     def _count_flipped(self, dst: np.ndarray) -> int:
         return int(_flipped(dst, self._tris, self._src_sign, self._min_area, self._flip_buf))
 
-    def _unfold(self, dst: np.ndarray) -> None:
-        """Smooth the displacement around triangles that still flip, growing the region until none does:
-        a locally smooth warp cannot fold."""
-        src = self._src
-        region = np.zeros(len(src), np.float64)
-        for _ in range(UNFOLD_ITERATIONS):
-            bad = self.flipped(dst)
-            if not bad.any():
-                return
-            region[self._tris[bad].ravel()] = 1.0
-            region = np.minimum(region + self._adjacency @ region, 1.0)
-            verts = np.flatnonzero((region > 0) & self._movable)
-            d = dst - src
-            smooth = self._adjacency @ d
-            dst[verts] = src[verts] + 0.5 * (d[verts] + smooth[verts])
-        if self._count_flipped(dst):
-            # Rare: take back, around what still flips, as much of the motion as it takes (the portrait
-            # itself never flips, so this ends unfolded).
+    def _unfold(self, dst: np.ndarray, rigid: np.ndarray) -> None:
+        """Smooth what the face does beyond the head's rigid motion, around what flips, until nothing does.
+
+        A similarity never folds a triangle, so the head keeps its pose and only the expression around the
+        fold is softened. Should that not be enough (control rings squeezed by a large move), the motion
+        around the fold is taken back towards the portrait, which never flips.
+        """
+        a = self._adjacency
+        left = _relax(dst, rigid, self._tris, self._src_sign, self._min_area, a.indptr, a.indices,
+                      self._movable, UNFOLD_ITERATIONS)
+        for anchor in (rigid, self._src):
             for _ in range(UNFOLD_ITERATIONS):
-                bad = self.flipped(dst)
-                if not bad.any():
+                if not left:
                     return
-                verts = np.unique(self._tris[bad])
-                dst[verts] = src[verts] + 0.5 * (dst[verts] - src[verts])
-            dst[:] = src
+                verts = np.unique(self._tris[self.flipped(dst)])
+                dst[verts] = anchor[verts] + 0.5 * (dst[verts] - anchor[verts])
+                left = self._count_flipped(dst)
+        dst[:] = self._src
 
     # ----------------------------------------------------------------------------------------------------
     def render(self, target: np.ndarray) -> np.ndarray:
@@ -190,7 +195,8 @@ class MeshRenderer:
         order = order[moving[self._tris[order]].any(1)]
         if len(order) == 0:
             return self._image.copy()
-        box, field = self._field(dst, order[~self._pure_face[order]], self._coarse_step)
+        # The coarse field covers the face too, so a cell the fine triangles miss still moves with the face.
+        box, field = self._field(dst, order, self._coarse_step)
         fine_tris = order[self._near_face[order]]
         if len(fine_tris):
             fbox, ffield = self._field(dst, fine_tris, self._step, under=(box, field))
@@ -271,6 +277,45 @@ def _flipped(dst, tris, src_sign, min_area, out):  # pragma: no cover - compiled
             out[t] = True
             n += 1
     return n
+
+
+@numba.njit(cache=True, nogil=True)
+def _relax(dst, rigid, tris, src_sign, min_area, indptr, indices, movable, iterations):  # pragma: no cover
+    """Jacobi-smooth (dst - rigid) over a region that starts at the flipped triangles and grows by one ring
+    of neighbours per iteration; returns how many triangles still flip."""
+    n, nt = dst.shape[0], tris.shape[0]
+    flags = np.zeros(nt, np.bool_)
+    region = np.zeros(n, np.bool_)
+    grown = np.zeros(n, np.bool_)
+    res = np.empty((n, 2))
+    for _ in range(iterations):
+        if _flipped(dst, tris, src_sign, min_area, flags) == 0:
+            return 0
+        for t in range(nt):
+            if flags[t]:
+                region[tris[t, 0]] = True
+                region[tris[t, 1]] = True
+                region[tris[t, 2]] = True
+        grown[:] = region
+        for v in range(n):
+            if region[v]:
+                for k in range(indptr[v], indptr[v + 1]):
+                    grown[indices[k]] = True
+        region[:] = grown
+        for v in range(n):
+            res[v, 0] = dst[v, 0] - rigid[v, 0]
+            res[v, 1] = dst[v, 1] - rigid[v, 1]
+        for v in range(n):
+            count = indptr[v + 1] - indptr[v]
+            if region[v] and movable[v] and count > 0:
+                sx = 0.0
+                sy = 0.0
+                for k in range(indptr[v], indptr[v + 1]):
+                    sx += res[indices[k], 0]
+                    sy += res[indices[k], 1]
+                dst[v, 0] = rigid[v, 0] + 0.5 * (res[v, 0] + sx / count)
+                dst[v, 1] = rigid[v, 1] + 0.5 * (res[v, 1] + sy / count)
+    return _flipped(dst, tris, src_sign, min_area, flags)
 
 
 @numba.njit(cache=True, nogil=True)

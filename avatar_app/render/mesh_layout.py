@@ -15,10 +15,15 @@ import numpy as np
 
 from avatar_app import landmarks as L
 
-# Radial distance of the rings, in face-outline radii, and how much of the head's motion each follows.
-RING_RADII = (1.3, 1.8, 2.5)
-# The outermost ring is fixed: beyond it the portrait (background, shoulders) does not move at all.
-RING_FOLLOW = (1.0, 0.45, 0.0)
+# Rings, in face-outline radii along each ray from the face's centre: the first (hair, ears, neck) follows the
+# head fully, the last is fixed (beyond it the background and shoulders do not move at all), and the one
+# between follows in proportion to its distance from both, so motion fades linearly with the radius and a ray
+# stays in order (no fold) until the head has travelled most of the room it has. Near the image border (a
+# tight crop) the rings close in on the face, keeping the same proportions of the room that is left.
+HAIR_RING = 0.3  # beyond the outline, at most
+HAIR_RING_SHARE = 0.15  # of the room between outline and border, at most
+FIXED_RING = 1.6
+FIXED_RING_SHARE = 0.95
 
 
 @dataclass(frozen=True)
@@ -141,12 +146,13 @@ def build_mesh(landmarks: np.ndarray, image_size: tuple[int, int]) -> MeshLayout
     follow = [np.zeros(len(xy))]
     loops = [(oval, angles)]
     next_index = len(xy)
-    for k, (radius, share) in enumerate(zip(RING_RADII, RING_FOLLOW)):
-        # Rings squeeze between the face and the border when the border is near (tight crops).
-        frac = (k + 1) / (len(RING_RADII) + 1)
-        r = np.minimum(radius, 1 + frac * (t_border - 1))
+    room = t_border - 1
+    hair = 1 + np.minimum(HAIR_RING, HAIR_RING_SHARE * room)
+    fixed = 1 + np.minimum(FIXED_RING, FIXED_RING_SHARE * room)
+    middle = 0.5 * (hair + fixed)
+    for r, share in ((hair, np.ones_like(room)), (middle, (fixed - middle) / (fixed - hair)), (fixed, np.zeros_like(room))):
         points.append(centre + rays * r[:, None])
-        follow.append(np.full(len(oval), share))
+        follow.append(share)
         idx = np.arange(next_index, next_index + len(oval))
         loops.append((idx, angles))
         next_index += len(oval)
