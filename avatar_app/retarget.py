@@ -107,37 +107,39 @@ def _separate_pairs(
             points[row[crossed], :2] -= fix
 
 
-def eye_coordinates(points: np.ndarray, eye: int, p: np.ndarray) -> np.ndarray:
-    """(u, v) of image point p in an eye: u from outer (0) to inner corner (1), v from upper (0) to lower lid (1)."""
+def _eye_frame(points: np.ndarray, eye: int):
+    """An eye's outer corner, unit axes along and across it, its length, and its lids in those axes."""
     upper, lower = points[L.EYE_UPPER[eye], :2], points[L.EYE_LOWER[eye], :2]
-    c0, c1 = upper[0], upper[-1]
-    axis = c1 - c0
-    length = np.linalg.norm(axis) + 1e-6
+    c0 = upper[0]
+    axis = upper[-1] - c0
+    length = float(np.hypot(axis[0], axis[1])) + 1e-6
     ax = axis / length
     nrm = np.array([-ax[1], ax[0]])
-    if nrm @ (lower.mean(0) - upper.mean(0)) < 0:
+    if nrm @ (lower.sum(0) - upper.sum(0)) < 0:
         nrm = -nrm
-    u = (p - c0) @ ax / length
-    uu, ul = (upper - c0) @ ax / length, (lower - c0) @ ax / length
-    vu = np.interp(u, uu, (upper - c0) @ nrm) if np.all(np.diff(uu) > 0) else (upper - c0).mean(0) @ nrm
-    vl = np.interp(u, ul, (lower - c0) @ nrm) if np.all(np.diff(ul) > 0) else (lower - c0).mean(0) @ nrm
-    v = ((p - c0) @ nrm - vu) / max(vl - vu, 1e-3)
-    return np.array([u, v])
+    rel_u, rel_l = upper - c0, lower - c0
+    return c0, ax, nrm, length, (rel_u @ ax / length, rel_u @ nrm), (rel_l @ ax / length, rel_l @ nrm)
+
+
+def _lid(u: float, lid: tuple[np.ndarray, np.ndarray]) -> float:
+    along, across = lid
+    if np.all(np.diff(along) > 0):
+        return float(np.interp(u, along, across))
+    return float(across.mean())  # a lid folded over itself (tracking glitch): its mean height
+
+
+def eye_coordinates(points: np.ndarray, eye: int, p: np.ndarray) -> np.ndarray:
+    """(u, v) of image point p in an eye: u from outer (0) to inner corner (1), v from upper (0) to lower lid (1)."""
+    c0, ax, nrm, length, upper, lower = _eye_frame(points, eye)
+    u = float((p - c0) @ ax) / length
+    vu, vl = _lid(u, upper), _lid(u, lower)
+    return np.array([u, (float((p - c0) @ nrm) - vu) / max(vl - vu, 1e-3)])
 
 
 def eye_point(points: np.ndarray, eye: int, uv: np.ndarray) -> np.ndarray:
     """The image point at eye coordinates uv (the inverse of eye_coordinates)."""
-    upper, lower = points[L.EYE_UPPER[eye], :2], points[L.EYE_LOWER[eye], :2]
-    c0, c1 = upper[0], upper[-1]
-    axis = c1 - c0
-    length = np.linalg.norm(axis) + 1e-6
-    ax = axis / length
-    nrm = np.array([-ax[1], ax[0]])
-    if nrm @ (lower.mean(0) - upper.mean(0)) < 0:
-        nrm = -nrm
-    uu, ul = (upper - c0) @ ax / length, (lower - c0) @ ax / length
-    vu = np.interp(uv[0], uu, (upper - c0) @ nrm) if np.all(np.diff(uu) > 0) else (upper - c0).mean(0) @ nrm
-    vl = np.interp(uv[0], ul, (lower - c0) @ nrm) if np.all(np.diff(ul) > 0) else (lower - c0).mean(0) @ nrm
+    c0, ax, nrm, length, upper, lower = _eye_frame(points, eye)
+    vu, vl = _lid(uv[0], upper), _lid(uv[0], lower)
     return c0 + ax * uv[0] * length + nrm * (vu + uv[1] * (vl - vu))
 
 

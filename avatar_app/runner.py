@@ -39,6 +39,9 @@ class Sink(Protocol):
 @dataclass(frozen=True)
 class RunnerSettings:
     slot_size: int = 1  # frames that may wait between two stages
+    # Live sources drop stale frames (the newest wins). A file read unpaced for throughput may instead wait
+    # for the tracker, so that decoding frames nobody will use does not take CPU from the other stages.
+    drop_stale: bool = True
     stop_timeout_s: float = 1.0
     tracker: TrackerSettings = TrackerSettings()
 
@@ -71,8 +74,13 @@ class LatestSlot:
         self.high_water = 0
         self._closed = False
 
-    def put(self, item) -> None:
+    def put(self, item, wait_for_room: bool = False, stop: threading.Event | None = None) -> None:
+        """Hand over an item; when full, drop the oldest (or, with wait_for_room, wait until taken)."""
         with self._cond:
+            while wait_for_room and len(self._items) >= self._size and not self._closed:
+                if stop is not None and stop.is_set():
+                    return
+                self._cond.wait(_POLL_S)
             if len(self._items) >= self._size:
                 self._items.popleft()
                 self.dropped += 1
@@ -85,7 +93,9 @@ class LatestSlot:
         with self._cond:
             if not self._items and not self._closed:
                 self._cond.wait(timeout)
-            return self._items.popleft() if self._items else None
+            item = self._items.popleft() if self._items else None
+            self._cond.notify_all()  # room for a waiting put()
+            return item
 
     def close(self) -> None:
         """No more items will come; waiting readers wake up."""
@@ -209,7 +219,7 @@ class Runner:
                 if frame is None:
                     break
                 self.stats.frames_captured += 1
-                self._to_tracker.put(frame)
+                self._to_tracker.put(frame, wait_for_room=not self.settings.drop_stale, stop=self._stop)
         finally:
             self._to_tracker.close()
 

@@ -3,7 +3,8 @@
     python benchmarks/speed.py [--driver VIDEO] [--portrait IMG] [--sizes 256 512] [--frames 600]
 
 Prints milliseconds per frame (median and p95) for the tracker, retarget and the mesh renderer at each size,
-then frames per second and capture->sink latency through the real runner, unpaced (as fast as it goes).
+then frames per second and capture->sink latency through the real runner, unpaced (as fast as it goes; the
+file source waits for the tracker instead of decoding frames that would be dropped).
 Not a test: figures depend on the machine.
 """
 
@@ -102,7 +103,8 @@ def main(argv=None) -> int:
 
         source = open_source(SourceSettings(str(args.driver), loop=True))
         animator = Animator(avatar, RenderSettings(size=size))
-        runner = Runner(source, animator, [sink], RunnerSettings(tracker=tracker_settings), on_frame=on_frame)
+        runner = Runner(source, animator, [sink], RunnerSettings(tracker=tracker_settings, drop_stale=False),
+                        on_frame=on_frame)
         runner.start()
         while sink.count < 30:  # warm-up
             time.sleep(0.01)

@@ -187,21 +187,26 @@ class MeshRenderer:
 
     def _warp(self, dst: np.ndarray, depth: np.ndarray) -> np.ndarray:
         """Backward-warp the portrait: a coarse displacement field over all that moves, a fine one over the
-        face and its first ring (where detail lives); cells of the fine grid no face triangle covers take the
-        coarse field's values, so the two join without a seam."""
+        face and its first ring (where detail lives). Fine cells start from the coarse field's values, so a
+        cell no fine triangle covers still moves with its surroundings and the two join without a seam."""
         moving = np.abs(dst - self._src).max(1) > 1e-3
         face_depth = depth[self._tris[self._face_tris]].sum(1)
         order = np.concatenate([self._ring_tris, self._face_tris[np.argsort(-face_depth)], self._mouth_tris])
         order = order[moving[self._tris[order]].any(1)]
         if len(order) == 0:
             return self._image.copy()
-        # The coarse field covers the face too, so a cell the fine triangles miss still moves with the face.
-        box, field = self._field(dst, order, self._coarse_step)
+        c = self._coarse_step
+        (x0, y0, x1, y1), lo = self._box(dst, order, c)
+        cells = np.zeros(((y1 - y0) // c, (x1 - x0) // c, 2), np.float32)
+        field = self._field(dst, order, c, lo, cells)
         fine_tris = order[self._near_face[order]]
         if len(fine_tris):
-            fbox, ffield = self._field(dst, fine_tris, self._step, under=(box, field))
-            box, field = _paste(box, field, fbox, ffield)
-        (x0, y0), (x1, y1) = box
+            s = self._step
+            (fx0, fy0, fx1, fy1), flo = self._box(dst, fine_tris, s, within=(x0, y0, x1, y1))
+            # Each fine cell starts as the coarse field at its centre pixel.
+            start = field[fy0 - y0 + s // 2 : fy1 - y0 : s, fx0 - x0 + s // 2 : fx1 - x0 : s]
+            fine = self._field(dst, fine_tris, s, flo, np.ascontiguousarray(start))
+            field[fy0 - y0 : fy0 - y0 + fine.shape[0], fx0 - x0 : fx0 - x0 + fine.shape[1]] = fine
         field += self._base[y0:y1, x0:x1]
         out = self._image.copy()
         out[y0:y1, x0:x1] = cv2.remap(
@@ -209,46 +214,28 @@ class MeshRenderer:
         )
         return out
 
-    def _field(self, dst: np.ndarray, tris: np.ndarray, step: int, under=None):
-        """(box, displacement at full resolution) over the box these triangles cover.
-
-        `under` is a (box, field) whose values fill the cells no triangle covers.
-        """
+    def _box(self, dst: np.ndarray, tris: np.ndarray, step: int, within=None):
+        """The pixel box (x0, y0, x1, y1) on a grid of `step` that these triangles cover before and after the
+        move, and its first cell; clipped to the image, and to `within` (a box on a coarser grid)."""
         w, h = self._size
-        idx = self._tris[tris].ravel()
-        corners = np.concatenate([dst[idx], self._src[idx]]) if len(idx) else np.zeros((1, 2))
-        lo = np.maximum(np.floor(corners.min(0) / step).astype(int) - 1, 0)
-        hi = np.minimum(np.ceil(corners.max(0) / step).astype(int) + 2, [(w + step - 1) // step, (h + step - 1) // step])
-        gw, gh = np.maximum(hi - lo, 1)
+        x_lo, y_lo, x_hi, y_hi = _bounds(dst, self._src, self._tris, tris)
+        lo = np.maximum(np.floor(np.array([x_lo, y_lo]) / step).astype(int) - 1, 0)
+        hi = np.minimum(np.ceil(np.array([x_hi, y_hi]) / step).astype(int) + 1, [w // step, h // step])
+        if within is not None:
+            lo = np.maximum(lo, -(-np.array(within[:2]) // step))
+            hi = np.minimum(hi, np.array(within[2:]) // step)
+        hi = np.maximum(hi, lo + 1)
+        return (lo[0] * step, lo[1] * step, hi[0] * step, hi[1] * step), lo
+
+    def _field(self, dst: np.ndarray, tris: np.ndarray, step: int, lo: np.ndarray, cells: np.ndarray) -> np.ndarray:
+        """Rasterise these triangles' displacement into `cells` (a grid of `step` px from cell `lo`,
+        pre-filled with what uncovered cells keep) and upsample it to one value per pixel."""
         x0, y0 = lo * step
-        disp = np.zeros((gh, gw, 2), np.float32)
-        covered = np.zeros((gh, gw), np.bool_)
-        _rasterise_displacement(disp, covered, dst, self._src, self._tris[tris], float(x0), float(y0), step)
-        if under is not None and not covered.all():
-            (ux0, uy0), (ux1, uy1) = under[0]
-            # Sample the underlying field at the centres of the uncovered cells (nearest pixel).
-            iy, ix = np.nonzero(~covered)
-            px = np.clip(x0 + ix * step + step // 2 - ux0, 0, ux1 - ux0 - 1)
-            py = np.clip(y0 + iy * step + step // 2 - uy0, 0, uy1 - uy0 - 1)
-            inside = (x0 + ix * step >= ux0) & (x0 + ix * step < ux1) & (y0 + iy * step >= uy0) & (y0 + iy * step < uy1)
-            disp[iy[inside], ix[inside]] = under[1][py[inside], px[inside]]
-        full = cv2.resize(disp, (gw * step, gh * step), interpolation=cv2.INTER_LINEAR) if step > 1 else disp
-        full = full[: h - y0, : w - x0]
-        return ((x0, y0), (x0 + full.shape[1], y0 + full.shape[0])), full
-
-
-def _paste(box, field, fbox, ffield):
-    """The union box of two displacement fields, the second drawn over the first."""
-    (ax0, ay0), (ax1, ay1) = box
-    (bx0, by0), (bx1, by1) = fbox
-    x0, y0, x1, y1 = min(ax0, bx0), min(ay0, by0), max(ax1, bx1), max(ay1, by1)
-    if (x0, y0, x1, y1) == (ax0, ay0, ax1, ay1):
-        out = field
-    else:
-        out = np.zeros((y1 - y0, x1 - x0, 2), np.float32)
-        out[ay0 - y0 : ay1 - y0, ax0 - x0 : ax1 - x0] = field
-    out[by0 - y0 : by1 - y0, bx0 - x0 : bx1 - x0] = ffield
-    return ((x0, y0), (x1, y1)), out
+        _rasterise_displacement(cells, dst, self._src, self._tris[tris], float(x0), float(y0), step)
+        if step == 1:
+            return cells
+        gh, gw = cells.shape[:2]
+        return cv2.resize(cells, (gw * step, gh * step), interpolation=cv2.INTER_LINEAR)
 
 
 def _neighbour_average(tris: np.ndarray, n: int) -> sp.csr_matrix:
@@ -319,7 +306,23 @@ def _relax(dst, rigid, tris, src_sign, min_area, indptr, indices, movable, itera
 
 
 @numba.njit(cache=True, nogil=True)
-def _rasterise_displacement(disp, covered, dst, src, tris, ox, oy, step):  # pragma: no cover - compiled
+def _bounds(a, b, tris, which):  # pragma: no cover - compiled
+    """Bounding box (x0, y0, x1, y1) of the chosen triangles in both point sets."""
+    x0 = y0 = np.inf
+    x1 = y1 = -np.inf
+    for t in which:
+        for j in range(3):
+            v = tris[t, j]
+            for p in (a, b):
+                x0 = min(x0, p[v, 0])
+                y0 = min(y0, p[v, 1])
+                x1 = max(x1, p[v, 0])
+                y1 = max(y1, p[v, 1])
+    return x0, y0, x1, y1
+
+
+@numba.njit(cache=True, nogil=True)
+def _rasterise_displacement(disp, dst, src, tris, ox, oy, step):  # pragma: no cover - compiled
     """For every grid cell centre inside a target triangle: (portrait position - cell position).
 
     Cell (i, j) has its centre at pixel (ox + (j + 0.5) * step - 0.5, oy + (i + 0.5) * step - 0.5), the
@@ -356,4 +359,3 @@ def _rasterise_displacement(disp, covered, dst, src, tris, ox, oy, step):  # pra
                 if l1 >= eps and l2 >= eps and 1.0 - l1 - l2 >= eps:
                     disp[py, px, 0] = s0x + l1 * e1x + l2 * e2x - (ox + (px + 0.5) * step - 0.5)
                     disp[py, px, 1] = s0y + l1 * e1y + l2 * e2y - (oy + (py + 0.5) * step - 0.5)
-                    covered[py, px] = True
