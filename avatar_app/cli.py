@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 import warnings
 from pathlib import Path
 
 from avatar_app import __version__
-from avatar_app.errors import AvatarAppError, InputFileError, NoFaceError, OutputPathError
+from avatar_app.errors import AvatarAppError, InputFileError, OutputPathError
 
 EXIT_USER_ERROR = 2
+
+# Sub-commands that live in their own modules. Each module has register(subparsers), which adds its parser
+# and sets `handler` (a function of the parsed args returning the exit code) with set_defaults(). Modules are
+# imported when the parser is built, so they must import heavy packages inside their handler, not at the top.
+COMMAND_MODULES: list[str] = []
 
 
 def _add_avatar_choice(p: argparse.ArgumentParser) -> None:
@@ -52,6 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     ac.add_argument("--name", default=None, help="display name (default: the file name)")
     ai = asub.add_parser("info", help="print what an avatar file holds")
     ai.add_argument("avatar", type=Path)
+
+    r.set_defaults(handler=_render)
+    ac.set_defaults(handler=_avatar_create)
+    ai.set_defaults(handler=_avatar_info)
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(sub)
     return parser
 
 
@@ -65,15 +77,11 @@ def main(argv: list[str] | None = None) -> int:
         with warnings.catch_warnings():
             warnings.simplefilter("default")
             warnings.showwarning = _one_line_warning
-            if args.command == "render":
-                return _render(args)
-            if args.command == "avatar":
-                if args.avatar_command == "create":
-                    return _avatar_create(args)
-                if args.avatar_command == "info":
-                    return _avatar_info(args)
-                parser.parse_args(["avatar", "--help"])
-        return 0
+            handler = getattr(args, "handler", None)
+            if handler is None:  # e.g. `avatar` without an action
+                parser.parse_args([args.command, "--help"])
+                return 0
+            return int(handler(args) or 0)
     except AvatarAppError as err:
         print(f"avatar-app: error: {err}", file=sys.stderr)
         return EXIT_USER_ERROR
