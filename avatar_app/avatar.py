@@ -4,7 +4,8 @@ An `.avatar` file is a zip archive (no pickle anywhere) with three members:
   avatar.json   format name, version, the avatar's name, image size, faces found, app version
   portrait.png  the portrait, lossless
   arrays.npz    landmarks (478 x 3 float32, portrait pixels; z on x's scale), mesh_points (V x 2 float32),
-                mesh_triangles (T x 3 int32), mesh_follow (V float32), mesh_mouth (M int32)
+                mesh_triangles (T x 3 int32), mesh_follow (V float32), mesh_anchor (V int32),
+                mesh_groups (T uint8)
 Readers refuse other format names, newer versions, members outside the archive's root, oversized members and
 arrays of the wrong shape, each with one line that names the file.
 """
@@ -34,6 +35,7 @@ AVATAR_SUFFIX = ".avatar"
 _MEMBERS = ("avatar.json", "portrait.png", "arrays.npz")
 _MAX_MEMBER_BYTES = 256 * 1024 * 1024
 _MAX_MESH_POINTS = 100_000
+_ARRAYS = ("landmarks", "mesh_points", "mesh_triangles", "mesh_follow", "mesh_anchor", "mesh_groups")
 
 
 @dataclass
@@ -99,7 +101,8 @@ def save_avatar(avatar: Avatar, path: str | Path) -> Path:
         mesh_points=avatar.mesh.points.astype(np.float32),
         mesh_triangles=avatar.mesh.triangles.astype(np.int32),
         mesh_follow=avatar.mesh.follow.astype(np.float32),
-        mesh_mouth=avatar.mesh.mouth_triangles.astype(np.int32),
+        mesh_anchor=avatar.mesh.anchor.astype(np.int32),
+        mesh_groups=avatar.mesh.groups.astype(np.uint8),
     )
     h, w = avatar.image.shape[:2]
     manifest = {
@@ -165,7 +168,7 @@ def load_avatar(path: str | Path) -> Avatar:
     image = _decode_png(png, bad)
     try:
         with np.load(io.BytesIO(arrays_bytes), allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in ("landmarks", "mesh_points", "mesh_triangles", "mesh_follow", "mesh_mouth")}
+            arrays = {k: npz[k] for k in _ARRAYS}
     except KeyError as err:
         raise bad(f"array {err} missing") from None
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
@@ -173,7 +176,7 @@ def load_avatar(path: str | Path) -> Avatar:
         raise bad(f"arrays.npz unreadable: {str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
 
     lm, pts, tris = arrays["landmarks"], arrays["mesh_points"], arrays["mesh_triangles"]
-    follow, mouth = arrays["mesh_follow"], arrays["mesh_mouth"]
+    follow, anchor, groups = arrays["mesh_follow"], arrays["mesh_anchor"], arrays["mesh_groups"]
     if lm.shape != (N_POINTS, 3) or lm.dtype.kind != "f" or not np.isfinite(lm).all():
         raise bad(f"landmarks must be {N_POINTS} x 3 finite floats")
     if pts.ndim != 2 or pts.shape[1] != 2 or not N_POINTS <= len(pts) <= _MAX_MESH_POINTS or pts.dtype.kind != "f":
@@ -184,8 +187,10 @@ def load_avatar(path: str | Path) -> Avatar:
         raise bad("mesh triangles malformed")
     if tris.min() < 0 or tris.max() >= len(pts):
         raise bad("mesh triangles point outside the mesh")
-    if mouth.ndim != 1 or mouth.dtype.kind not in "iu" or (mouth.size and (mouth.min() < 0 or mouth.max() >= len(tris))):
-        raise bad("mouth triangles malformed")
+    if anchor.shape != (len(pts),) or anchor.dtype.kind != "i" or anchor.min() < -1 or anchor.max() >= N_POINTS:
+        raise bad("mesh anchors malformed")
+    if groups.shape != (len(tris),) or groups.dtype.kind != "u" or groups.max() > 3:
+        raise bad("mesh groups malformed")
     h, w = image.shape[:2]
     if manifest.get("image") != {"width": w, "height": h}:
         raise bad("image size does not match its manifest")
@@ -194,7 +199,8 @@ def load_avatar(path: str | Path) -> Avatar:
         points=pts.astype(np.float32),
         triangles=tris.astype(np.int32),
         follow=follow.astype(np.float32),
-        mouth_triangles=mouth.astype(np.int32),
+        anchor=anchor.astype(np.int32),
+        groups=groups.astype(np.uint8),
     )
     return Avatar(
         name=name if isinstance(name, str) and name else path.stem,

@@ -33,7 +33,8 @@ def test_round_trip_keeps_image_landmarks_and_mesh(saved, mona_avatar):
     np.testing.assert_array_equal(back.mesh.triangles, mona_avatar.mesh.triangles)
     np.testing.assert_array_equal(back.mesh.points, mona_avatar.mesh.points)
     np.testing.assert_array_equal(back.mesh.follow, mona_avatar.mesh.follow)
-    np.testing.assert_array_equal(back.mesh.mouth_triangles, mona_avatar.mesh.mouth_triangles)
+    np.testing.assert_array_equal(back.mesh.anchor, mona_avatar.mesh.anchor)
+    np.testing.assert_array_equal(back.mesh.groups, mona_avatar.mesh.groups)
 
 
 def test_everything_that_takes_a_portrait_takes_an_avatar_file(saved, tmp_path):
@@ -93,7 +94,8 @@ def test_pickled_arrays_are_refused_not_executed(tmp_path, saved):
     buf = io.BytesIO()
     arrays = np.empty(1, dtype=object)
     arrays[0] = Exploit()
-    np.savez(buf, landmarks=arrays, mesh_points=arrays, mesh_triangles=arrays, mesh_follow=arrays, mesh_mouth=arrays)
+    np.savez(buf, landmarks=arrays, mesh_points=arrays, mesh_triangles=arrays, mesh_follow=arrays,
+             mesh_anchor=arrays, mesh_groups=arrays)
     evil = tmp_path / "evil.avatar"
     _rewrite(saved, evil, {"arrays.npz": buf.getvalue()})
     _assert_refused(evil, "arrays.npz")

@@ -15,7 +15,7 @@ import scipy.sparse as sp
 
 from avatar_app import landmarks as L
 from avatar_app.render.base import RenderSettings, output_size
-from avatar_app.render.mesh_layout import MeshLayout, signed_areas
+from avatar_app.render.mesh_layout import EYE, MOUTH, RING, SKIN, MeshLayout, signed_areas
 from avatar_app.render.mouth import MouthPainter
 from avatar_app.retarget import fit_similarity
 
@@ -57,16 +57,15 @@ class MeshRenderer:
         corners = self._src[self._tris]
         longest = np.max(np.sum((corners - np.roll(corners, 1, axis=1)) ** 2, axis=2), axis=1)
         tiny = np.abs(src_area) < 0.01 * longest + 1e-9
-        tiny[mesh.mouth_triangles] = True  # painted over when open, orientation is noise when closed
-        surface = {tuple(sorted(t)) for t in L.face_triangles().tolist()}
-        pure_face = np.all(self._tris < self._n_face, axis=1)
-        inside = pure_face & np.array([tuple(sorted(t)) not in surface for t in self._tris.tolist()])
-        # The eyes' insides follow the iris placed by gaze (thin slivers when a lid closes): not worth pulling
-        # the face back for.
-        tiny |= inside
-        self._src_sign = np.where(tiny | (src_area < 0), 0.0, 1.0)
+        groups = mesh.groups
+        # The mouth's inside is painted over when open and a sliver when closed; the eyes' insides follow the
+        # iris placed by gaze and close to slivers in a blink: neither is worth pulling the face back for.
+        inside = (groups == EYE) | (groups == MOUTH)
+        self._src_sign = np.where(tiny | inside | (src_area < 0), 0.0, 1.0)
         self._min_area = MIN_AREA_SHARE * np.abs(src_area)
         self._flip_buf = np.zeros(len(self._tris), np.bool_)
+        self._anchor = mesh.anchor
+        self._anchored = np.flatnonzero(mesh.anchor >= 0)
         self._movable = self._follow > 0
         self._movable[: self._n_face] = True
         # Smoothing must not pull an upper lip towards the lower one (or lids together) across the mouth's or
@@ -75,16 +74,15 @@ class MeshRenderer:
         # Fine cells over the face and its first ring, coarse ones over the rest (which moves smoothly).
         self._step = max(1, int(round(face_scale / CELLS_ACROSS_FACE)))
         self._coarse_step = max(4 * self._step, int(round(max(w, h) / COARSE_CELLS)))
-        n_inner = self._n_face + len(L.FACE_OVAL)
-        self._pure_face = pure_face
-        self._near_face = np.all(self._tris < n_inner, axis=1)
+        self._near_face = (groups != RING) | (self._tris < self._n_face).any(axis=1)
         # Drawing order (later overwrites earlier): the rings, then the face far to near (where the portrait's
         # own projection folds, as beside the nose of a three-quarter view, the nearer surface is what the
         # portrait shows), the mouth's inside last.
-        is_mouth = np.isin(np.arange(len(self._tris)), mesh.mouth_triangles)
-        self._ring_tris = np.flatnonzero(~self._pure_face)
-        self._face_tris = np.flatnonzero(self._pure_face & ~is_mouth)
-        self._mouth_tris = np.asarray(mesh.mouth_triangles)
+        self._ring_tris = np.flatnonzero(groups == RING)
+        self._face_tris = np.flatnonzero((groups == SKIN) | (groups == EYE))
+        self._mouth_tris = np.flatnonzero(groups == MOUTH)
+        # Depth of each mesh point's landmark (an iris disk point has its iris centre's) for that ordering.
+        self._depth_source = np.where(mesh.anchor >= 0, mesh.anchor, np.arange(len(self._src)))[: len(self._src)]
         self._rigid_src = self._src[L.RIGID]
         # The portrait's 3-D landmarks at output scale (depth scaled like x), for the pose of each target.
         self._scale3 = np.array([self._scale[0], self._scale[1], self._scale[0]])
@@ -133,6 +131,8 @@ class MeshRenderer:
                 share[np.unique(self._tris[bad])] *= 0.6
                 share = np.minimum(share, 0.5 * (share + self._adjacency @ share))
                 dst[: self._n_face] = base - (1.0 - share[: self._n_face, None]) * parallax
+            a = self._anchored
+            dst[a] = self._src[a] + dst[self._anchor[a]] - self._src[self._anchor[a]]
         self._unfold(dst, rigid)
         return dst
 
@@ -144,6 +144,8 @@ class MeshRenderer:
         dst = np.empty_like(self._src)
         dst[: self._n_face] = face_xy
         dst[self._n_face :] = ctrl + self._follow[self._n_face :, None] * (head.apply(ctrl) - ctrl)
+        a = self._anchored
+        dst[a] = self._src[a] + face_xy[self._anchor[a]] - self._src[self._anchor[a]]  # iris disks
         rigid = dst.copy()
         rigid[: self._n_face] = head.apply(self._src[: self._n_face])
         return dst, rigid
@@ -190,7 +192,8 @@ class MeshRenderer:
         face and its first ring (where detail lives). Fine cells start from the coarse field's values, so a
         cell no fine triangle covers still moves with its surroundings and the two join without a seam."""
         moving = np.abs(dst - self._src).max(1) > 1e-3
-        face_depth = depth[self._tris[self._face_tris]].sum(1)
+        vertex_depth = np.append(depth, 0.0)[np.minimum(self._depth_source, len(depth))]
+        face_depth = vertex_depth[self._tris[self._face_tris]].sum(1)
         order = np.concatenate([self._ring_tris, self._face_tris[np.argsort(-face_depth)], self._mouth_tris])
         order = order[moving[self._tris[order]].any(1)]
         if len(order) == 0:

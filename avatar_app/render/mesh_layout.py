@@ -26,6 +26,11 @@ FIXED_RING = 1.6
 FIXED_RING_SHARE = 0.95
 
 
+# What each triangle covers (MeshLayout.groups).
+SKIN, EYE, MOUTH, RING = 0, 1, 2, 3
+IRIS_DISK_POINTS = 8
+
+
 @dataclass(frozen=True)
 class MeshLayout:
     """points[:478] are the portrait's landmarks; the rest are control points. All in portrait pixels."""
@@ -33,7 +38,12 @@ class MeshLayout:
     points: np.ndarray  # (V, 2) float32
     triangles: np.ndarray  # (T, 3) int32, consistently oriented
     follow: np.ndarray  # (V,) float32: share of the head's 2-D motion a control point follows (0 = fixed)
-    mouth_triangles: np.ndarray  # (M,) int32 indices into triangles: the mouth interior
+    anchor: np.ndarray  # (V,) int32: landmark a control point moves rigidly with (an iris disk), or -1
+    groups: np.ndarray  # (T,) uint8: SKIN, EYE, MOUTH or RING
+
+    @property
+    def mouth_triangles(self) -> np.ndarray:
+        return np.flatnonzero(self.groups == MOUTH)
 
     @property
     def n_points(self) -> int:
@@ -111,15 +121,29 @@ def signed_areas(points: np.ndarray, tris: np.ndarray) -> np.ndarray:
     return 0.5 * ((b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (c[:, 0] - a[:, 0]) * (b[:, 1] - a[:, 1]))
 
 
-def _eye_triangles(xy: np.ndarray, eye: int) -> list:
+def _eye(xy: np.ndarray, eye: int, first_index: int) -> tuple[list, np.ndarray]:
+    """Triangles inside one eye, and the points of its iris disk (numbered from first_index).
+
+    With the iris visible, a small disk of points around its centre moves rigidly with it, so gaze slides
+    the whole iris across the eye and only the white around it stretches. A closed eye is a plain strip.
+    """
     upper, lower = L.EYE_UPPER[eye], L.EYE_LOWER[eye]
     loop = np.concatenate([upper, lower[1:-1][::-1]])
     iris = L.IRIS_CENTER[eye]
+    centre = xy[iris]
     poly = xy[loop].astype(np.float32).reshape(-1, 1, 2)
-    if cv2.pointPolygonTest(poly, (float(xy[iris, 0]), float(xy[iris, 1])), False) > 0:
-        # A fan around the iris centre: moving the centre moves the iris texture (gaze).
-        return [(loop[k], loop[(k + 1) % len(loop)], iris) for k in range(len(loop))]
-    return _strip(upper, lower)  # a closed eye in the portrait: no iris to move
+    room = cv2.pointPolygonTest(poly, (float(centre[0]), float(centre[1])), True)
+    if room <= 1.0:
+        return _strip(upper, lower), np.zeros((0, 2))
+    iris_radius = float(np.mean(np.linalg.norm(xy[L.IRIS_RING[eye]] - centre, axis=1)))
+    radius = min(0.6 * room, 0.8 * iris_radius)
+    ang = np.arange(IRIS_DISK_POINTS) * 2 * np.pi / IRIS_DISK_POINTS
+    disk = centre + radius * np.stack([np.cos(ang), np.sin(ang)], 1)
+    disk_idx = np.arange(first_index, first_index + IRIS_DISK_POINTS)
+    tris = [(iris, disk_idx[k], disk_idx[(k + 1) % IRIS_DISK_POINTS]) for k in range(IRIS_DISK_POINTS)]
+    loop_ang = np.arctan2(xy[loop, 1] - centre[1], xy[loop, 0] - centre[0])
+    tris += _zip_loops(disk_idx, ang, loop, loop_ang)
+    return tris, disk
 
 
 def build_mesh(landmarks: np.ndarray, image_size: tuple[int, int]) -> MeshLayout:
@@ -127,10 +151,22 @@ def build_mesh(landmarks: np.ndarray, image_size: tuple[int, int]) -> MeshLayout
     w, h = image_size
     xy = np.asarray(landmarks, np.float64)[:, :2]
     tris = [tuple(t) for t in L.face_triangles()]
-    tris += _eye_triangles(xy, 0) + _eye_triangles(xy, 1)
-    n_before_mouth = len(tris)
-    tris += _strip(L.LIP_INNER_UPPER, L.LIP_INNER_LOWER)
-    mouth = np.arange(n_before_mouth, len(tris), dtype=np.int32)
+    groups = [SKIN] * len(tris)
+    points = [xy]
+    follow = [np.zeros(len(xy))]
+    anchor = [np.full(len(xy), -1)]
+    next_index = len(xy)
+    for eye in (0, 1):
+        eye_tris, disk = _eye(xy, eye, next_index)
+        tris += eye_tris
+        groups += [EYE] * len(eye_tris)
+        points.append(disk)
+        follow.append(np.zeros(len(disk)))
+        anchor.append(np.full(len(disk), L.IRIS_CENTER[eye]))
+        next_index += len(disk)
+    mouth_tris = _strip(L.LIP_INNER_UPPER, L.LIP_INNER_LOWER)
+    tris += mouth_tris
+    groups += [MOUTH] * len(mouth_tris)
 
     oval = L.FACE_OVAL
     centre = xy[oval].mean(0)
@@ -142,10 +178,7 @@ def build_mesh(landmarks: np.ndarray, image_size: tuple[int, int]) -> MeshLayout
         ty = np.where(rays[:, 1] > 0, (h - 1 - centre[1]) / rays[:, 1], np.where(rays[:, 1] < 0, -centre[1] / rays[:, 1], np.inf))
     t_border = np.maximum(np.minimum(tx, ty), 1.05)
 
-    points = [xy]
-    follow = [np.zeros(len(xy))]
     loops = [(oval, angles)]
-    next_index = len(xy)
     room = t_border - 1
     hair = 1 + np.minimum(HAIR_RING, HAIR_RING_SHARE * room)
     fixed = 1 + np.minimum(FIXED_RING, FIXED_RING_SHARE * room)
@@ -153,6 +186,7 @@ def build_mesh(landmarks: np.ndarray, image_size: tuple[int, int]) -> MeshLayout
     for r, share in ((hair, np.ones_like(room)), (middle, (fixed - middle) / (fixed - hair)), (fixed, np.zeros_like(room))):
         points.append(centre + rays * r[:, None])
         follow.append(share)
+        anchor.append(np.full(len(oval), -1))
         idx = np.arange(next_index, next_index + len(oval))
         loops.append((idx, angles))
         next_index += len(oval)
@@ -162,10 +196,13 @@ def build_mesh(landmarks: np.ndarray, image_size: tuple[int, int]) -> MeshLayout
     border_ang = np.concatenate([angles, np.arctan2(corners[:, 1] - centre[1], corners[:, 0] - centre[0])])
     points.append(border)
     follow.append(np.zeros(len(border)))
+    anchor.append(np.full(len(border), -1))
     loops.append((np.arange(next_index, next_index + len(border)), border_ang))
 
     for (inner, ia), (outer, oa) in zip(loops[:-1], loops[1:]):
-        tris += _zip_loops(inner, ia, outer, oa)
+        band = _zip_loops(inner, ia, outer, oa)
+        tris += band
+        groups += [RING] * len(band)
 
     all_points = np.concatenate(points).astype(np.float64)
     tri_arr = _orient_consistently(np.array(tris, dtype=np.int32), all_points)
@@ -173,5 +210,6 @@ def build_mesh(landmarks: np.ndarray, image_size: tuple[int, int]) -> MeshLayout
         points=all_points.astype(np.float32),
         triangles=tri_arr.astype(np.int32),
         follow=np.concatenate(follow).astype(np.float32),
-        mouth_triangles=mouth,
+        anchor=np.concatenate(anchor).astype(np.int32),
+        groups=np.array(groups, dtype=np.uint8),
     )

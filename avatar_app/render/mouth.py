@@ -15,7 +15,7 @@ from avatar_app import landmarks as L
 # Opening (inner-lip area / mouth width²) beyond the portrait's own at which painting starts, and fades in.
 OPEN_START = 0.004
 OPEN_FULL = 0.03
-TEETH_BASE = np.array([0.84, 0.9, 0.95])  # BGR, a warm off-white relative to the brightest skin
+TEETH_BASE = np.array([0.9, 0.95, 0.98])  # BGR, a warm off-white relative to the brightest skin
 
 
 def _polygon(points: np.ndarray) -> np.ndarray:
@@ -100,11 +100,11 @@ class MouthPainter:
         tongue = np.clip((depth - 0.55) * 4, 0, 1) * np.clip(1.4 - side * 1.6, 0, 1) * np.clip(max_gap / width * 4 - 0.6, 0, 1)
         colour += tongue[..., None] * (self.tongue - colour)
 
-        teeth_h = min(0.13 * width, 0.5 * max_gap)
+        teeth_h = min(0.24 * width, 0.62 * max_gap)
         upper = np.clip((teeth_h - (v - v_up)) / 1.2, 0, 1) * np.clip((0.78 - side) / 0.12, 0, 1)
-        low_h = min(0.07 * width, 0.28 * max_gap)
+        low_h = min(0.12 * width, 0.33 * max_gap)
         lower = np.clip((low_h - (v_lo - v)) / 1.2, 0, 1) * np.clip((0.62 - side) / 0.12, 0, 1)
-        fall = (1.0 - 0.45 * side**2)[..., None]
+        fall = (1.0 - 0.35 * side**2)[..., None]
         # Gaps between incisors: faint darker lines every ~1/12 of the mouth's width around the middle.
         phase = (u - 0.5) * 12
         gaps = 1.0 - 0.12 * np.exp(-((np.abs(phase - np.round(phase)) * width / 12 / 0.8) ** 2))
