@@ -108,3 +108,41 @@ def test_real_driver_frames_never_flip_a_triangle(mona, mona_avatar):
 def test_unknown_backend_is_a_one_line_user_error():
     with pytest.raises(AvatarAppError, match="not available.*mesh"):
         create_renderer("nope")
+
+
+def _eye_box(points, eye, scale, pad=4):
+    idx = np.concatenate([L.EYE_UPPER[eye], L.EYE_LOWER[eye]])
+    x0, y0 = np.floor(points[idx, :2].min(0) * scale).astype(int) - pad
+    x1, y1 = np.ceil(points[idx, :2].max(0) * scale).astype(int) + pad
+    return slice(y0, y1), slice(x0, x1)
+
+
+def _dark_centroid_x(image, box):
+    grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)[box].astype(float)
+    weight = np.clip(np.percentile(grey, 30) - grey, 0, None)
+    return (weight.sum(0) * np.arange(grey.shape[1])).sum() / weight.sum()
+
+
+def test_gaze_slides_the_iris_and_a_wink_closes_one_eye(girl_avatar):
+    r = MeshRenderer()
+    r.prepare(girl_avatar, RenderSettings(size=640))
+    rest = girl_avatar.landmarks.astype(float)
+    scale = np.array(r.output_size) / girl_avatar.size
+    box = _eye_box(rest, 1, scale)
+    eye_width = np.linalg.norm(rest[263, :2] - rest[362, :2])
+    looking = rest.copy()
+    looking[[L.IRIS_CENTER[1], *L.IRIS_RING[1]], 0] += 0.15 * eye_width
+    before = _dark_centroid_x(r.render(rest), box)
+    after = _dark_centroid_x(r.render(looking), box)
+    assert after - before > 0.05 * eye_width * scale[0]  # the dark iris moved the same way
+
+    wink = rest.copy()
+    upper, lower = L.EYE_UPPER[1][1:-1], L.EYE_LOWER[1][1:-1]
+    wink[upper, :2] = wink[lower, :2] - [0, 0.5]  # upper lid down onto the lower one
+    wink[[L.IRIS_CENTER[1], *L.IRIS_RING[1]], 1] = wink[lower, 1].mean()
+    grey_open = cv2.cvtColor(r.render(rest), cv2.COLOR_BGR2GRAY)[box].astype(float)
+    grey_shut = cv2.cvtColor(r.render(wink), cv2.COLOR_BGR2GRAY)[box].astype(float)
+    dark = np.percentile(grey_open, 15)
+    assert (grey_shut < dark).sum() < 0.5 * (grey_open < dark).sum()  # the iris is covered by the lid
+    other = _eye_box(rest, 0, scale)
+    np.testing.assert_allclose(r.render(wink)[other], r.render(rest)[other], atol=2)  # only one eye winked
