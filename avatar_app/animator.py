@@ -21,7 +21,7 @@ class Animator:
         renderer: Renderer | None = None,
     ):
         self.avatar = avatar
-        self.renderer = renderer or create_renderer(render.backend)
+        self.renderer = renderer or create_renderer(render)
         self.renderer.prepare(avatar, render)
         self.retargeter = Retargeter(avatar.landmarks, retarget)
         self.easing = FaceLossEasing(avatar.landmarks)

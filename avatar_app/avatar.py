@@ -5,7 +5,8 @@ An `.avatar` file is a zip archive (no pickle anywhere) with three members:
   portrait.png  the portrait, lossless
   arrays.npz    landmarks (478 x 3 float32, portrait pixels; z on x's scale), mesh_points (V x 2 float32),
                 mesh_triangles (T x 3 int32), mesh_follow (V float32), mesh_anchor (V int32),
-                mesh_groups (T uint8)
+                mesh_groups (T uint8); with a neural model also neural_embedding (ê) and neural_psi (ψ),
+                and avatar.json names the model's id ("model": {"id": ...})
 Readers refuse other format names, newer versions, members outside the archive's root, oversized members and
 arrays of the wrong shape, each with one line that names the file.
 """
@@ -28,6 +29,7 @@ from avatar_app.errors import InputFileError, OutputPathError
 from avatar_app.images import MAX_IMAGE_PIXELS, load_image
 from avatar_app.landmarks import N_POINTS
 from avatar_app.render.mesh_layout import MeshLayout, build_mesh
+from avatar_app.render.neural import NeuralIdentity
 
 AVATAR_FORMAT = "avatar_app.avatar"
 AVATAR_VERSION = 1
@@ -47,6 +49,7 @@ class Avatar:
     landmarks: np.ndarray  # 478 x 3 float32, portrait pixels
     mesh: MeshLayout
     faces_found: int = 1
+    neural: NeuralIdentity | None = None  # ê and ψ for one exported model (avatar create --model)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -95,8 +98,12 @@ def save_avatar(avatar: Avatar, path: str | Path) -> Path:
     if not ok:
         raise OutputPathError(f"{path}: could not encode the portrait as PNG")
     arrays = io.BytesIO()
+    neural = {}
+    if avatar.neural is not None:
+        neural = {"neural_embedding": avatar.neural.embedding.astype(np.float32), "neural_psi": avatar.neural.psi.astype(np.float32)}
     np.savez(
         arrays,
+        **neural,
         landmarks=avatar.landmarks.astype(np.float32),
         mesh_points=avatar.mesh.points.astype(np.float32),
         mesh_triangles=avatar.mesh.triangles.astype(np.int32),
@@ -114,6 +121,8 @@ def save_avatar(avatar: Avatar, path: str | Path) -> Path:
         "landmarks": "mediapipe-face-mesh-478",
         "app_version": __version__,
     }
+    if avatar.neural is not None:
+        manifest["model"] = {"id": avatar.neural.model_id}
     try:
         with atomic_path(path) as tmp:
             with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
@@ -169,6 +178,7 @@ def load_avatar(path: str | Path) -> Avatar:
     try:
         with np.load(io.BytesIO(arrays_bytes), allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in _ARRAYS}
+            extra = {k: npz[k] for k in ("neural_embedding", "neural_psi") if k in npz.files}
     except KeyError as err:
         raise bad(f"array {err} missing") from None
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
@@ -194,6 +204,15 @@ def load_avatar(path: str | Path) -> Avatar:
     h, w = image.shape[:2]
     if manifest.get("image") != {"width": w, "height": h}:
         raise bad("image size does not match its manifest")
+    neural = None
+    model = manifest.get("model")
+    if model is not None or extra:
+        e, psi = extra.get("neural_embedding"), extra.get("neural_psi")
+        if not isinstance(model, dict) or not isinstance(model.get("id"), str) or e is None or psi is None:
+            raise bad("its neural part is incomplete")
+        if e.ndim != 1 or psi.ndim != 1 or e.dtype.kind != "f" or psi.dtype.kind != "f" or not (np.isfinite(e).all() and np.isfinite(psi).all()):
+            raise bad("its neural arrays are malformed")
+        neural = NeuralIdentity(model["id"], e.astype(np.float32), psi.astype(np.float32))
     name = manifest.get("name")
     mesh = MeshLayout(
         points=pts.astype(np.float32),
@@ -208,6 +227,7 @@ def load_avatar(path: str | Path) -> Avatar:
         landmarks=lm.astype(np.float32),
         mesh=mesh,
         faces_found=int(manifest.get("faces_found", 1)) if isinstance(manifest.get("faces_found", 1), int) else 1,
+        neural=neural,
     )
 
 

@@ -16,7 +16,7 @@ EXIT_USER_ERROR = 2
 # Sub-commands that live in their own modules. Each module has register(subparsers), which adds its parser
 # and sets `handler` (a function of the parsed args returning the exit code) with set_defaults(). Modules are
 # imported when the parser is built, so they must import heavy packages inside their handler, not at the top.
-COMMAND_MODULES: list[str] = ["avatar_app.evaluate_command"]
+COMMAND_MODULES: list[str] = ["avatar_app.evaluate_command", "avatar_app.model.commands", "avatar_app.ui.command"]
 
 
 def _add_avatar_choice(p: argparse.ArgumentParser) -> None:
@@ -29,6 +29,13 @@ def _add_motion_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pose-strength", type=float, default=1.0, help="0 keeps the head still, 1 follows (default), up to 2")
     p.add_argument("--expression-strength", type=float, default=1.0, help="0 keeps the face neutral, 1 follows (default), up to 2")
     p.add_argument("--no-gaze", action="store_true", help="keep the portrait's own gaze")
+
+
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=None, help="model folder made by 'avatar-app export' (neural backend)")
+    p.add_argument("--runtime", default="onnx", choices=["onnx", "torchscript"], help="how to run the model (default onnx)")
+    p.add_argument("--provider", default=None, choices=["auto", "cpu", "cuda"],
+                   help="onnxruntime device: auto (CUDA when present, else CPU; the default), cpu or cuda")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_avatar_choice(r)
     r.add_argument("--out", type=Path, required=True, help="output video (.mp4, .mov or .mkv)")
     r.add_argument("--size", type=int, default=512, help="longer side of the output in pixels (default 512)")
-    r.add_argument("--backend", default="mesh", help="renderer (default: mesh, needs no weights)")
+    r.add_argument("--backend", default="mesh", help="renderer: mesh (default, needs no weights) or neural (needs --model)")
+    _add_model_options(r)
     r.add_argument("--reference-frame", type=int, default=None, metavar="N",
                    help="driver frame whose pose is the portrait's own (default: the first with a face)")
     r.add_argument("--side-by-side", action="store_true", help="write driver | avatar next to each other")
@@ -53,9 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
     a = sub.add_parser("avatar", help="make and inspect avatar files")
     asub = a.add_subparsers(dest="avatar_command", metavar="ACTION")
     ac = asub.add_parser("create", help="find the face in a portrait and save an .avatar file")
-    ac.add_argument("portrait", type=Path)
+    ac.add_argument("portrait", type=Path, nargs="+",
+                    help="portrait image; with --model, more images of the same person make a few-shot identity")
     ac.add_argument("--out", type=Path, required=True, help="NAME.avatar")
     ac.add_argument("--name", default=None, help="display name (default: the file name)")
+    ac.add_argument("--model", default=None, help="also store the identity (ê, ψ) for this exported model")
+    ac.add_argument("--runtime", default="onnx", choices=["onnx", "torchscript"], help="how to run the model")
     ai = asub.add_parser("info", help="print what an avatar file holds")
     ai.add_argument("avatar", type=Path)
 
@@ -70,9 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return 0
+    if args.command is None:  # no arguments: open the desktop app
+        args = parser.parse_args(["gui"])
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("default")
@@ -114,11 +124,26 @@ def _avatar_create(args) -> int:
         raise OutputPathError(f"{out}: avatar files end in .avatar - use e.g. {out.with_suffix('.avatar')}")
     if not out.parent.is_dir():
         raise OutputPathError(f"{out}: folder '{out.parent}' does not exist - create it first")
-    image = load_image(args.portrait)
-    avatar = create_avatar(image, name=args.name or args.portrait.stem)
+    first = args.portrait[0]
+    if len(args.portrait) > 1 and args.model is None:
+        raise AvatarAppError("several portrait images make a few-shot identity for a neural model - add --model export/NAME")
+    image = load_image(first)
+    avatar = create_avatar(image, name=args.name or first.stem)
+    if args.model is not None:
+        from avatar_app.render.neural import ExportedModel, make_identity
+        from avatar_app.tracker import detect_portrait
+
+        model = ExportedModel(args.model, args.runtime)
+        images, points = [image], [avatar.landmarks]
+        for extra in args.portrait[1:]:
+            img = load_image(extra)
+            images.append(img)
+            points.append(detect_portrait(img, name=str(extra)).points)
+        avatar.neural = make_identity(model, images, points)
     save_avatar(avatar, out)
     h, w = image.shape[:2]
-    print(f"{out}: avatar '{avatar.name}' ({w}x{h}, {len(avatar.mesh.triangles)} mesh triangles)")
+    neural = f", identity for model {avatar.neural.model_id} from {len(args.portrait)} image(s)" if avatar.neural else ""
+    print(f"{out}: avatar '{avatar.name}' ({w}x{h}, {len(avatar.mesh.triangles)} mesh triangles{neural})")
     return 0
 
 
@@ -143,7 +168,8 @@ def _render(args) -> int:
     check_output_path(args.out)  # before any work
     if not args.driver.is_file():
         raise InputFileError(f"{args.driver}: no such driver video - check the path")
-    render = RenderSettings(size=args.size, backend=args.backend)
+    render = RenderSettings(size=args.size, backend=args.backend, model=args.model, runtime=args.runtime,
+                            provider=args.provider)
     motion = RetargetSettings(
         pose_strength=args.pose_strength,
         expression_strength=args.expression_strength,

@@ -17,6 +17,9 @@ class RenderSettings:
 
     size: int = 512
     backend: str = "mesh"
+    model: str | None = None  # the neural backend's model folder (from `avatar-app export`)
+    runtime: str = "onnx"  # neural: onnx (onnxruntime) or torchscript
+    provider: str | None = None  # neural with onnx: auto (CUDA when present, else CPU), cpu or cuda
 
     def __post_init__(self) -> None:
         if not 32 <= self.size <= 4096:
@@ -49,15 +52,23 @@ class Renderer(Protocol):
         """Free what prepare() took."""
 
 
-BACKENDS = ("mesh",)
+BACKENDS = ("mesh", "neural")
 
 
-def create_renderer(backend: str = "mesh") -> Renderer:
-    """The renderer for a backend name; an unknown name is a user error naming the ones there are."""
+def create_renderer(settings: RenderSettings | str = "mesh") -> Renderer:
+    """The renderer for these settings (or a backend name); an unknown name is a user error naming the others."""
     from avatar_app.errors import AvatarAppError
 
-    if backend == "mesh":
+    if isinstance(settings, str):
+        settings = RenderSettings(backend=settings)
+    if settings.backend == "mesh":
         from avatar_app.render.mesh import MeshRenderer
 
         return MeshRenderer()
-    raise AvatarAppError(f"renderer '{backend}' is not available - choose one of: {', '.join(BACKENDS)}")
+    if settings.backend == "neural":
+        if not settings.model:
+            raise AvatarAppError("the neural renderer needs a model folder - pass --model export/NAME (made by 'avatar-app export')")
+        from avatar_app.render.neural import NeuralRenderer
+
+        return NeuralRenderer(settings.model, settings.runtime, settings.provider)
+    raise AvatarAppError(f"renderer '{settings.backend}' is not available - choose one of: {', '.join(BACKENDS)}")

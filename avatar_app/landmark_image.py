@@ -1,0 +1,45 @@
+"""The landmark image the neural networks see: the 68-point iBUG layout drawn as coloured polylines on black.
+
+No torch here: the app rasterises landmarks for an exported generator at run time with OpenCV alone.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from avatar_app.landmarks import to_dlib68
+
+LAYOUT = "ibug-68 polylines from mediapipe-478 (mp2dlib)"
+# (first, last) dlib point of each group, whether it closes, and its colour (RGB, 0-255).
+GROUPS = (
+    ("jaw", 0, 16, False, (255, 255, 255)),
+    ("right_brow", 17, 21, False, (255, 128, 0)),
+    ("left_brow", 22, 26, False, (255, 200, 0)),
+    ("nose_bridge", 27, 30, False, (0, 255, 0)),
+    ("nostrils", 31, 35, False, (0, 200, 120)),
+    ("right_eye", 36, 41, True, (0, 128, 255)),
+    ("left_eye", 42, 47, True, (0, 200, 255)),
+    ("outer_lip", 48, 59, True, (255, 0, 128)),
+    ("inner_lip", 60, 67, True, (200, 0, 255)),
+)
+
+
+def crop_box(points: np.ndarray, scale: float = 1.8) -> tuple[float, float, float]:
+    """A square (x0, y0, side) around landmarks, `scale` times their larger extent: the model's view of a face."""
+    x0, y0 = points[:, :2].min(0)
+    x1, y1 = points[:, :2].max(0)
+    side = scale * max(x1 - x0, y1 - y0)
+    return float((x0 + x1) / 2 - side / 2), float((y0 + y1) / 2 - side / 2), float(side)
+
+
+def draw_landmarks(points: np.ndarray, box: tuple[float, float, float], size: int, thickness: int = 2) -> np.ndarray:
+    """478 landmarks (image pixels) -> an RGB float32 image (size x size x 3) in [0, 1] of the crop `box`."""
+    x0, y0, side = box
+    pts = (to_dlib68(np.asarray(points, np.float64))[:, :2] - [x0, y0]) * (size / side)
+    canvas = np.zeros((size, size, 3), np.uint8)
+    shift = 4  # sub-pixel precision for cv2.polylines
+    fixed = np.round(pts * (1 << shift)).astype(np.int32)
+    for _, a, b, closed, colour in GROUPS:
+        cv2.polylines(canvas, [fixed[a : b + 1]], closed, colour, thickness, cv2.LINE_AA, shift)
+    return canvas.astype(np.float32) / 255.0

@@ -1,0 +1,102 @@
+"""Self-describing checkpoints: format, version, configuration and weights in one file, read without pickle.
+
+A checkpoint holds E, G and D's state dicts plus whatever training adds (optimiser state, step, RNG state) as
+plain tensors and containers, so `torch.load(weights_only=True)` reads it and a pickled file is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from avatar_app.atomic import atomic_path
+from avatar_app.errors import InputFileError, OutputPathError
+from avatar_app.model.config import ModelConfig
+from avatar_app.model.discriminator import Discriminator
+from avatar_app.model.embedder import Embedder
+from avatar_app.model.generator import Generator
+
+CHECKPOINT_FORMAT = "avatar_app.checkpoint"
+CHECKPOINT_VERSION = 1
+
+
+@dataclass
+class Networks:
+    config: ModelConfig
+    embedder: Embedder
+    generator: Generator
+    discriminator: Discriminator
+
+    @property
+    def num_videos(self) -> int:
+        return self.discriminator.W.num_embeddings
+
+
+def build_networks(config: ModelConfig, num_videos: int = 1, seed: int | None = 0) -> Networks:
+    if seed is not None:
+        torch.manual_seed(seed)
+    return Networks(config, Embedder(config), Generator(config), Discriminator(config, num_videos))
+
+
+def model_id(nets: Networks) -> str:
+    """A short fingerprint of E and G's weights: avatars made with one model are refused by another."""
+    h = hashlib.sha256()
+    for module in (nets.embedder, nets.generator):
+        for name, tensor in sorted(module.state_dict().items()):
+            h.update(name.encode())
+            h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def save_checkpoint(path: str | Path, nets: Networks, step: int = 0, extra: dict | None = None) -> Path:
+    path = Path(path)
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "config": nets.config.to_dict(),
+        "num_videos": nets.num_videos,
+        "step": int(step),
+        "embedder": nets.embedder.state_dict(),
+        "generator": nets.generator.state_dict(),
+        "discriminator": nets.discriminator.state_dict(),
+        **(extra or {}),
+    }
+    try:
+        with atomic_path(path) as tmp:
+            torch.save(payload, tmp)
+    except OSError as err:
+        raise OutputPathError(f"{path}: cannot write the checkpoint ({err.strerror or err})") from None
+    return path
+
+
+def load_checkpoint(path: str | Path) -> tuple[Networks, dict]:
+    """The networks of a checkpoint (on the CPU) and the raw dictionary (for training state)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(f"{path}: no such checkpoint - check the path (checkpoints come from 'avatar-app train')")
+
+    def bad(why: str) -> InputFileError:
+        return InputFileError(f"{path}: not a usable checkpoint ({why}) - give a .pt file written by avatar-app")
+
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # weights_only refuses pickled objects; torch raises many kinds for junk
+        text = str(err)
+        why = "it holds pickled objects, which are never loaded" if "weights_only" in text or "Unsupported global" in text else (text.splitlines()[0][:120] if text else type(err).__name__)
+        raise bad(why) from None
+    if not isinstance(raw, dict) or raw.get("format") != CHECKPOINT_FORMAT:
+        raise bad("wrong format name")
+    if raw.get("version") != CHECKPOINT_VERSION:
+        raise bad(f"format version {raw.get('version')}, this app reads {CHECKPOINT_VERSION}")
+    try:
+        config = ModelConfig.from_dict(raw["config"])
+        nets = build_networks(config, int(raw.get("num_videos", 1)), seed=None)
+        nets.embedder.load_state_dict(raw["embedder"])
+        nets.generator.load_state_dict(raw["generator"])
+        nets.discriminator.load_state_dict(raw["discriminator"])
+    except (KeyError, ValueError, TypeError, RuntimeError) as err:
+        raise bad(str(err).splitlines()[0][:160] if str(err) else type(err).__name__) from None
+    return nets, raw

@@ -1,0 +1,69 @@
+"""Network sizes in one place: the paper's configuration and a small one that runs in real time on a CPU."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str
+    image_size: int = 256
+    embed_dim: int = 512
+    # Embedder and discriminator: residual downsampling blocks, channels doubling from base to max.
+    base_channels: int = 64
+    max_channels: int = 512
+    encoder_blocks: int = 6
+    encoder_attention: int = 32  # resolution of the self-attention layer (0: none)
+    # Generator: an optional strided stem, downsampling blocks (instance norm), AdaIN residual blocks at the
+    # bottleneck, upsampling AdaIN blocks back to image_size.
+    gen_channels: tuple[int, ...] = (64, 128, 256, 512)  # after the stem, then after each down block
+    gen_stem_stride: int = 1
+    gen_middle_blocks: int = 4
+    gen_attention_down: tuple[int, ...] = (32,)
+    gen_attention_up: tuple[int, ...] = (64,)
+    landmark_thickness: int = 2  # polyline width at image_size
+
+    def __post_init__(self) -> None:
+        if self.image_size % (self.gen_stem_stride * 2 ** (len(self.gen_channels) - 1)):
+            raise ValueError("image_size must be divisible by the generator's total downsampling")
+        if self.image_size >> self.encoder_blocks < 1:
+            raise ValueError("too many encoder blocks for this image size")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ModelConfig:
+        known = {f.name: f for f in fields(cls)}
+        unknown = set(data) - set(known)
+        if unknown:
+            raise ValueError(f"unknown model settings: {', '.join(sorted(unknown))}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+
+CONFIGS = {
+    # The paper's sizes: 256², 64 base channels up to 512, attention at 32² (down) and 64² (up).
+    "paper": ModelConfig(name="paper"),
+    # Small enough for >= 25 FPS at 256² on a 2-core CPU through onnxruntime: a stride-2 stem, thin layers,
+    # one attention layer at the 32² bottleneck, two AdaIN blocks there.
+    "realtime": ModelConfig(
+        name="realtime",
+        base_channels=32,
+        max_channels=256,
+        encoder_attention=32,
+        gen_channels=(12, 24, 48),
+        gen_stem_stride=2,
+        gen_middle_blocks=2,
+        gen_attention_down=(),
+        gen_attention_up=(),
+    ),
+}
+
+
+def get_config(name: str) -> ModelConfig:
+    try:
+        return CONFIGS[name]
+    except KeyError:
+        raise ValueError(f"unknown model configuration '{name}' - choose one of: {', '.join(CONFIGS)}") from None

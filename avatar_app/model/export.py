@@ -1,0 +1,203 @@
+"""Export a checkpoint into what the app runs: a folder with the generator and the identity network in one or
+more runtime formats, and a manifest.json describing them (the contract documented in export/README.md).
+
+A table of formats, one function each; every export reports its time and size and verifies itself against
+eager torch on a sample input (max abs difference <= 1e-4).
+"""
+
+from __future__ import annotations
+
+import copy
+import contextlib
+import io
+import json
+import shutil
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from avatar_app.errors import AvatarAppError, OutputPathError
+from avatar_app.landmark_image import GROUPS, LAYOUT
+from avatar_app.model.checkpoint import Networks, load_checkpoint, model_id
+from avatar_app.model.layers import bake_spectral_norm
+
+MODEL_FORMAT = "avatar_app.model"
+MODEL_VERSION = 1
+PARITY_TOLERANCE = 1e-4
+CROP_SCALE = 1.8  # the face crop the networks see: this many times the landmarks' larger extent
+
+
+class GeneratorRuntime(nn.Module):
+    """Per frame: landmark image and the avatar's ψ -> the face."""
+
+    def __init__(self, nets: Networks):
+        super().__init__()
+        self.generator = nets.generator
+
+    def forward(self, landmarks: torch.Tensor, psi: torch.Tensor) -> torch.Tensor:
+        return self.generator(landmarks, psi)
+
+
+class IdentityRuntime(nn.Module):
+    """Once per avatar: K frames and their landmark images -> ê (the mean embedding) and ψ = P·ê."""
+
+    def __init__(self, nets: Networks):
+        super().__init__()
+        self.embedder = nets.embedder
+        self.project = nets.generator.project
+
+    def forward(self, frames: torch.Tensor, landmarks: torch.Tensor):
+        e_hat = self.embedder(frames, landmarks).mean(dim=0, keepdim=True)
+        return e_hat, self.project(e_hat)
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    format: str
+    seconds: float
+    bytes: int
+    max_difference: float
+    error: str | None = None
+
+
+def _samples(nets: Networks, k: int = 2):
+    s = nets.config.image_size
+    g = torch.Generator().manual_seed(0)
+    frames = torch.rand(k, 3, s, s, generator=g) * 2 - 1
+    landmarks = torch.rand(k, 3, s, s, generator=g)
+    psi = torch.randn(1, nets.generator.n_psi, generator=g)
+    return frames, landmarks, psi
+
+
+def _export_onnx(gen: nn.Module, ident: nn.Module, nets: Networks, out: Path) -> dict:
+    import onnxruntime as ort
+
+    frames, landmarks, psi = _samples(nets)
+    k = torch.export.Dim("K", min=1, max=64)
+    torch.onnx.export(gen, (landmarks[:1], psi), out / "generator.onnx", input_names=["landmarks", "psi"],
+                      output_names=["image"], dynamo=True, verbose=False)
+    torch.onnx.export(ident, (frames, landmarks), out / "identity.onnx", input_names=["frames", "landmarks"],
+                      output_names=["embedding", "psi"], dynamo=True, verbose=False,
+                      dynamic_shapes={"frames": {0: k}, "landmarks": {0: k}})
+    g = ort.InferenceSession(str(out / "generator.onnx"), providers=["CPUExecutionProvider"])
+    i = ort.InferenceSession(str(out / "identity.onnx"), providers=["CPUExecutionProvider"])
+    got_g = g.run(None, {"landmarks": landmarks[:1].numpy(), "psi": psi.numpy()})[0]
+    got_i = i.run(None, {"frames": frames.numpy(), "landmarks": landmarks.numpy()})
+    return {"generator": got_g, "embedding": got_i[0], "psi": got_i[1]}
+
+
+def _export_torchscript(gen: nn.Module, ident: nn.Module, nets: Networks, out: Path) -> dict:
+    frames, landmarks, psi = _samples(nets)
+    tg = torch.jit.trace(gen, (landmarks[:1], psi))
+    ti = torch.jit.trace(ident, (frames, landmarks))
+    tg.save(str(out / "generator.ts"))
+    ti.save(str(out / "identity.ts"))
+    lg, li = torch.jit.load(str(out / "generator.ts")), torch.jit.load(str(out / "identity.ts"))
+    with torch.no_grad():
+        e, p = li(frames, landmarks)
+        return {"generator": lg(landmarks[:1], psi).numpy(), "embedding": e.numpy(), "psi": p.numpy()}
+
+
+FORMATS = {
+    "onnx": (_export_onnx, {"generator": "generator.onnx", "identity": "identity.onnx"}),
+    "torchscript": (_export_torchscript, {"generator": "generator.ts", "identity": "identity.ts"}),
+}
+
+
+def build_manifest(nets: Networks, formats: list[str], reports: list[ExportReport]) -> dict:
+    cfg, s, n_psi, e = nets.config, nets.config.image_size, nets.generator.n_psi, nets.config.embed_dim
+    return {
+        "format": MODEL_FORMAT,
+        "version": MODEL_VERSION,
+        "model_id": model_id(nets),
+        "config": cfg.to_dict(),
+        "files": {f: FORMATS[f][1] for f in formats},
+        "landmark_image": {
+            "layout": LAYOUT,
+            "size": s,
+            "thickness": cfg.landmark_thickness,
+            "channels": "RGB",
+            "range": [0.0, 1.0],
+            "groups": [{"name": n, "points": [a, b], "closed": c, "rgb": list(rgb)} for n, a, b, c, rgb in GROUPS],
+        },
+        "crop": {"scale": CROP_SCALE, "description": "square around the 478 landmarks, scale x their larger extent"},
+        "generator": {
+            "inputs": [
+                {"name": "landmarks", "shape": [1, 3, s, s], "dtype": "float32", "range": [0.0, 1.0]},
+                {"name": "psi", "shape": [1, n_psi], "dtype": "float32"},
+            ],
+            "outputs": [{"name": "image", "shape": [1, 3, s, s], "dtype": "float32", "range": [-1.0, 1.0], "channels": "RGB"}],
+        },
+        "identity": {
+            "inputs": [
+                {"name": "frames", "shape": ["K", 3, s, s], "dtype": "float32", "range": [-1.0, 1.0], "channels": "RGB"},
+                {"name": "landmarks", "shape": ["K", 3, s, s], "dtype": "float32", "range": [0.0, 1.0]},
+            ],
+            "outputs": [
+                {"name": "embedding", "shape": [1, e], "dtype": "float32"},
+                {"name": "psi", "shape": [1, n_psi], "dtype": "float32"},
+            ],
+        },
+        "exports": [r.__dict__ for r in reports],
+    }
+
+
+def export_checkpoint(checkpoint: str | Path, out: str | Path, formats: list[str]) -> list[ExportReport]:
+    """Write `out/` (replacing it only once every format has exported and verified) and its manifest."""
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        raise AvatarAppError(f"unknown export format {', '.join(unknown) or '(none)'} - choose from: {', '.join(FORMATS)}")
+    out = Path(out)
+    if not out.parent.is_dir():
+        raise OutputPathError(f"{out}: folder '{out.parent}' does not exist - create it first")
+    nets, _ = load_checkpoint(checkpoint)
+    eager = copy.deepcopy(nets)
+    for m in (eager.embedder, eager.generator):
+        bake_spectral_norm(m).eval()
+    gen, ident = GeneratorRuntime(eager).eval(), IdentityRuntime(eager).eval()
+    frames, landmarks, psi = _samples(eager)
+    with torch.no_grad():
+        want_e, want_p = ident(frames, landmarks)
+        want = {"generator": gen(landmarks[:1], psi).numpy(), "embedding": want_e.numpy(), "psi": want_p.numpy()}
+
+    tmp = out.with_name(f".{out.name}.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        # torch's exporters print progress and warn about their own deprecations: not the user's business.
+        warnings.simplefilter("ignore")
+        return _export_all(gen, ident, eager, nets, tmp, out, formats, want)
+
+
+def _export_all(gen, ident, eager, nets, tmp: Path, out: Path, formats: list[str], want: dict) -> list[ExportReport]:
+    reports = []
+    try:
+        for fmt in formats:
+            start = time.perf_counter()
+            got = FORMATS[fmt][0](gen, ident, eager, tmp)
+            seconds = time.perf_counter() - start
+            diff = max(float(np.abs(got[k] - want[k]).max()) for k in want)
+            # ONNX keeps large weights beside the graph (NAME.onnx.data): count every file of the format.
+            size = sum(p.stat().st_size for f in FORMATS[fmt][1].values() for p in tmp.glob(f + "*"))
+            reports.append(ExportReport(fmt, round(seconds, 2), size, diff))
+            if diff > PARITY_TOLERANCE:
+                raise AvatarAppError(f"{fmt} export does not match eager torch (max difference {diff:.2e} > {PARITY_TOLERANCE})")
+        manifest = build_manifest(nets, formats, reports)
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
+        if out.exists():
+            old = out.with_name(f".{out.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            out.rename(old)
+            tmp.rename(out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return reports

@@ -1,0 +1,223 @@
+"""The neural backend: an exported generator (onnxruntime, CUDA when present, else CPU; or TorchScript) renders
+the face from the retargeted landmarks, with the avatar's precomputed ψ; the mesh renderer animates the rest of
+the portrait and the generated face is blended over it.
+
+The app needs no torch for this with the ONNX runtime; see export/README.md for the model folder's contract.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from avatar_app import landmarks as L
+from avatar_app.errors import AvatarAppError, InputFileError
+from avatar_app.landmark_image import crop_box, draw_landmarks
+from avatar_app.render.base import RenderSettings
+from avatar_app.render.mesh import MeshRenderer
+
+MODEL_FORMAT = "avatar_app.model"  # the exporter writes these (avatar_app/model/export.py); kept here so the
+MODEL_VERSION = 1  # app reads manifests without importing torch
+RUNTIMES = ("onnx", "torchscript")
+
+
+@dataclass
+class NeuralIdentity:
+    """What an avatar keeps for one model: ê and ψ = P·ê, tagged with the model they were made with."""
+
+    model_id: str
+    embedding: np.ndarray  # (embed_dim,) float32
+    psi: np.ndarray  # (n_psi,) float32
+
+
+class ExportedModel:
+    """A model folder made by `avatar-app export`: manifest checked, one runtime session per network."""
+
+    def __init__(self, directory: str | Path, runtime: str = "onnx", provider: str | None = None):
+        self.directory = Path(directory)
+        self.manifest = read_manifest(self.directory)
+        if runtime not in RUNTIMES:
+            raise AvatarAppError(f"unknown runtime '{runtime}' - choose one of: {', '.join(RUNTIMES)}")
+        files = self.manifest["files"].get(runtime)
+        if files is None:
+            raise InputFileError(f"{self.directory}: this model was not exported for {runtime} - export it with --format {runtime}")
+        self.runtime = runtime
+        self.size = int(self.manifest["landmark_image"]["size"])
+        self.thickness = int(self.manifest["landmark_image"]["thickness"])
+        self.crop_scale = float(self.manifest["crop"]["scale"])
+        self.model_id = str(self.manifest["model_id"])
+        self._files = {k: self.directory / v for k, v in files.items()}
+        for path in self._files.values():
+            if not path.is_file():
+                raise InputFileError(f"{path}: model file missing - export the model again")
+        self._sessions: dict[str, object] = {}
+        self.provider = "cpu"
+        if runtime == "onnx":
+            self._providers = _onnx_providers(provider)
+            self.provider = "cuda" if self._providers[0].startswith("CUDA") else "cpu"
+        elif provider not in (None, "cpu"):
+            raise AvatarAppError(f"--provider {provider} applies to the onnx runtime only - use --runtime onnx")
+
+    def _session(self, name: str):
+        if name not in self._sessions:
+            path = self._files[name]
+            try:
+                if self.runtime == "onnx":
+                    import onnxruntime as ort
+
+                    opts = ort.SessionOptions()
+                    opts.intra_op_num_threads = min(os.cpu_count() or 1, 4)
+                    opts.log_severity_level = 3
+                    self._sessions[name] = ort.InferenceSession(str(path), opts, providers=self._providers)
+                else:
+                    torch = _import_torch()
+                    self._sessions[name] = torch.jit.load(str(path), map_location="cpu").eval()
+            except AvatarAppError:
+                raise
+            except Exception as err:  # a corrupt file: ORT and torch raise many kinds
+                reason = str(err).strip().splitlines()[0][:150] if str(err).strip() else type(err).__name__
+                raise InputFileError(f"{path}: cannot load the model ({reason}) - export it again") from None
+        return self._sessions[name]
+
+    def generate(self, landmarks: np.ndarray, psi: np.ndarray) -> np.ndarray:
+        """(1, 3, S, S) landmark image in [0, 1], (1, n_psi) -> (1, 3, S, S) RGB in [-1, 1]."""
+        s = self._session("generator")
+        if self.runtime == "onnx":
+            return s.run(None, {"landmarks": landmarks, "psi": psi})[0]
+        torch = _import_torch()
+        with torch.no_grad():
+            return s(torch.from_numpy(landmarks), torch.from_numpy(psi)).numpy()
+
+    def identity(self, frames: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """K frames (K, 3, S, S) RGB in [-1, 1] and their landmark images -> ê (1, E), ψ (1, n_psi)."""
+        s = self._session("identity")
+        if self.runtime == "onnx":
+            e, psi = s.run(None, {"frames": frames, "landmarks": landmarks})
+            return e, psi
+        torch = _import_torch()
+        with torch.no_grad():
+            e, psi = s(torch.from_numpy(frames), torch.from_numpy(landmarks))
+        return e.numpy(), psi.numpy()
+
+    def crop(self, image: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The model's view of a face: (RGB crop in [-1, 1] as 3 x S x S, its landmark image as 3 x S x S)."""
+        box = crop_box(points, self.crop_scale)
+        x0, y0, side = box
+        k = self.size / side
+        affine = np.array([[k, 0, -x0 * k], [0, k, -y0 * k]], np.float32)
+        patch = cv2.warpAffine(image, affine, (self.size, self.size), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
+        rgb = cv2.cvtColor(patch, cv2.COLOR_BGR2RGB).astype(np.float32) / 127.5 - 1.0
+        lm = draw_landmarks(points, box, self.size, self.thickness)
+        return rgb.transpose(2, 0, 1), lm.transpose(2, 0, 1)
+
+
+def read_manifest(directory: Path) -> dict:
+    if not directory.is_dir():
+        raise InputFileError(f"{directory}: no such model folder - export one with 'avatar-app export'")
+    path = directory / "manifest.json"
+    if not path.is_file():
+        raise InputFileError(f"{directory}: not a model folder (no manifest.json) - export one with 'avatar-app export'")
+    try:
+        manifest = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise InputFileError(f"{path}: not valid JSON - export the model again") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != MODEL_FORMAT:
+        raise InputFileError(f"{path}: not an avatar_app model manifest - export the model again")
+    if manifest.get("version") != MODEL_VERSION:
+        raise InputFileError(
+            f"{path}: model format version {manifest.get('version')}, this app reads {MODEL_VERSION} - export it again with this version"
+        )
+    for key in ("model_id", "files", "landmark_image", "crop"):
+        if key not in manifest:
+            raise InputFileError(f"{path}: manifest has no '{key}' - export the model again")
+    return manifest
+
+
+def _import_torch():
+    try:
+        import torch
+    except ImportError:
+        raise AvatarAppError("the torchscript runtime needs torch - pip install -e .[train], or use --runtime onnx") from None
+    return torch
+
+
+def _onnx_providers(provider: str | None) -> list[str]:
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise AvatarAppError("the neural backend needs onnxruntime - pip install -e .[cpu] (or .[gpu] with CUDA)") from None
+    available = ort.get_available_providers()
+    if provider in (None, "auto"):
+        return (["CUDAExecutionProvider"] if "CUDAExecutionProvider" in available else []) + ["CPUExecutionProvider"]
+    if provider == "cpu":
+        return ["CPUExecutionProvider"]
+    if provider == "cuda":
+        if "CUDAExecutionProvider" not in available:
+            raise AvatarAppError(
+                f"CUDA was asked for but onnxruntime offers only {', '.join(available)} - install the [gpu] extra "
+                "(onnxruntime-gpu, not beside onnxruntime) on a machine with CUDA, or use --provider cpu"
+            )
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    raise AvatarAppError(f"unknown provider '{provider}' - choose auto, cpu or cuda")
+
+
+def make_identity(model: ExportedModel, images: list[np.ndarray], points: list[np.ndarray]) -> NeuralIdentity:
+    """ê and ψ from K portrait images (one-shot: K = 1) and their landmarks."""
+    crops = [model.crop(img, pts) for img, pts in zip(images, points)]
+    frames = np.stack([c[0] for c in crops]).astype(np.float32)
+    lms = np.stack([c[1] for c in crops]).astype(np.float32)
+    e, psi = model.identity(frames, lms)
+    return NeuralIdentity(model.model_id, e[0].astype(np.float32), psi[0].astype(np.float32))
+
+
+class NeuralRenderer:
+    name = "neural"
+
+    def __init__(self, model_dir: str | Path, runtime: str = "onnx", provider: str | None = None):
+        self.model = ExportedModel(model_dir, runtime, provider)
+        self.mesh = MeshRenderer()
+
+    def prepare(self, avatar, settings: RenderSettings = RenderSettings()) -> None:
+        neural = getattr(avatar, "neural", None)
+        if neural is None or neural.model_id != self.model.model_id:
+            made = "no model" if neural is None else f"model {neural.model_id}"
+            raise AvatarAppError(
+                f"avatar '{avatar.name}' was made for {made}, not for {self.model.directory} ({self.model.model_id}) - "
+                f"run: avatar-app avatar create PORTRAIT --model {self.model.directory} --out NAME.avatar"
+            )
+        self.mesh.prepare(avatar, settings)
+        self._psi = neural.psi[None].astype(np.float32)
+        self._scale = np.array(self.mesh.output_size) / np.array(avatar.size)
+        # The face crop is fixed per avatar (the portrait's own), so a head that moves stays in the model's view.
+        self._box = crop_box(avatar.landmarks, self.model.crop_scale)
+
+    @property
+    def output_size(self) -> tuple[int, int]:
+        return self.mesh.output_size
+
+    def render(self, target: np.ndarray) -> np.ndarray:
+        out = self.mesh.render(target)
+        s = self.model.size
+        lm = draw_landmarks(target, self._box, s, self.model.thickness).transpose(2, 0, 1)[None]
+        face = self.model.generate(np.ascontiguousarray(lm, dtype=np.float32), self._psi)[0]
+        face = cv2.cvtColor(((face.transpose(1, 2, 0) + 1.0) * 127.5).clip(0, 255).astype(np.uint8), cv2.COLOR_RGB2BGR)
+        # Place the generated crop over the output, blended inside the target face's outline.
+        x0, y0, side = self._box
+        k = side / s
+        affine = np.array([[k * self._scale[0], 0, x0 * self._scale[0]], [0, k * self._scale[1], y0 * self._scale[1]]], np.float32)
+        w, h = self.output_size
+        placed = cv2.warpAffine(face, affine, (w, h), flags=cv2.INTER_LINEAR)
+        mask = np.zeros((h, w), np.float32)
+        outline = np.round(np.asarray(target)[L.FACE_OVAL, :2] * self._scale).astype(np.int32)
+        cv2.fillPoly(mask, [outline], 1.0)
+        feather = max(3, int(side * self._scale[0] / 40) | 1)
+        mask = cv2.GaussianBlur(mask, (feather, feather), 0)[..., None]
+        return (out * (1 - mask) + placed * mask).astype(np.uint8)
+
+    def close(self) -> None:
+        self.mesh.close()

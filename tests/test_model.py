@@ -1,0 +1,171 @@
+"""The paper's networks, their export, and the neural backend (random weights: shapes and plumbing, not looks)."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="the model needs torch (pip install -e .[train])")
+pytest.importorskip("onnxruntime", reason="the neural backend needs onnxruntime (pip install -e .[cpu])")
+
+from avatar_app.cli import main  # noqa: E402
+from avatar_app.errors import AvatarAppError, InputFileError  # noqa: E402
+from avatar_app.model.checkpoint import build_networks, load_checkpoint, model_id, save_checkpoint  # noqa: E402
+from avatar_app.model.config import CONFIGS  # noqa: E402
+from avatar_app.model.export import export_checkpoint  # noqa: E402
+from avatar_app.model.layers import adain  # noqa: E402
+from avatar_app.sources import probe_video  # noqa: E402
+from tests.conftest import PORTRAITS  # noqa: E402
+
+
+@pytest.mark.parametrize("name", ["realtime", "paper"])
+def test_shapes_through_embedder_generator_and_discriminator(name):
+    cfg = CONFIGS[name]
+    nets = build_networks(cfg, num_videos=5)
+    s = cfg.image_size
+    frames, lms = torch.rand(2, 3, s, s) * 2 - 1, torch.rand(2, 3, s, s)
+    with torch.no_grad():
+        e = nets.embedder(frames, lms)
+        assert e.shape == (2, cfg.embed_dim)
+        psi = nets.generator.project(e)
+        assert psi.shape == (2, nets.generator.n_psi)
+        out = nets.generator(lms, psi)
+        assert out.shape == (2, 3, s, s) and out.abs().max() <= 1
+        score, features = nets.discriminator(frames, lms, torch.tensor([0, 4]))
+        assert score.shape == (2,) and len(features) >= cfg.encoder_blocks
+
+
+def test_adain_applies_psi_exactly():
+    x = torch.tensor([[[[1.0, 3.0], [5.0, 7.0]]]])  # one channel: mean 4, std sqrt(5)
+    out = adain(x, torch.tensor([[2.0]]), torch.tensor([[10.0]]), eps=0.0)
+    expected = (x - 4) / np.sqrt(5) * 2 + 10
+    torch.testing.assert_close(out, expected)
+
+
+def test_identity_is_the_mean_embedding_over_k_frames():
+    nets = build_networks(CONFIGS["realtime"])
+    nets.embedder.eval()  # in training mode spectral norm refines its estimate on every call
+    s = CONFIGS["realtime"].image_size
+    frames, lms = torch.rand(4, 3, s, s) * 2 - 1, torch.rand(4, 3, s, s)
+    with torch.no_grad():
+        each = nets.embedder(frames, lms)
+        torch.testing.assert_close(nets.embedder.identity(frames, lms), each.mean(0, keepdim=True))
+
+
+def test_checkpoint_round_trip_and_pickle_refusal(tmp_path):
+    nets = build_networks(CONFIGS["realtime"], num_videos=3)
+    path = save_checkpoint(tmp_path / "a.pt", nets, step=7)
+    back, raw = load_checkpoint(path)
+    assert model_id(back) == model_id(nets) and raw["step"] == 7 and back.num_videos == 3
+
+    class Payload:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": "avatar_app.checkpoint", "version": 1, "x": Payload()}, evil)
+    with pytest.raises(InputFileError, match="pickled objects"):
+        load_checkpoint(evil)
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(InputFileError, match="junk.pt"):
+        load_checkpoint(junk)
+
+
+@pytest.mark.parametrize("name", ["realtime", "paper"])
+def test_export_matches_eager_torch(tmp_path, name):
+    save_checkpoint(tmp_path / "c.pt", build_networks(CONFIGS[name]))
+    reports = export_checkpoint(tmp_path / "c.pt", tmp_path / "m", ["onnx", "torchscript"])
+    assert {r.format for r in reports} == {"onnx", "torchscript"}
+    assert all(r.max_difference <= 1e-4 and r.bytes > 0 for r in reports)
+    manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    assert manifest["format"] == "avatar_app.model" and manifest["version"] == 1
+    assert manifest["generator"]["inputs"][1]["shape"][1] == build_networks(CONFIGS[name]).generator.n_psi
+    assert not list(tmp_path.glob(".m.*"))  # no temp folder left
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    root = tmp_path_factory.mktemp("model")
+    save_checkpoint(root / "rt.pt", build_networks(CONFIGS["realtime"], seed=3))
+    export_checkpoint(root / "rt.pt", root / "rt", ["onnx", "torchscript"])
+    return root / "rt"
+
+
+@pytest.fixture(scope="module")
+def neural_avatar(exported, tmp_path_factory):
+    path = tmp_path_factory.mktemp("av") / "mona_rt.avatar"
+    assert main(["avatar", "create", str(PORTRAITS / "mona_lisa.jpg"), str(PORTRAITS / "girl_with_a_pearl_earring.jpg"),
+                 "--model", str(exported), "--out", str(path)]) == 0
+    return path
+
+
+def test_an_exported_model_renders_through_render_backend_neural(tmp_path, exported, neural_avatar, generated_driver):
+    for runtime in ("onnx", "torchscript"):
+        out = tmp_path / f"n_{runtime}.mp4"
+        code = main(["render", "--driver", str(generated_driver), "--avatar", str(neural_avatar), "--backend", "neural",
+                     "--model", str(exported), "--runtime", runtime, "--out", str(out), "--size", "256"])
+        assert code == 0
+        info = probe_video(out)
+        assert info.frame_count == probe_video(generated_driver).frame_count and (info.width, info.height) == (144, 256)
+
+
+def _one_line(capsys, code, *fragments):
+    assert code == 2
+    err = [ln for ln in capsys.readouterr().err.replace("\r", "\n").splitlines()
+           if ln.strip() and not ln.startswith(("tracking:", "rendering:"))]
+    assert len(err) == 1 and err[0].startswith("avatar-app: error:"), err
+    for f in fragments:
+        assert f in err[0]
+
+
+def test_bad_models_and_mismatched_avatars(tmp_path, capsys, exported, neural_avatar, generated_driver):
+    def render(model, avatar=neural_avatar, *extra):
+        return main(["render", "--driver", str(generated_driver), "--avatar", str(avatar), "--backend", "neural",
+                     "--model", str(model), "--out", str(tmp_path / "o.mp4"), "--size", "128", *extra])
+
+    _one_line(capsys, render(tmp_path / "nowhere"), "no such model folder")
+    empty = tmp_path / "empty_model"
+    empty.mkdir()
+    _one_line(capsys, render(empty), "no manifest.json")
+
+    other_version = tmp_path / "v2"
+    shutil.copytree(exported, other_version)
+    manifest = json.loads((other_version / "manifest.json").read_text())
+    manifest["version"] = 2
+    (other_version / "manifest.json").write_text(json.dumps(manifest))
+    _one_line(capsys, render(other_version), "format version 2")
+
+    corrupt = tmp_path / "corrupt"
+    shutil.copytree(exported, corrupt)
+    (corrupt / "generator.onnx").write_bytes(b"garbage")
+    _one_line(capsys, render(corrupt), "generator.onnx", "cannot load the model")
+
+    mesh_only = tmp_path / "mesh_only.avatar"
+    assert main(["avatar", "create", str(PORTRAITS / "mona_lisa.jpg"), "--out", str(mesh_only)]) == 0
+    capsys.readouterr()
+    _one_line(capsys, render(exported, mesh_only), "was made for no model")
+
+    other = tmp_path / "other"
+    save_checkpoint(tmp_path / "o.pt", build_networks(CONFIGS["realtime"], seed=99))
+    export_checkpoint(tmp_path / "o.pt", other, ["onnx"])
+    _one_line(capsys, render(other), "was made for model")
+    assert not (tmp_path / "o.mp4").exists()
+
+
+def test_cuda_asked_for_without_cuda_is_one_line(tmp_path, capsys, exported, neural_avatar, generated_driver):
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this machine has CUDA")
+    code = main(["render", "--driver", str(generated_driver), "--avatar", str(neural_avatar), "--backend", "neural",
+                 "--model", str(exported), "--provider", "cuda", "--out", str(tmp_path / "o.mp4")])
+    _one_line(capsys, code, "CUDA was asked for", "--provider cpu")
+
+
+def test_neural_without_a_model_is_a_user_error():
+    from avatar_app.render.base import RenderSettings, create_renderer
+
+    with pytest.raises(AvatarAppError, match="--model"):
+        create_renderer(RenderSettings(backend="neural"))
