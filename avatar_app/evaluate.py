@@ -46,7 +46,7 @@ from avatar_app.retarget import RetargetSettings
 from avatar_app.sources import SourceSettings, VideoFileSource, probe_video
 from avatar_app.tracker import FaceTracker, TrackerSettings
 
-BACKENDS = ("mesh",)  # renderers this command can evaluate today; "neural" comes with its own issue
+BACKENDS = ("mesh", "neural")
 STATIC = "static"
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
 BOX_SCALE = 1.8  # crop side, in face-box sides: head, hair and some background, as in VoxCeleb-style crops
@@ -71,6 +71,7 @@ class EvaluationSettings:
     backend: str = "mesh"
     size: int = 256
     frames: int = 32
+    model: str | None = None  # the neural backend's model folder
 
     def __post_init__(self) -> None:
         shots = tuple(sorted({int(t) for t in self.shots}))
@@ -78,9 +79,9 @@ class EvaluationSettings:
             raise ValueError(f"shots must be one or more frame counts of at least 1, got {list(self.shots)}")
         object.__setattr__(self, "shots", shots)
         if self.backend not in BACKENDS:
-            raise BackendNotAvailable(
-                f"backend '{self.backend}' is not available yet - evaluate with --backend mesh"
-            )
+            raise BackendNotAvailable(f"backend '{self.backend}' is not available - choose one of: {', '.join(BACKENDS)}")
+        if self.backend == "neural" and not self.model:
+            raise BackendNotAvailable("the neural backend needs its model folder - pass --model export/NAME")
         if not 32 <= self.size <= 4096:
             raise ValueError(f"size must be between 32 and 4096 pixels, got {self.size}")
         if self.frames < 1:
@@ -88,7 +89,8 @@ class EvaluationSettings:
 
     @property
     def methods(self) -> tuple[str, ...]:
-        return (STATIC, self.backend)
+        """The rows: the static baseline, the mesh renderer, and the backend under test when it is not mesh."""
+        return (STATIC, "mesh") if self.backend == "mesh" else (STATIC, "mesh", self.backend)
 
 
 # -- the crop --------------------------------------------------------------------------------------------------
@@ -373,14 +375,16 @@ class _Shot:
         self.t, self._run, self._name = t, run, name
         self.candidates = [s for s in range(t) if run.driver[s] is not None]
         self._driver68 = {s: to_dlib68(run.driver[s]) for s in self.candidates}
-        self._animators: dict[int, Animator] = {}
+        self._animators: dict[int, dict[str, Animator]] = {}
+        self._identity = None
         self.notes: list[str] = []
 
     def pick(self, points: np.ndarray) -> int:
         return nearest_source({s: self._driver68[s] for s in self.candidates}, to_dlib68(points))
 
-    def animator(self, s: int) -> Animator | None:
-        """The animator of source frame s; None (and s dropped) when no portrait face is found in it."""
+    def animators(self, s: int) -> dict[str, Animator] | None:
+        """The animators (one per rendering method) of source frame s; None (and s dropped) when no portrait
+        face is found in it. For the neural backend the avatar's identity is made from all T frames (few-shot)."""
         if s not in self._animators:
             run = self._run
             try:
@@ -392,17 +396,35 @@ class _Shot:
                 self.candidates.remove(s)
                 return None
             size = run.settings.size
-            animator = Animator(avatar, RenderSettings(size=size, backend=run.settings.backend), RetargetSettings())
-            if animator.output_size != (size, size):
-                raise AvatarAppError(f"renderer gave {animator.output_size}, expected {size}x{size}")
-            animator.calibrate(run.driver[s])  # the source frame's own pose is the reference
-            animator.target(run.driver[s], run.times[s])  # start the face-loss easing there
-            self._animators[s] = animator
+            animators = {}
+            for method in run.settings.methods[1:]:
+                render = RenderSettings(size=size, backend=method, model=run.settings.model)
+                if method == "neural":
+                    avatar.neural = self.identity(render)
+                animator = Animator(avatar, render, RetargetSettings())
+                if animator.output_size != (size, size):
+                    raise AvatarAppError(f"renderer gave {animator.output_size}, expected {size}x{size}")
+                animator.calibrate(run.driver[s])  # the source frame's own pose is the reference
+                animator.target(run.driver[s], run.times[s])  # start the face-loss easing there
+                animators[method] = animator
+            self._animators[s] = animators
         return self._animators[s]
 
+    def identity(self, render: RenderSettings):
+        """ê and ψ of the first T frames (K = T), made once per shot."""
+        if self._identity is None:
+            from avatar_app.render.neural import ExportedModel, make_identity
+
+            model = ExportedModel(render.model, render.runtime, render.provider)
+            run = self._run
+            self._identity = make_identity(model, [run.crops[s] for s in self.candidates],
+                                           [run.driver[s] for s in self.candidates])
+        return self._identity
+
     def close(self) -> None:
-        for a in self._animators.values():
-            a.close()
+        for animators in self._animators.values():
+            for a in animators.values():
+                a.close()
 
 
 def evaluate_video(
@@ -482,16 +504,15 @@ class _VideoRun:
         identity = np.mean(embeddings, axis=0) if embeddings else None
         rows = {m: RowResult(method=m, shots=shot.t, sources=[]) for m in self.settings.methods}
         for i in scored:
-            source, animator = None, None
-            while animator is None and shot.candidates:
+            source, animators = None, None
+            while animators is None and shot.candidates:
                 source = shot.pick(self.driver[i])
-                animator = shot.animator(source)
-            if animator is None:  # every candidate failed as a portrait
+                animators = shot.animators(source)
+            if animators is None:  # every candidate failed as a portrait
                 return None
-            outputs = {
-                STATIC: self.crops[source],
-                self.settings.backend: animator.render(animator.target(self.driver[i], self.times[i])),
-            }
+            outputs = {STATIC: self.crops[source]}
+            for method, animator in animators.items():
+                outputs[method] = animator.render(animator.target(self.driver[i], self.times[i]))
             real, real_lm = self.crops[i], self.real68(i)
             for method, output in outputs.items():
                 if method == STATIC:  # the output is a real frame: its measurements are cached

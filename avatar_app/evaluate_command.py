@@ -22,7 +22,7 @@ def register(subparsers) -> None:
     p.add_argument("--shots", nargs="+", type=int, default=[1, 8, 32], metavar="T",
                    help="how many first frames make the avatar (default: 1 8 32)")
     p.add_argument("--backend", default="mesh", choices=("mesh", "neural"), help="renderer to score (default: mesh)")
-    p.add_argument("--model", type=Path, metavar="DIR", help="neural model folder (the neural backend is not available yet)")
+    p.add_argument("--model", type=Path, metavar="DIR", help="model folder made by 'avatar-app export' (neural backend)")
     p.add_argument("--size", type=int, default=256, help="side of the square face crop and output (default 256)")
     p.add_argument("--frames", type=int, default=32, help="driven frames per video (default 32)")
     p.add_argument("--json", type=Path, required=True, metavar="OUT", help="every per-video and per-frame figure")
@@ -50,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
     from avatar_app.errors import NoFaceError, OutputPathError
     from avatar_app.evaluate import EvaluationSettings, evaluate, find_videos, markdown
 
-    settings = EvaluationSettings(shots=tuple(args.shots), backend=args.backend, size=args.size, frames=args.frames)
+    settings = EvaluationSettings(shots=tuple(args.shots), backend=args.backend, size=args.size, frames=args.frames,
+                                  model=None if args.model is None else str(args.model))
     _check_output(args.json, "JSON report")
     if args.markdown is not None:
         _check_output(args.markdown, "markdown report")

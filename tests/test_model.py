@@ -111,6 +111,15 @@ def test_an_exported_model_renders_through_render_backend_neural(tmp_path, expor
         assert info.frame_count == probe_video(generated_driver).frame_count and (info.width, info.height) == (144, 256)
 
 
+def test_evaluate_scores_the_neural_backend_beside_mesh_and_static(tmp_path, exported, generated_driver):
+    report = tmp_path / "r.json"
+    code = main(["evaluate", "--videos", str(generated_driver), "--backend", "neural", "--model", str(exported),
+                 "--shots", "1", "2", "--frames", "3", "--size", "128", "--json", str(report)])
+    assert code == 0
+    rows = {(r["method"], r["shots"]) for r in json.loads(report.read_text())["overall"]}
+    assert {("static", 1), ("mesh", 1), ("neural", 1), ("neural", 2)} <= rows
+
+
 def _one_line(capsys, code, *fragments):
     assert code == 2
     err = [ln for ln in capsys.readouterr().err.replace("\r", "\n").splitlines()
