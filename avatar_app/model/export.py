@@ -11,6 +11,7 @@ import copy
 import contextlib
 import io
 import json
+import logging
 import shutil
 import time
 import warnings
@@ -168,10 +169,17 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, formats: list[str
     tmp = out.with_name(f".{out.name}.partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        # torch's exporters print progress and warn about their own deprecations: not the user's business.
-        warnings.simplefilter("ignore")
-        return _export_all(gen, ident, eager, nets, tmp, out, formats, want)
+    quiet = logging.getLogger("torch.onnx")
+    level = quiet.level
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            # torch's exporters print progress and warn about their own deprecations (and about torchvision
+            # ops this project never uses): not the user's business.
+            warnings.simplefilter("ignore")
+            quiet.setLevel(logging.ERROR)
+            return _export_all(gen, ident, eager, nets, tmp, out, formats, want)
+    finally:
+        quiet.setLevel(level)
 
 
 def _export_all(gen, ident, eager, nets, tmp: Path, out: Path, formats: list[str], want: dict) -> list[ExportReport]:

@@ -72,6 +72,8 @@ class ExportedModel:
 
                     opts = ort.SessionOptions()
                     opts.intra_op_num_threads = min(os.cpu_count() or 1, 4)
+                    # Spinning worker threads steal the cores the tracker and mesh stages run on.
+                    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
                     opts.log_severity_level = 3
                     self._sessions[name] = ort.InferenceSession(str(path), opts, providers=self._providers)
                 else:
