@@ -2,8 +2,9 @@
 
 The newest frame wins: between stages sits a bounded slot, and a frame that arrives while the slot is full
 replaces the waiting one (the stale one is dropped and counted, never queued). Every frame carries the time
-it was captured and the time it left each stage, so latency per stage is a difference of stamps.
-stop() returns within a second.
+it was captured and the time it left each stage, so latency per stage is a difference of stamps; given a
+Profiler, the runner also stamps when a frame enters each stage ("enter:<stage>") and reports every finished,
+dropped and failed frame to it. stop() returns within a second.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 
 from avatar_app.animator import Animator
 from avatar_app.frames import Frame, now
+from avatar_app.profiler import Profiler, entered
 from avatar_app.sources import FrameSource
 from avatar_app.tracker import FaceTracker, TrackerSettings
 
@@ -63,30 +65,35 @@ class AvatarFrame:
 class LatestSlot:
     """A bounded hand-over between two threads where the newest item wins.
 
-    put() never blocks: when full, the oldest waiting item is dropped and counted.
+    put() never blocks: when full, the oldest waiting item is dropped and counted (and handed to ``on_drop``,
+    outside the slot's lock).
     """
 
-    def __init__(self, size: int = 1):
+    def __init__(self, size: int = 1, on_drop: Callable[[object], None] | None = None):
         self._items: collections.deque = collections.deque()
         self._size = size
         self._cond = threading.Condition()
         self.dropped = 0
         self.high_water = 0
         self._closed = False
+        self._on_drop = on_drop
 
     def put(self, item, wait_for_room: bool = False, stop: threading.Event | None = None) -> None:
         """Hand over an item; when full, drop the oldest (or, with wait_for_room, wait until taken)."""
+        gone = None
         with self._cond:
             while wait_for_room and len(self._items) >= self._size and not self._closed:
                 if stop is not None and stop.is_set():
                     return
                 self._cond.wait(_POLL_S)
             if len(self._items) >= self._size:
-                self._items.popleft()
+                gone = self._items.popleft()
                 self.dropped += 1
             self._items.append(item)
             self.high_water = max(self.high_water, len(self._items))
             self._cond.notify()
+        if gone is not None and self._on_drop is not None:
+            self._on_drop(gone)
 
     def get(self, timeout: float = _POLL_S):
         """The oldest waiting item, or None after `timeout` (or once closed and empty)."""
@@ -136,6 +143,7 @@ class Runner:
         settings: RunnerSettings = RunnerSettings(),
         on_frame: Callable[[AvatarFrame], None] | None = None,
         on_problem: Callable[[str], None] | None = None,
+        profiler: Profiler | None = None,
     ):
         self.source = source
         self.animator = animator
@@ -144,8 +152,11 @@ class Runner:
         self.on_frame = on_frame
         self.on_problem = on_problem
         self.stats = RunnerStats()
-        self._to_tracker = LatestSlot(settings.slot_size)
-        self._to_renderer = LatestSlot(settings.slot_size)
+        self.profiler = profiler
+        p = profiler
+        self._to_tracker = LatestSlot(settings.slot_size, None if p is None else lambda f: p.dropped("tracker", f))
+        self._to_renderer = LatestSlot(settings.slot_size,
+                                       None if p is None else lambda item: p.dropped("renderer", item[0]))
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._latest: AvatarFrame | None = None
@@ -202,6 +213,8 @@ class Runner:
             target()
         except Exception as err:  # a stage that dies must not hang the others
             log.exception("%s stage failed", name)
+            if self.profiler is not None:
+                self.profiler.failed(name)
             self._problem(f"{name} stopped: {err}")
             self._stop.set()
             self._to_tracker.close()
@@ -232,8 +245,10 @@ class Runner:
                     if self._to_tracker.closed_and_empty:
                         break
                     continue
+                self._enter(frame, "tracker")
                 face = tracker.process(frame.image, frame.t_capture)
                 frame.stamp("tracker")
+                self._enter(frame, "retarget")
                 points = None if face is None else face.points
                 target = self.animator.target(points, frame.t_capture)
                 frame.stamp("retarget")
@@ -252,19 +267,25 @@ class Runner:
                     break
                 continue
             frame, target, found = item
+            self._enter(frame, "renderer")
             try:
                 image = self.animator.render(target)
             except Exception as err:  # one bad frame is skipped and counted, the next one renders
                 self.stats.render_errors += 1
                 log.warning("frame %d not rendered: %s", frame.index, err)
+                if self.profiler is not None:
+                    self.profiler.failed("renderer", frame)
                 continue
             frame.stamp("renderer")
             for sink in list(self.sinks):
+                self._enter(frame, f"sink:{sink.name}")
                 try:
                     sink.write(image)
                 except Exception as err:  # that sink is switched off; the others go on
                     self.sinks.remove(sink)
                     self.stats.sink_errors[sink.name] = str(err)
+                    if self.profiler is not None:  # the frame goes on to the other sinks: counted, not a row
+                        self.profiler.failed(f"sink:{sink.name}")
                     self._problem(f"{sink.name} switched off: {err}")
                     _close_quietly(sink)
                     continue
@@ -273,10 +294,16 @@ class Runner:
             with self._lock:
                 self._latest = out
             self.stats.frames_rendered += 1
+            if self.profiler is not None:
+                self.profiler.record(frame)
             if self.on_frame is not None:
                 self.on_frame(out)
 
     # -- helpers ------------------------------------------------------------------------------------------
+    def _enter(self, frame: Frame, stage: str) -> None:
+        if self.profiler is not None:  # without a profiler, frames carry exit stamps only, as before
+            frame.stamp(entered(stage))
+
     def _problem(self, message: str) -> None:
         log.warning(message)
         if self.on_problem is not None:

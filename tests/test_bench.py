@@ -1,0 +1,137 @@
+"""`avatar-app bench`: a documented JSON, one CSV row per frame, a plot; a failing stage ends it, never a hang."""
+
+import csv
+import json
+import threading
+
+import pytest
+
+from avatar_app import bench
+from avatar_app.animator import Animator
+from avatar_app.cli import main
+from avatar_app.render.base import RenderSettings
+from tests.conftest import PORTRAITS
+
+MONA = PORTRAITS / "mona_lisa.jpg"
+
+
+def bench_args(driver, out, *extra):
+    return ["bench", "--driver", str(driver), "--portrait", str(MONA), "--size", "128", "--frames", "40",
+            "--warmup", "3", "--json", str(out / "bench.json"), *map(str, extra)]
+
+
+def test_bench_writes_a_documented_json_a_row_per_frame_and_a_plot(tmp_path, generated_driver, capsys):
+    code = main(bench_args(generated_driver, tmp_path, "--paced", 25, "--csv", tmp_path / "frames.csv",
+                           "--plot", tmp_path / "latency.png"))
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+
+    doc = json.loads((tmp_path / "bench.json").read_text())
+    assert bench.schema_errors(doc) == []
+    assert doc["format"] == "avatar_app.bench" and doc["version"] == 1 and doc["ok"] is True
+    run, result = doc["run"], doc["result"]
+    assert run["mode"] == "paced" and run["paced_fps"] == 25 and run["backend"] == "mesh"
+    assert run["provider"] == "cpu" and run["runtime"] is None and run["output_size"] == [72, 128] and run["drop_stale"] is True
+    assert doc["machine"]["cpu_count"] >= 1 and doc["machine"]["threads"]["pipeline"] == 3
+    assert result["frames"] == 40
+    assert [s["name"] for s in result["stages"]] == ["tracker", "retarget", "renderer", "sink:null"]
+    e2e = result["end_to_end_ms"]
+    assert 0 < e2e["p50"] <= e2e["p95"] <= e2e["p99"] <= e2e["max"]
+    assert result["audio_delay_ms"] == round(e2e["p50"])
+
+    with open(tmp_path / "frames.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    ok = [r for r in rows if r["status"] == "ok"]
+    assert len(ok) == 40
+    lost = sum(n for queue, n in result["dropped"].items() if queue != "capture")  # capture drops have no frame
+    assert len(rows) == 40 + lost + sum(result["failed"].values())
+    assert all(float(r["end_to_end_ms"]) > 0 and float(r["renderer_ms"]) > 0 for r in ok)
+
+    png = (tmp_path / "latency.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 10_000
+
+    for figure in ("tracker", "renderer", "capture->sink", "p99", "dropped:", "CPUs", "provider cpu",
+                   "profiler overhead", "set your audio delay to"):
+        assert figure in printed
+    assert f"set your audio delay to {result['audio_delay_ms']} ms" in printed
+
+
+def test_unpaced_bench_waits_for_the_tracker_instead_of_dropping(tmp_path, generated_driver):
+    assert main(bench_args(generated_driver, tmp_path, "--unpaced")) == 0
+    doc = json.loads((tmp_path / "bench.json").read_text())
+    assert doc["run"]["mode"] == "unpaced" and doc["run"]["paced_fps"] is None
+    assert doc["run"]["drop_stale"] is False
+    assert doc["result"]["dropped"].get("tracker", 0) == 0  # the source waits; nothing is read in vain
+    assert doc["result"]["fps"] > 0
+
+
+@pytest.mark.parametrize("stage", ["tracker", "renderer"])
+def test_a_stage_that_raises_is_reported_as_a_failure(tmp_path, generated_driver, monkeypatch, capsys, stage):
+    def boom(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    if stage == "tracker":
+        monkeypatch.setattr("avatar_app.tracker.FaceTracker.process", boom)
+    else:
+        monkeypatch.setattr(Animator, "render", boom)
+    code = main(bench_args(generated_driver, tmp_path, "--unpaced"))
+    err = capsys.readouterr().err
+    assert code == 1
+    assert f"bench failed: {stage} failed" in err and "boom" in err
+    assert "Traceback" not in err
+    doc = json.loads((tmp_path / "bench.json").read_text())
+    assert bench.schema_errors(doc) == []
+    assert doc["ok"] is False and "boom" in doc["failure"]
+
+
+def test_a_stage_that_hangs_is_reported_as_stalled(generated_driver, mona_avatar):
+    release = threading.Event()
+    animator = Animator(mona_avatar, RenderSettings(size=64))
+    animator.render = lambda target: release.wait(30)  # never returns a picture in time
+    settings = bench.BenchSettings(generated_driver, size=64, frames=5, warmup=0, paced_fps=None,
+                                   start_s=2.0, stall_s=2.0)
+    try:
+        result = bench.run_bench(mona_avatar, settings, animator=animator)
+    finally:
+        release.set()
+    assert not result.ok and "stalled" in result.failure
+    assert bench.schema_errors(bench.to_json(result)) == []
+
+
+def test_schema_check_finds_what_is_wrong():
+    doc = {"format": "avatar_app.bench", "version": 2, "ok": "yes"}
+    errors = bench.schema_errors(doc)
+    assert any("$.version" in e for e in errors) and any("$.ok" in e for e in errors)
+    assert any("missing 'result'" in e for e in errors)
+
+
+@pytest.mark.parametrize("change", [
+    {"--driver": "missing.mp4"},
+    {"--json": "report.txt"},
+    {"--json": "no_such_folder/report.json"},
+    {"--frames": "1"},
+    {"--paced": "0"},
+    {"--backend": "nonesuch"},
+    {"--backend": "neural"},  # without --model
+])
+def test_bad_input_ends_in_one_line_and_exit_code_2(tmp_path, generated_driver, capsys, change):
+    args = bench_args(generated_driver, tmp_path)
+    for flag, value in change.items():
+        value = str(tmp_path / value) if flag in ("--driver", "--json") else value
+        if flag in args:
+            args[args.index(flag) + 1] = value
+        else:
+            args += [flag, value]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("avatar-app: error:") and "\n" not in err
+    assert not (tmp_path / "bench.json").exists()
+
+
+def test_bench_on_a_text_file_names_it(tmp_path, capsys):
+    fake = tmp_path / "notes.mp4"
+    fake.write_text("not a video")
+    args = ["bench", "--driver", str(fake), "--portrait", str(MONA), "--json", str(tmp_path / "b.json")]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "notes.mp4" in err and len(err.strip().splitlines()) == 1
