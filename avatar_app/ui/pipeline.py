@@ -1,0 +1,369 @@
+"""The live pipeline as the window sees it: the core Runner on its own threads, newest frames handed over by a
+Qt signal, avatars switched and outputs plugged in while it runs.
+
+The GUI thread never waits here except in ``shutdown()`` (closing the window), which returns within about a
+second: starting (opening a camera, preparing a renderer) happens on a worker thread, and frames are never
+queued: a new frame replaces the one not yet painted, and at most one signal is in flight.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+from PySide6.QtCore import QObject, Signal
+
+from avatar_app.animator import Animator
+from avatar_app.avatar import Avatar
+from avatar_app.profiler import HudSnapshot, Profiler, ProfilerSettings
+from avatar_app.render.base import RenderSettings
+from avatar_app.runner import AvatarFrame, Runner
+from avatar_app.sources import SourceSettings, open_source
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LiveFrame:
+    """What the previews paint: the camera picture as captured (never mirrored), the avatar as the outputs got
+    it, the driver's landmarks (None: no face) and the avatar that was animated."""
+
+    camera: np.ndarray
+    avatar_image: np.ndarray
+    driver_points: np.ndarray | None
+    face_found: bool
+    index: int
+    avatar: Avatar
+
+
+class SwitchableAnimator:
+    """The animator the runner drives, with room to switch avatars while it runs.
+
+    The runner computes a target on its tracker thread and renders it on its renderer thread; across a switch
+    a target of the old avatar may still be on its way, so every target remembers the animator that made it
+    (and the driver's landmarks, which the alignment overlay draws) and is rendered by that one.
+    """
+
+    _REMEMBER = 8  # targets in flight are at most a few (slots of one frame between stages)
+
+    def __init__(self, animator: Animator):
+        self._current = animator
+        self._lock = threading.Lock()
+        self._made: collections.OrderedDict[int, tuple[np.ndarray, Animator, np.ndarray | None]] = (
+            collections.OrderedDict())
+
+    @property
+    def current(self) -> Animator:
+        return self._current
+
+    @property
+    def avatar(self) -> Avatar:
+        return self._current.avatar
+
+    @property
+    def output_size(self) -> tuple[int, int]:
+        return self._current.output_size
+
+    def switch(self, animator: Animator) -> Animator:
+        """Animate ``animator`` from the next frame on (it calibrates on its first face); returns the old one."""
+        with self._lock:
+            old, self._current = self._current, animator
+        return old
+
+    def calibrate(self) -> None:
+        self._current.calibrate()
+
+    def target(self, driver: np.ndarray | None, t: float) -> np.ndarray:
+        animator = self._current
+        out = animator.target(driver, t)
+        with self._lock:
+            self._made[id(out)] = (out, animator, None if driver is None else np.asarray(driver))
+            while len(self._made) > self._REMEMBER:
+                self._made.popitem(last=False)
+        return out
+
+    def made_by(self, target: np.ndarray) -> tuple[Animator, np.ndarray | None]:
+        """The animator that made ``target`` and the driver landmarks it came from."""
+        with self._lock:
+            entry = self._made.get(id(target))
+        if entry is not None and entry[0] is target:
+            return entry[1], entry[2]
+        return self._current, None
+
+    def render(self, target: np.ndarray) -> np.ndarray:
+        return self.made_by(target)[0].render(target)
+
+    def close(self) -> None:
+        self._current.close()
+
+
+class OutputHub:
+    """The one sink the runner sees. Outputs (the virtual camera, a recording) are plugged in and out of it
+    while frames flow, and outlive a restart of the pipeline (a new source); their owner opens and closes them.
+
+    After ``remove()`` returns, the output is not written again, so it may be closed at once. An output that
+    raises is unplugged and handed to ``on_error`` (from the renderer thread).
+    """
+
+    name = "outputs"
+
+    def __init__(self, on_error: Callable[[object, Exception], None] | None = None):
+        self._outputs: list = []
+        self._lock = threading.Lock()
+        self.on_error = on_error
+
+    def add(self, output) -> None:
+        with self._lock:
+            if output not in self._outputs:
+                self._outputs.append(output)
+
+    def remove(self, output) -> bool:
+        with self._lock:  # waits for a write in progress, so the caller may close the output afterwards
+            if output in self._outputs:
+                self._outputs.remove(output)
+                return True
+            return False
+
+    def __contains__(self, output) -> bool:
+        with self._lock:
+            return output in self._outputs
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._outputs)
+
+    def write(self, image: np.ndarray) -> None:
+        failed = []
+        with self._lock:
+            for output in list(self._outputs):
+                try:
+                    output.write(image)
+                except Exception as err:  # that output is unplugged; the others, and the previews, go on
+                    self._outputs.remove(output)
+                    failed.append((output, err))
+        for output, err in failed:
+            log.warning("%s switched off: %s", getattr(output, "name", output), err)
+            if self.on_error is not None:
+                self.on_error(output, err)
+
+    def close(self) -> None:
+        """The runner stops: the outputs stay with their owner (they may go on with the next pipeline)."""
+
+
+class LivePipeline(QObject):
+    """Owns one Runner at a time. Signals arrive on the GUI thread:
+
+    ``frame_ready``: a new frame waits in ``take_frame()`` (at most one signal is pending at a time);
+    ``started(str)``: the pipeline runs (a description of the source); ``start_failed(str)``: the source or the
+    avatar could not be opened (one line); ``problem(str)``: something went wrong while running (a source
+    that stopped, an output switched off); ``output_failed(object, str)``: that output was unplugged;
+    ``avatar_switched(object)`` / ``avatar_failed(str)``: a new avatar, size or renderer is (not) in use.
+    """
+
+    frame_ready = Signal()
+    started = Signal(str)
+    start_failed = Signal(str)
+    problem = Signal(str)
+    output_failed = Signal(object, str)
+    avatar_switched = Signal(object)
+    avatar_failed = Signal(str)
+
+    def __init__(self, parent: QObject | None = None, hud_window: int = 60):
+        super().__init__(parent)
+        self.hub = OutputHub(self._output_error)
+        self.profiler = Profiler(ProfilerSettings(window=hud_window, keep_record=False))
+        self._lock = threading.Lock()
+        self._control = threading.Lock()  # one start or switch at a time, in request order
+        self._runner: Runner | None = None
+        self._animator: SwitchableAnimator | None = None
+        self._generation = 0  # bumped by every start() and shutdown(); a start that finds it moved gives up
+        self._avatar_generation = 0
+        self._avatar: Avatar | None = None
+        self._render = RenderSettings()
+        self._newest: LiveFrame | None = None
+        self._signal_pending = False
+        self.last_problem: str | None = None
+
+    # -- what the window asks ---------------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        with self._lock:
+            runner = self._runner
+        return runner is not None and runner.running
+
+    @property
+    def runner(self) -> Runner | None:
+        with self._lock:
+            return self._runner
+
+    @property
+    def animator(self) -> SwitchableAnimator | None:
+        with self._lock:
+            return self._animator
+
+    @property
+    def output_size(self) -> tuple[int, int] | None:
+        animator = self.animator
+        return None if animator is None else animator.output_size
+
+    def set_avatar(self, avatar: Avatar, render: RenderSettings) -> None:
+        """Animate ``avatar`` with ``render`` settings: now if running (prepared off the GUI thread), else at
+        the next start()."""
+        with self._lock:
+            self._avatar, self._render = avatar, render
+            self._avatar_generation += 1
+            generation, running = self._avatar_generation, self._animator is not None
+        if running:
+            self._spawn("switch", lambda: self._switch(generation))
+
+    def start(self, spec: str, camera_fps: float | None = None) -> None:
+        """Stop what runs and start reading ``spec`` (a camera index or a video file, played in a loop)."""
+        with self._lock:
+            self._generation += 1
+            generation = self._generation
+        self._spawn("start", lambda: self._start(generation, spec, camera_fps))
+
+    def calibrate(self) -> bool:
+        """The next driver frame with a face becomes the reference pose; False when nothing runs."""
+        animator = self.animator
+        if animator is None:
+            return False
+        animator.calibrate()
+        return True
+
+    def take_frame(self) -> LiveFrame | None:
+        """The newest frame not yet taken (older ones were replaced, never queued)."""
+        with self._lock:
+            frame, self._newest = self._newest, None
+            self._signal_pending = False
+        return frame
+
+    def hud(self) -> HudSnapshot:
+        return self.profiler.snapshot()
+
+    def shutdown(self) -> None:
+        """Stop everything; returns within about a second. Outputs in the hub stay open (their owner closes them)."""
+        with self._lock:
+            self._generation += 1
+            self._avatar_generation += 1
+            runner, self._runner = self._runner, None
+            animator, self._animator = self._animator, None
+        if runner is not None:
+            runner.stop()
+        if animator is not None:
+            animator.close()
+
+    # -- worker side ----------------------------------------------------------------------------------------
+    def _spawn(self, name: str, work: Callable[[], None]) -> None:
+        threading.Thread(target=work, name=f"avatar-ui-{name}", daemon=True).start()
+
+    def _start(self, generation: int, spec: str, camera_fps: float | None) -> None:
+        with self._control:
+            if generation != self._generation:
+                return
+            with self._lock:
+                old_runner, self._runner = self._runner, None
+                old_animator, self._animator = self._animator, None
+            if old_runner is not None:
+                old_runner.stop()
+            if old_animator is not None:
+                old_animator.close()
+            with self._lock:
+                avatar, render, avatar_generation = self._avatar, self._render, self._avatar_generation
+            if avatar is None:
+                self._emit(self.start_failed, "choose an avatar first")
+                return
+            source = None
+            try:
+                camera = spec.isdigit()
+                source = open_source(SourceSettings(spec, loop=True, paced=True, fps=camera_fps if camera else None))
+                animator = SwitchableAnimator(Animator(avatar, render))
+            except Exception as err:  # noqa: BLE001 - one line to the window, whatever went wrong
+                if source is not None:
+                    source.close()
+                self._emit(self.start_failed, _one_line(err))
+                return
+            runner = Runner(source, animator, [self.hub], on_frame=self._on_frame, on_problem=self._on_problem,
+                            profiler=self.profiler)
+            self.profiler.reset()
+            self.last_problem = None
+            with self._lock:
+                current = generation == self._generation
+                if current:
+                    runner.start()
+                    self._runner, self._animator = runner, animator
+            if not current:  # the window closed or another source was chosen meanwhile
+                source.close()
+                animator.close()
+                return
+            w, h = source.size
+            kind = f"camera {spec}" if camera else _short(spec)
+            self._emit(self.started, f"{kind} ({w}x{h} at {source.fps:.3g} fps)")
+            if avatar_generation != self._avatar_generation:  # the avatar changed while this one was prepared
+                self._switch(self._avatar_generation)
+
+    def _switch(self, generation: int) -> None:
+        with self._control:
+            with self._lock:
+                if generation != self._avatar_generation or self._animator is None:
+                    return
+                avatar, render = self._avatar, self._render
+            try:
+                animator = Animator(avatar, render)
+            except Exception as err:  # noqa: BLE001
+                self._emit(self.avatar_failed, _one_line(err))
+                return
+            with self._lock:
+                current = self._animator
+                if generation != self._avatar_generation or current is None:
+                    animator.close()
+                    return
+                current.switch(animator)
+            self.profiler.reset()  # the HUD's figures are for the new renderer only
+            self._emit(self.avatar_switched, avatar)
+
+    def _on_frame(self, out: AvatarFrame) -> None:  # the renderer thread
+        animator = self.animator
+        if animator is None:
+            return
+        made_by, driver = animator.made_by(out.target)
+        frame = LiveFrame(out.frame.image, out.image, driver, out.face_found, out.frame.index, made_by.avatar)
+        with self._lock:
+            self._newest = frame
+            pending, self._signal_pending = self._signal_pending, True
+        if not pending:
+            self._emit(self.frame_ready)
+
+    def _on_problem(self, message: str) -> None:
+        self.last_problem = message
+        self._emit(self.problem, message)
+
+    def _output_error(self, output, err: Exception) -> None:
+        self._emit(self.output_failed, output, _one_line(err))
+
+    def _emit(self, signal, *args) -> None:
+        """Emit from a worker thread. If the window was destroyed without being closed (so nobody stopped
+        this pipeline), stop it from here instead of letting every frame raise."""
+        try:
+            signal.emit(*args)
+        except RuntimeError:  # "Signal source has been deleted"
+            with self._lock:
+                self._generation += 1
+                runner, self._runner = self._runner, None
+            if runner is not None:  # stop() joins the runner's threads, so not on one of them
+                threading.Thread(target=runner.stop, name="avatar-ui-orphan-stop", daemon=True).start()
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__
+
+
+def _short(path: str) -> str:
+    from pathlib import Path
+
+    return Path(path).name

@@ -1,0 +1,316 @@
+"""The desktop window as a user meets it: gallery, live previews, calibration, overlay, HUD, outputs, settings."""
+
+from __future__ import annotations
+
+import time
+
+import cv2
+import numpy as np
+import pytest
+from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtGui import QDropEvent
+from PySide6.QtWidgets import QApplication, QMessageBox
+
+from tests.conftest import PORTRAITS
+from tests.ui.conftest import SMALL, avatar_threads, wait_for_avatar, wait_for_frames
+
+
+def _drop(window, paths):
+    data = QMimeData()
+    data.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
+    event = QDropEvent(QPointF(200, 200), Qt.DropAction.CopyAction, data, Qt.MouseButton.NoButton,
+                       Qt.KeyboardModifier.NoModifier)
+    window.dropEvent(event)
+
+
+def _running(qtbot, make_window, generated_driver, **options):
+    window = make_window(source=str(generated_driver), **options)
+    wait_for_avatar(qtbot, window)
+    wait_for_frames(qtbot, window, 5)
+    return window
+
+
+def test_window_opens_with_the_shipped_portraits_and_says_how_to_start_without_a_camera(qtbot, make_window):
+    window = make_window()
+    names = [e.name for e in window.entries()]
+    assert "Mona Lisa" in names and "Girl with a Pearl Earring" in names
+    wait_for_avatar(qtbot, window)
+    assert window.avatar.name == "Mona Lisa"  # the default
+    assert "Video file" in window.camera_view.placeholder()  # no camera here: the way on is named
+    assert window.source_combo.itemText(window.source_combo.count() - 1).startswith("Video file")
+    assert window.avatar_view.image() is not None  # the still portrait, until a source runs
+    assert [window.renderer_combo.itemData(i) for i in range(window.renderer_combo.count())]
+
+
+def test_choosing_a_gallery_portrait_updates_the_avatar_preview(qtbot, make_window):
+    window = make_window()
+    wait_for_avatar(qtbot, window)
+    before = window.avatar_view.image().copy()
+    window.choose("pearl")
+    qtbot.waitUntil(lambda: window.avatar is not None and window.avatar.name.startswith("Girl"), timeout=20000)
+    after = window.avatar_view.image()
+    assert after.shape != before.shape or not np.array_equal(after, before)
+    assert max(after.shape[:2]) == SMALL
+
+
+def test_a_video_source_shows_changing_non_blank_frames_in_both_previews(qtbot, make_window, generated_driver):
+    window = _running(qtbot, make_window, generated_driver)
+    cameras, avatars = [], []
+    for _ in range(8):
+        wait_for_frames(qtbot, window, 3)
+        cameras.append(window.camera_view.image().copy())
+        avatars.append(window.avatar_view.image().copy())
+    for image in cameras + avatars:
+        assert image.std() > 10  # a picture, not a blank
+    assert any(not np.array_equal(cameras[0], c) for c in cameras[1:])
+    assert any(not np.array_equal(avatars[0], a) for a in avatars[1:])
+    assert max(avatars[0].shape[:2]) == SMALL
+
+
+def test_switching_the_avatar_while_running_keeps_the_frames_coming(qtbot, make_window, generated_driver):
+    window = _running(qtbot, make_window, generated_driver)
+    mona_shape = window.avatar_view.image().shape
+    window.choose("pearl")
+    qtbot.waitUntil(lambda: window.avatar_view.image().shape != mona_shape, timeout=20000)
+    wait_for_frames(qtbot, window, 3)
+    assert window.pipeline.running
+
+
+def test_calibrate_makes_the_current_pose_the_reference(qtbot, make_window, generated_driver):
+    window = _running(qtbot, make_window, generated_driver)
+    animator = window.pipeline.animator.current
+    first = animator.retargeter.reference
+    assert first is not None
+    qtbot.keyClick(window, Qt.Key.Key_C)
+    qtbot.waitUntil(lambda: animator.retargeter.reference is not first, timeout=10000)
+    assert "Calibrated" in window.statusBar().currentMessage()
+    # The reference is a driver pose the tracker just saw: driving with it gives the portrait's own landmarks.
+    own = animator.retargeter(animator.retargeter.reference)
+    assert np.allclose(own[:468], animator.avatar.landmarks[:468], atol=1e-3)
+
+
+def test_a_missing_virtual_camera_shows_the_setup_steps_and_the_app_goes_on(qtbot, make_window, monkeypatch,
+                                                                             generated_driver):
+    import pyvirtualcam
+
+    def no_device(*args, **kwargs):  # what pyvirtualcam raises on Linux without v4l2loopback
+        raise RuntimeError("'v4l2loopback' backend: No v4l2 loopback device found at /dev/video[0-99]. "
+                           "Did you run 'modprobe v4l2loopback'? See also pyvirtualcam's documentation.")
+
+    monkeypatch.setattr(pyvirtualcam, "Camera", no_device)
+    monkeypatch.setattr("platform.system", lambda: "Linux")
+    window = _running(qtbot, make_window, generated_driver, notify=False)  # the real, non-modal message box
+    qtbot.keyClick(window, Qt.Key.Key_Space)
+    qtbot.waitUntil(lambda: any(t == "No virtual camera" for t, _ in window.messages), timeout=10000)
+    text = dict(window.messages)["No virtual camera"]
+    assert "sudo modprobe v4l2loopback devices=1 exclusive_caps=1 card_label=avatar_app" in text
+    assert "Secure Boot" in text and "v4l2loopback-dkms" in text
+    assert not window.vcam_action.isChecked()
+    assert "off" in window.vcam_label.text()
+    boxes = [w for w in QApplication.topLevelWidgets() if isinstance(w, QMessageBox) and w.isVisible()]
+    assert boxes and not boxes[0].isModal()  # shown without blocking the window
+    for box in boxes:
+        box.close()
+    wait_for_frames(qtbot, window, 3)  # still running
+
+
+def test_the_virtual_camera_receives_fixed_size_frames_and_its_backend_is_shown(qtbot, make_window, generated_driver,
+                                                                                fake_virtual_camera):
+    window = _running(qtbot, make_window, generated_driver)
+    window.camera_size_combo.setCurrentIndex(window.camera_size_combo.findData("640x360"))
+    qtbot.keyClick(window, Qt.Key.Key_Space)
+    qtbot.waitUntil(lambda: len(fake_virtual_camera.sent) >= 5, timeout=20000)
+    assert window.vcam_action.isChecked()
+    assert "fakecam" in window.vcam_label.text() and "640x360" in window.vcam_label.text()
+    assert all(f.size == 640 * 360 * 3 for f in fake_virtual_camera.sent)
+    qtbot.keyClick(window, Qt.Key.Key_Space)
+    assert window.vcam_label.text() == "Virtual camera: off"
+
+
+def test_dropping_files_that_are_not_portraits_shows_an_error(qtbot, make_window, tmp_path):
+    window = make_window()
+    count = window.gallery.count()
+    text_file = tmp_path / "notes.txt"
+    text_file.write_text("not a picture")
+    _drop(window, [text_file])
+    qtbot.waitUntil(lambda: bool(window.messages), timeout=10000)
+    title, text = window.messages[-1]
+    assert title == "Cannot add this picture" and "notes.txt" in text and "not an image" in text
+    # A picture without a face is refused too, with its own reason.
+    blank = tmp_path / "wall.png"
+    cv2.imwrite(str(blank), np.full((240, 320, 3), 180, np.uint8))
+    _drop(window, [blank])
+    qtbot.waitUntil(lambda: len(window.messages) >= 2, timeout=30000)
+    assert "wall.png" in window.messages[-1][1] and "face" in window.messages[-1][1]
+    assert window.gallery.count() == count
+
+
+def test_a_dropped_portrait_becomes_an_avatar_that_is_there_next_time(qtbot, make_window, tmp_path):
+    window = make_window()
+    count = window.gallery.count()
+    mine = tmp_path / "my_portrait.jpg"
+    mine.write_bytes((PORTRAITS / "girl_with_a_pearl_earring.jpg").read_bytes())
+    _drop(window, [mine])
+    qtbot.waitUntil(lambda: window.gallery.count() == count + 1, timeout=30000)
+    added = window.entries()[-1]
+    assert added.kind == "mine" and added.path.suffix == ".avatar" and added.path.is_file()
+    assert window.gallery.currentItem().text() == "My Portrait"
+    window.close()
+    again = make_window()
+    assert [e.path for e in again.entries()][-1] == added.path
+    wait_for_avatar(qtbot, again)
+    assert again.avatar.name == "My Portrait"  # remembered as the chosen one too
+
+
+def test_settings_survive_a_restart(qtbot, make_window, generated_driver):
+    window = make_window()
+    wait_for_avatar(qtbot, window)
+    window.choose("pearl")
+    window.set_source(str(generated_driver))
+    window.mirror_action.setChecked(False)
+    window.hud_action.setChecked(True)
+    window.overlay_action.setChecked(True)
+    window.size_combo.setCurrentIndex(window.size_combo.findData(256))
+    window.camera_size_combo.setCurrentIndex(window.camera_size_combo.findData("640x480"))
+    window.fps_combo.setCurrentIndex(window.fps_combo.findData(15))
+    window.close()
+
+    again = make_window()
+    s = again.settings
+    assert (s.source, s.mirror, s.hud, s.overlay, s.size, s.camera_size, s.fps, s.renderer) == (
+        str(generated_driver), False, True, True, 256, "640x480", 15, "mesh")
+    assert again.source_combo.currentData() == str(generated_driver)
+    assert not again.mirror_action.isChecked() and not again.camera_view.mirrored
+    assert again.hud_action.isChecked() and again.overlay_action.isChecked()
+    assert again.size_combo.currentData() == 256 and again.fps_combo.currentData() == 15
+    assert again.gallery.currentItem().text().startswith("Girl")
+
+
+def test_hud_shows_fps_and_milliseconds_per_stage(qtbot, make_window, generated_driver):
+    window = _running(qtbot, make_window, generated_driver)
+    qtbot.keyClick(window, Qt.Key.Key_H)
+    qtbot.waitUntil(lambda: bool(window.last_hud) and "fps" in window.last_hud[0], timeout=10000)
+    hud = "\n".join(window.avatar_view.hud())
+    for word in ("fps", "latency", "tracker", "retarget", "renderer"):
+        assert word in hud
+    fps = float(window.last_hud[0].split("fps")[0])
+    assert 1 < fps < 100
+
+
+def test_overlay_ghosts_the_portrait_over_the_camera(qtbot, make_window, generated_driver):
+    window = _running(qtbot, make_window, generated_driver)
+    qtbot.keyClick(window, Qt.Key.Key_O)
+    assert window.settings.overlay
+    wait_for_frames(qtbot, window, 3)
+    shown = window.camera_view.image()
+    assert shown is not None and shown.shape[1] <= 640
+    # Amber landmarks (the portrait's) are drawn on the camera picture.
+    amber = (np.abs(shown.astype(int) - (60, 200, 255)).sum(axis=2) < 30).sum()
+    assert amber > 50
+
+
+def test_record_writes_an_mp4_of_the_avatar(qtbot, make_window, generated_driver, tmp_path):
+    from avatar_app.sources import probe_video
+
+    window = _running(qtbot, make_window, generated_driver)
+    qtbot.keyClick(window, Qt.Key.Key_R)
+    assert window.record_action.isChecked()
+    qtbot.wait(1500)
+    qtbot.keyClick(window, Qt.Key.Key_R)
+    qtbot.waitUntil(lambda: any((tmp_path / "recordings").glob("avatar-*.mp4")), timeout=10000)
+    video = list((tmp_path / "recordings").glob("avatar-*.mp4"))[0]
+    info = probe_video(video)
+    assert info.fps == window.settings.fps and 0.8 <= info.duration <= 2.5
+    assert max(info.width, info.height) == SMALL
+
+
+def test_a_source_that_cannot_open_is_a_message_in_the_window(qtbot, make_window, tmp_path):
+    window = make_window()
+    wait_for_avatar(qtbot, window)
+    window.set_source(str(tmp_path / "missing.mp4"))
+    qtbot.waitUntil(lambda: "no such file" in window.camera_view.placeholder(), timeout=10000)
+    window.set_source("7")
+    qtbot.waitUntil(lambda: "camera 7" in window.camera_view.placeholder(), timeout=10000)
+    assert window.isVisible()
+
+
+def test_closing_stops_every_worker_thread_within_a_second(qtbot, make_window, generated_driver, fake_virtual_camera):
+    window = _running(qtbot, make_window, generated_driver)
+    window.vcam_action.setChecked(True)
+    qtbot.waitUntil(lambda: len(fake_virtual_camera.sent) >= 2, timeout=20000)
+    assert any(t.name == "avatar-renderer" for t in avatar_threads())
+    mine = avatar_threads()
+    t0 = time.perf_counter()
+    window.close()
+    assert time.perf_counter() - t0 < 1.5
+    # The pipeline's threads are gone when close() returns; a helper that was finishing a task (opening the
+    # virtual camera, loading a portrait) ends on its own moments later, its result dropped.
+    pipeline = {"avatar-capture", "avatar-tracker", "avatar-renderer"}
+    assert [t.name for t in mine if t.is_alive() and t.name in pipeline] == []
+    qtbot.waitUntil(lambda: not any(t.is_alive() for t in mine), timeout=2000)
+
+
+def test_a_screenshot_of_the_running_window_is_not_blank(qtbot, make_window, generated_driver, tmp_path):
+    window = _running(qtbot, make_window, generated_driver)
+    path = tmp_path / "window.png"
+    assert window.grab().save(str(path))
+    shot = cv2.imread(str(path))
+    assert shot is not None and shot.shape[0] > 300 and shot.shape[1] > 600
+    assert shot.std() > 20
+    # Both previews hold pictures: their areas are not flat.
+    for view in (window.camera_view, window.avatar_view):
+        top_left = view.mapTo(window, view.rect().topLeft())
+        x, y = top_left.x(), top_left.y()
+        area = shot[y:y + view.height(), x:x + view.width()]
+        assert area.std() > 15
+
+
+@pytest.mark.parametrize("key", ["C", "O", "H"])
+def test_shortcuts_reach_their_actions_whatever_has_focus(qtbot, make_window, key):
+    window = make_window()
+    window.gallery.setFocus()
+    action = {"C": window.calibrate_action, "O": window.overlay_action, "H": window.hud_action}[key]
+    fired = []
+    action.triggered.connect(lambda *_: fired.append(True))
+    # Through the window system, as a real key press travels (the shortcut map first, then the focus widget).
+    qtbot.keyClick(window.windowHandle(), getattr(Qt.Key, f"Key_{key}"))
+    assert fired
+
+
+def test_the_renderer_picker_lists_what_can_run(tmp_path):
+    from avatar_app.ui.main_window import renderer_choices
+
+    assert renderer_choices([tmp_path]) == [("mesh", "mesh"), ("neural (no exported model)", None)]
+    (tmp_path / "tiny").mkdir()
+    (tmp_path / "tiny" / "manifest.json").write_text("{}")
+    assert ("neural: tiny", f"neural:{tmp_path / 'tiny'}") in renderer_choices([tmp_path, tmp_path / "missing"])
+
+
+def test_a_renderer_that_cannot_run_is_explained_and_the_last_one_comes_back(qtbot, make_window, generated_driver):
+    window = _running(qtbot, make_window, generated_driver)
+    window.renderer_combo.addItem("neural: broken", f"neural:{generated_driver.parent / 'no_such_model'}")
+    window.renderer_combo.setCurrentIndex(window.renderer_combo.count() - 1)
+    qtbot.waitUntil(lambda: any(t == "Not changed" for t, _ in window.messages), timeout=20000)
+    assert window.settings.renderer == "mesh" and window.renderer_combo.currentData() == "mesh"
+    wait_for_frames(qtbot, window, 3)
+
+
+def test_a_window_destroyed_without_being_closed_still_stops_its_threads(qtbot, tmp_path, generated_driver):
+    import gc
+
+    from PySide6.QtCore import QSettings
+
+    from avatar_app.ui.main_window import MainWindow, StartOptions
+
+    store = QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat)
+    store.setValue("size", SMALL)
+    window = MainWindow(store=store, data_dir=tmp_path / "data", options=StartOptions(source=str(generated_driver)),
+                        notify=lambda *_: None, probe_cameras=False)
+    window.show()
+    wait_for_avatar(qtbot, window)
+    wait_for_frames(qtbot, window, 3)
+    runner_threads = [t for t in avatar_threads() if t.name in ("avatar-capture", "avatar-tracker", "avatar-renderer")]
+    assert len(runner_threads) == 3
+    del window
+    gc.collect()
+    qtbot.waitUntil(lambda: not any(t.is_alive() for t in runner_threads), timeout=5000)

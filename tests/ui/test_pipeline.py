@@ -1,0 +1,75 @@
+"""The window's side of the pipeline: outputs plugged in and out while frames flow, avatars switched mid-run."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from avatar_app.animator import Animator
+from avatar_app.render.base import RenderSettings
+from avatar_app.ui.pipeline import OutputHub, SwitchableAnimator
+
+
+class ListOutput:
+    def __init__(self, fail=False):
+        self.images, self.fail = [], fail
+
+    def write(self, image):
+        if self.fail:
+            raise OSError("device went away")
+        self.images.append(image)
+
+
+def test_the_hub_feeds_its_outputs_and_unplugs_one_that_fails():
+    failed = []
+    hub = OutputHub(on_error=lambda output, err: failed.append((output, str(err))))
+    good, bad = ListOutput(), ListOutput(fail=True)
+    hub.add(good)
+    hub.add(bad)
+    hub.write(np.zeros((4, 4, 3), np.uint8))
+    hub.write(np.zeros((4, 4, 3), np.uint8))
+    assert len(good.images) == 2 and bad not in hub and failed == [(bad, "device went away")]
+    assert hub.remove(good) and not hub.remove(good)
+    hub.write(np.zeros((4, 4, 3), np.uint8))
+    assert len(good.images) == 2  # not written after remove() returned
+    hub.close()  # the runner's close leaves the outputs to their owner
+
+
+def test_remove_waits_for_a_write_in_progress():
+    hub = OutputHub()
+    entered, release = threading.Event(), threading.Event()
+
+    class Slow:
+        def write(self, image):
+            entered.set()
+            release.wait(2)
+
+    slow = Slow()
+    hub.add(slow)
+    writer = threading.Thread(target=hub.write, args=(np.zeros((2, 2, 3), np.uint8),))
+    writer.start()
+    entered.wait(2)
+    removed = []
+    remover = threading.Thread(target=lambda: removed.append(hub.remove(slow)))
+    remover.start()
+    remover.join(0.1)
+    assert remover.is_alive()  # blocked until the write is over, so closing afterwards is safe
+    release.set()
+    remover.join(2)
+    writer.join(2)
+    assert removed == [True]
+
+
+def test_a_target_in_flight_across_a_switch_is_rendered_by_the_avatar_that_made_it(mona_avatar, girl_avatar):
+    mona, girl = Animator(mona_avatar, RenderSettings(size=96)), Animator(girl_avatar, RenderSettings(size=96))
+    switch = SwitchableAnimator(mona)
+    driver = mona_avatar.landmarks
+    old_target = switch.target(driver, 0.0)
+    switch.switch(girl)
+    new_target = switch.target(driver, 0.04)
+    assert switch.render(old_target).shape == mona.render(old_target).shape  # Mona's shape, not the girl's
+    assert switch.render(new_target).shape == girl.render(new_target).shape
+    made_by, points = switch.made_by(new_target)
+    assert made_by is girl and np.array_equal(points, driver)
+    assert switch.made_by(np.zeros((478, 3)))[1] is None
