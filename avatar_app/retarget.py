@@ -178,6 +178,8 @@ class Retargeter:
         # so a frontal driver can animate a three-quarter portrait.
         self._to_portrait = fit_similarity(ref[L.RIGID], self.portrait[L.RIGID])
         self._ref_uv = [eye_coordinates(ref, e, ref[L.IRIS_CENTER[e], :2]) for e in (0, 1)]
+        down = ref[L.CHIN, :2] - ref[L.FOREHEAD, :2]
+        self._ref_down = down / (np.linalg.norm(down) + 1e-9)
 
     def driver_pose(self, driver: np.ndarray) -> Similarity:
         """The driver's head motion since the reference frame (3-D similarity, image axes)."""
@@ -197,6 +199,7 @@ class Retargeter:
         expression = (aligned - self.reference) * s.expression_strength
         to_p = self._to_portrait
         out = self.portrait + to_p.scale * expression @ to_p.rotation.T
+        self._open_eyes_like_driver(out, aligned)
 
         for (upper, lower), floor in zip(self._pairs, self._pair_floor):
             _separate_pairs(out, upper, lower, self._down, floor)
@@ -212,6 +215,25 @@ class Retargeter:
             moved += shift * to_p.scale * s.pose_strength
         self._place_irises(moved, driver)
         return moved
+
+    def _open_eyes_like_driver(self, out: np.ndarray, aligned: np.ndarray) -> None:
+        """Open each eye by the same *share* of its own opening as the driver's eye, not by the same pixels.
+
+        Displacements alone under-close a large eye driven by a narrow one (a blink would stop half way) and
+        over-close the reverse; a ratio of openings closes a blink fully on any face.
+        """
+        strength = self.settings.expression_strength
+        for eye in (0, 1):
+            upper, lower = L.EYE_UPPER[eye][1:-1], L.EYE_LOWER[eye][1:-1]
+            ref_gap = ((self.reference[lower, :2] - self.reference[upper, :2]) @ self._ref_down).mean()
+            now_gap = ((aligned[lower, :2] - aligned[upper, :2]) @ self._ref_down).mean()
+            if ref_gap <= 1e-3:
+                continue
+            ratio = 1.0 + strength * (float(np.clip(now_gap / ref_gap, 0.0, 1.3)) - 1.0)
+            own = (self.portrait[lower, :2] - self.portrait[upper, :2]) @ self._down
+            gap = (out[lower, :2] - out[upper, :2]) @ self._down
+            # The upper lid moves (the lower one barely does in a blink): to the wanted share of its own gap.
+            out[upper, :2] += ((gap - np.where(own > 0, own * ratio, own))[:, None]) * self._down
 
     def _place_irises(self, out: np.ndarray, driver: np.ndarray) -> None:
         """Put each iris where the driver's gaze says, measured within the eye so it never leaves the eye."""

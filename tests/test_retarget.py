@@ -78,6 +78,24 @@ def test_opening_the_drivers_mouth_opens_the_portraits(portrait, driver):
         assert np.abs(out[idx] - portrait[idx]).max() < 1.0
 
 
+def test_a_blink_closes_the_portraits_eye_whatever_its_size(portrait, driver):
+    rt = Retargeter(portrait)
+    rt.calibrate(driver)
+    blink = driver.copy()
+    for eye in (0, 1):
+        blink[L.EYE_UPPER[eye][1:-1], :2] = blink[L.EYE_LOWER[eye][1:-1], :2]
+    out = rt(blink)
+    half = driver.copy()
+    for eye in (0, 1):
+        half[L.EYE_UPPER[eye][1:-1], :2] = 0.5 * (half[L.EYE_UPPER[eye][1:-1], :2] + half[L.EYE_LOWER[eye][1:-1], :2])
+    out_half = rt(half)
+    for eye in (0, 1):
+        up, lo = L.EYE_UPPER[eye][1:-1], L.EYE_LOWER[eye][1:-1]
+        own = np.linalg.norm(portrait[lo, :2] - portrait[up, :2], axis=1).mean()
+        assert np.linalg.norm(out[lo, :2] - out[up, :2], axis=1).mean() < 0.15 * own  # shut
+        assert 0.3 * own < np.linalg.norm(out_half[lo, :2] - out_half[up, :2], axis=1).mean() < 0.7 * own
+
+
 def test_strength_zero_keeps_the_portrait_still(portrait, driver):
     rt = Retargeter(portrait, RetargetSettings(pose_strength=0.0, expression_strength=0.0, follow_gaze=False))
     rt.calibrate(driver)
