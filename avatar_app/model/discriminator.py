@@ -11,20 +11,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from avatar_app.model.config import ModelConfig
-from avatar_app.model.layers import ResBlockDown, SelfAttention, encoder_channels, sn_linear
+from avatar_app.model.layers import encoder_trunk, sn_linear
 
 
 class Discriminator(nn.Module):
     def __init__(self, cfg: ModelConfig, num_videos: int):
         super().__init__()
-        chans = encoder_channels(cfg.base_channels, cfg.max_channels, cfg.encoder_blocks)
-        blocks, cin, size = [], 6, cfg.image_size
-        for c in chans:
-            blocks.append(ResBlockDown(cin, c))
-            size //= 2
-            cin = c
-            if size == cfg.encoder_attention:
-                blocks.append(SelfAttention(c))
+        blocks, cin = encoder_trunk(cfg)
         self.blocks = nn.ModuleList(blocks)
         self.to_v = sn_linear(cin, cfg.embed_dim)
         self.w0_b = sn_linear(cfg.embed_dim, 1)  # its weight is w0, its bias b

@@ -98,6 +98,19 @@ def encoder_channels(base: int, top: int, blocks: int) -> list[int]:
     return [min(base * 2**i, top) for i in range(blocks)]
 
 
+def encoder_trunk(cfg) -> tuple[list[nn.Module], int]:
+    """The trunk E and D share: image ⊕ landmarks (6 channels) -> residual down blocks without normalisation,
+    self-attention at cfg.encoder_attention. Returns the blocks and the channels they end with."""
+    blocks, cin, size = [], 6, cfg.image_size
+    for c in encoder_channels(cfg.base_channels, cfg.max_channels, cfg.encoder_blocks):
+        blocks.append(ResBlockDown(cin, c))
+        size //= 2
+        cin = c
+        if size == cfg.encoder_attention:
+            blocks.append(SelfAttention(c))
+    return blocks, cin
+
+
 def bake_spectral_norm(module: nn.Module) -> nn.Module:
     """Replace spectral-norm parametrisations by the plain weights they compute (for export and inference)."""
     from torch.nn.utils import parametrize
