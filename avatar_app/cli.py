@@ -16,7 +16,7 @@ EXIT_USER_ERROR = 2
 # Sub-commands that live in their own modules. Each module has register(subparsers), which adds its parser
 # and sets `handler` (a function of the parsed args returning the exit code) with set_defaults(). Modules are
 # imported when the parser is built, so they must import heavy packages inside their handler, not at the top.
-COMMAND_MODULES: list[str] = ["avatar_app.evaluate_command", "avatar_app.model.commands", "avatar_app.bench_command", "avatar_app.ui.command"]
+COMMAND_MODULES: list[str] = ["avatar_app.evaluate_command", "avatar_app.model.commands", "avatar_app.bench_command", "avatar_app.ui.command", "avatar_app.training.commands"]
 
 
 def _add_avatar_choice(p: argparse.ArgumentParser) -> None:

@@ -1,0 +1,154 @@
+"""Few-shot fine-tuning (the paper's FT stage): a meta-learned model made personal from K images of one person.
+
+psi' starts at P e_hat and becomes a free parameter; D's row for this person starts at w0 + e_hat (here: a
+one-row W initialised to e_hat, added to D's shared w0); G and D then train on the K images with the content
+and adversarial losses (no match loss). The fine-tuned G is exported like any checkpoint, and the avatar file
+stores e_hat and psi' tagged with that export's model id, so the generator and its psi belong together.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from avatar_app.errors import AvatarAppError, OutputPathError
+from avatar_app.landmark_image import crop_box, draw_landmarks
+from avatar_app.training.config import FinetuneConfig
+from avatar_app.training.losses import ContentLoss, discriminator_hinge, feature_matching, generator_adversarial
+from avatar_app.training.perceptual import VGG19, VGGFACE, load_perceptual
+from avatar_app.training.prepare import crop_face
+
+
+@dataclass
+class FinetuneResult:
+    model_dir: Path
+    avatar: Path
+    sheet: Path
+    model_id: str
+    steps: int
+    l1_before: float  # mean |output - image| over the K images, RGB in [-1, 1]
+    l1_after: float
+    seconds: float
+
+
+def _face_crops(images: list[np.ndarray], points: list[np.ndarray], size: int, thickness: int, crop_scale: float):
+    """The K images as the model sees them: (K, 3, S, S) RGB in [-1, 1] and landmark images in [0, 1]."""
+    frames, marks = [], []
+    for image, p in zip(images, points):
+        box = crop_box(p, crop_scale)
+        rgb = crop_face(image, box, size)[:, :, ::-1].astype(np.float32) / 127.5 - 1.0
+        frames.append(rgb.transpose(2, 0, 1))
+        marks.append(draw_landmarks(p, box, size, thickness).transpose(2, 0, 1))
+    return torch.from_numpy(np.stack(frames)), torch.from_numpy(np.stack(marks))
+
+
+def finetune(checkpoint: str | Path, images: list[str | Path], out_dir: str | Path,
+             config: FinetuneConfig = FinetuneConfig(), *, name: str | None = None,
+             formats: tuple[str, ...] = ("onnx", "torchscript"), vgg19: str | Path | None = None,
+             vggface: str | Path | None = None, device: str = "auto", progress: bool = True) -> FinetuneResult:
+    from tqdm import tqdm
+
+    from avatar_app.avatar import create_avatar, save_avatar
+    from avatar_app.images import load_image, save_image_atomic
+    from avatar_app.model.checkpoint import Networks, load_checkpoint, save_checkpoint
+    from avatar_app.model.discriminator import Discriminator
+    from avatar_app.model.export import CROP_SCALE, export_checkpoint
+    from avatar_app.render.neural import NeuralIdentity, read_manifest
+    from avatar_app.tracker import detect_portrait
+    from avatar_app.training.distributed import pick_device
+    from avatar_app.training.monitor import sample_grid
+
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputPathError(f"{out_dir}: is a file - give a folder for the fine-tuned model and avatar")
+    if not out_dir.parent.is_dir():
+        raise OutputPathError(f"{out_dir}: folder '{out_dir.parent}' does not exist - create it first")
+    if not images:
+        raise AvatarAppError("no images given - pass one or more photos of the person with --images")
+    nets, _ = load_checkpoint(checkpoint)
+    cfg = nets.config
+    # Faces first: a photo without one should fail before any training.
+    paths = [Path(p) for p in images]
+    pictures = [load_image(p) for p in paths]
+    avatar = create_avatar(pictures[0], name=name or paths[0].stem)
+    points = [avatar.landmarks] + [detect_portrait(img, name=str(p)).points for img, p in zip(pictures[1:], paths[1:])]
+
+    dev = pick_device(device)
+    torch.manual_seed(config.seed)
+    frames, marks = (t.to(dev) for t in _face_crops(pictures, points, cfg.image_size, cfg.landmark_thickness, CROP_SCALE))
+    k = len(frames)
+    E, G = nets.embedder.to(dev).eval(), nets.generator.to(dev).eval()
+    with torch.no_grad():
+        e_hat = E(frames, marks).mean(dim=0, keepdim=True)  # (1, E)
+        psi = nn.Parameter(G.project(e_hat).clone())  # (1, n_psi): psi' starts at P e_hat
+        before = G(marks, psi.expand(k, -1))
+
+    # D for this person: its W has one row, e_hat, so the projection term is v . (w0 + e_hat) + b.
+    D = Discriminator(cfg, 1).to(dev)
+    state = nets.discriminator.state_dict()
+    state["W.weight"] = e_hat.detach().clone()
+    D.load_state_dict(state)
+    who = torch.zeros(k, dtype=torch.long, device=dev)
+
+    content_loss = ContentLoss(load_perceptual(VGG19, vgg19) if vgg19 else None,
+                               load_perceptual(VGGFACE, vggface) if vggface else None,
+                               config.vgg19_weight, config.vggface_weight, config.l1_weight).to(dev)
+    if not content_loss.perceptual:
+        warnings.warn("no --vgg19-weights / --vggface-weights: fine-tuning uses pixel L1 (with feature matching) "
+                      "as its content loss", stacklevel=2)
+    G.project.requires_grad_(False)  # P is out of the picture now: psi' is the person's own
+    G.train()
+    D.train()
+    opt_g = torch.optim.Adam([p for p in G.parameters() if p.requires_grad] + [psi], lr=config.lr_generator, betas=config.betas)
+    opt_d = torch.optim.Adam(D.parameters(), lr=config.lr_discriminator, betas=config.betas)
+    start = time.perf_counter()
+    for _ in tqdm(range(config.steps), desc="fine-tuning", unit="step", disable=not progress, dynamic_ncols=True):
+        D.requires_grad_(False)
+        fake = G(marks, psi.expand(k, -1))
+        fake_score, fake_features = D(fake, marks, who)
+        with torch.no_grad():
+            _, real_features = D(frames, marks, who)
+        content, _ = content_loss(fake, frames)
+        loss_g = content + generator_adversarial(fake_score) + config.feature_matching_weight * feature_matching(fake_features, real_features)
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        opt_g.step()
+        D.requires_grad_(True)
+        scores, _ = D(torch.cat([frames, fake.detach()]), torch.cat([marks, marks]), torch.cat([who, who]))
+        loss_d = discriminator_hinge(*scores.chunk(2))
+        opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        opt_d.step()
+        if not (torch.isfinite(loss_g) and torch.isfinite(loss_d)):
+            raise AvatarAppError("fine-tuning losses became NaN or infinite - try fewer --steps")
+    seconds = time.perf_counter() - start
+    G.eval()
+    with torch.no_grad():
+        after = G(marks, psi.expand(k, -1))
+
+    out_dir.mkdir(exist_ok=True)
+    sheet = out_dir / "finetune.png"
+    grid_before = sample_grid(marks, frames, before, rows=8)
+    grid_after = sample_grid(marks, frames, after, rows=8)
+    s = cfg.image_size
+    save_image_atomic(sheet, np.concatenate([grid_before, grid_after[:, 2 * s:]], axis=1))
+
+    tuned = Networks(cfg, E.cpu(), G.cpu(), nets.discriminator)
+    tmp = out_dir / ".finetuned.pt"
+    try:
+        save_checkpoint(tmp, tuned)
+        export_checkpoint(tmp, out_dir / "model", list(formats))
+    finally:
+        tmp.unlink(missing_ok=True)
+    model_id = str(read_manifest(out_dir / "model")["model_id"])
+    avatar.neural = NeuralIdentity(model_id, e_hat[0].detach().cpu().numpy().astype(np.float32),
+                                   psi[0].detach().cpu().numpy().astype(np.float32))
+    avatar_path = save_avatar(avatar, out_dir / f"{avatar.name}.avatar")
+    l1 = lambda x: float((x.cpu() - frames.cpu()).abs().mean())  # noqa: E731
+    return FinetuneResult(out_dir / "model", avatar_path, sheet, model_id, config.steps, l1(before), l1(after), seconds)
