@@ -72,6 +72,17 @@ def save_checkpoint(path: str | Path, nets: Networks, step: int = 0, extra: dict
     return path
 
 
+def read_weights_file(path: Path):
+    """torch.load without pickle; a file that cannot be read so raises ValueError with a one-line reason."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # weights_only refuses pickled objects; torch raises many kinds for junk
+        text = str(err)
+        if "weights_only" in text or "Unsupported global" in text:
+            raise ValueError("it holds pickled objects, which are never loaded") from None
+        raise ValueError(text.splitlines()[0][:120] if text.strip() else type(err).__name__) from None
+
+
 def load_checkpoint(path: str | Path) -> tuple[Networks, dict]:
     """The networks of a checkpoint (on the CPU) and the raw dictionary (for training state)."""
     path = Path(path)
@@ -82,11 +93,9 @@ def load_checkpoint(path: str | Path) -> tuple[Networks, dict]:
         return InputFileError(f"{path}: not a usable checkpoint ({why}) - give a .pt file written by avatar-app")
 
     try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # weights_only refuses pickled objects; torch raises many kinds for junk
-        text = str(err)
-        why = "it holds pickled objects, which are never loaded" if "weights_only" in text or "Unsupported global" in text else (text.splitlines()[0][:120] if text else type(err).__name__)
-        raise bad(why) from None
+        raw = read_weights_file(path)
+    except ValueError as err:
+        raise bad(str(err)) from None
     if not isinstance(raw, dict) or raw.get("format") != CHECKPOINT_FORMAT:
         raise bad("wrong format name")
     if raw.get("version") != CHECKPOINT_VERSION:

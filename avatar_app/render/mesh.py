@@ -82,7 +82,7 @@ class MeshRenderer:
         self._face_tris = np.flatnonzero((groups == SKIN) | (groups == EYE))
         self._mouth_tris = np.flatnonzero(groups == MOUTH)
         # Depth of each mesh point's landmark (an iris disk point has its iris centre's) for that ordering.
-        self._depth_source = np.where(mesh.anchor >= 0, mesh.anchor, np.arange(len(self._src)))[: len(self._src)]
+        self._depth_source = np.where(mesh.anchor >= 0, mesh.anchor, np.arange(len(self._src)))
         self._rigid_src = self._src[L.RIGID]
         # The portrait's 3-D landmarks at output scale (depth scaled like x), for the pose of each target.
         self._scale3 = np.array([self._scale[0], self._scale[1], self._scale[0]])

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from avatar_app.errors import InputFileError
+from avatar_app.model.checkpoint import read_weights_file
 
 
 @dataclass(frozen=True)
@@ -95,12 +96,9 @@ def load_perceptual(spec: PerceptualSpec, path: str | Path) -> PerceptualNet:
         return InputFileError(f"{path}: not {spec.name} weights ({why}) - {flag} takes {spec.source}")
 
     try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # weights_only refuses pickled objects; torch raises many kinds for junk
-        text = str(err)
-        why = "it holds pickled objects, which are never loaded" if "weights_only" in text or "Unsupported global" in text \
-            else (text.splitlines()[0][:100] if text.strip() else type(err).__name__)
-        raise wrong(why) from None
+        raw = read_weights_file(path)
+    except ValueError as err:
+        raise wrong(str(err)) from None
     if isinstance(raw, dict) and isinstance(raw.get("state_dict"), dict):
         raw = raw["state_dict"]
     if not isinstance(raw, dict) or not all(isinstance(v, torch.Tensor) for v in raw.values()):
