@@ -27,6 +27,9 @@ class Frame:
     # Position in the source's own timeline (seconds), e.g. a video's presentation time; None for cameras.
     t_media: float | None = None
     stamps: dict[str, float] = field(default_factory=dict)
+    # False for the frames the runner sends while its source is down: ``image`` is then the last picture seen
+    # (or black), kept for previews; the tracker treats the frame as "no face".
+    has_picture: bool = True
 
     def stamp(self, stage: str) -> None:
         self.stamps[stage] = now()

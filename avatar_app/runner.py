@@ -5,6 +5,12 @@ replaces the waiting one (the stale one is dropped and counted, never queued). E
 it was captured and the time it left each stage, so latency per stage is a difference of stamps; given a
 Profiler, the runner also stamps when a frame enters each stage ("enter:<stage>") and reports every finished,
 dropped and failed frame to it. stop() returns within a second.
+
+Faults stay inside their stage. A source that fails (a camera unplugged, a file cut short) is closed and
+reopened with back-off while the capture thread keeps sending "no picture" frames at the source's rate, so the
+avatar eases to neutral and the sinks stay fed; when the source opens again, frames resume without a restart.
+A sink that fails is switched off and closed (a recording keeps what was written); a frame the renderer cannot
+draw is skipped and counted.
 """
 
 from __future__ import annotations
@@ -41,15 +47,22 @@ class Sink(Protocol):
 @dataclass(frozen=True)
 class RunnerSettings:
     slot_size: int = 1  # frames that may wait between two stages
-    # Live sources drop stale frames (the newest wins). A file read unpaced for throughput may instead wait
-    # for the tracker, so that decoding frames nobody will use does not take CPU from the other stages.
+    # Live sources drop stale frames (the newest wins). A file read unpaced for throughput may instead have
+    # every stage wait for the next, so that no frame is decoded or tracked for nothing.
     drop_stale: bool = True
     stop_timeout_s: float = 1.0
     tracker: TrackerSettings = TrackerSettings()
+    # A failed source is reopened after retry_first_s, then after twice as long each time, up to retry_max_s
+    # between tries; after give_up_s without a picture (None: never) the runner ends as if the source had.
+    retry_first_s: float = 0.5
+    retry_max_s: float = 5.0
+    give_up_s: float | None = None
 
     def __post_init__(self) -> None:
         if self.slot_size < 1:
             raise ValueError("slot_size must be at least 1")
+        if not 0 < self.retry_first_s <= self.retry_max_s:
+            raise ValueError("retry_first_s must be positive and at most retry_max_s")
 
 
 @dataclass
@@ -129,7 +142,10 @@ class RunnerStats:
     render_errors: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
     sink_errors: dict[str, str] = field(default_factory=dict)
-    source_error: str | None = None
+    source_error: str | None = None  # the last reason the source failed
+    source_outages: int = 0  # times the source failed while running
+    source_recoveries: int = 0  # times it came back
+    frames_without_source: int = 0  # "no picture" frames sent while it was down
 
 
 class Runner:
@@ -221,20 +237,61 @@ class Runner:
             self._to_renderer.close()
 
     def _capture(self) -> None:
+        last: np.ndarray | None = None
         try:
             while not self._stop.is_set():
                 try:
                     frame = self.source.read()
-                except Exception as err:  # an unplugged camera, a truncated file
-                    self.stats.source_error = str(err)
-                    self._problem(f"source stopped: {err}")
-                    break
+                except Exception as err:  # an unplugged camera, a truncated file: ride it out, then go on
+                    if not self._ride_out_outage(err, last):
+                        break
+                    continue
                 if frame is None:
                     break
+                last = frame.image
                 self.stats.frames_captured += 1
                 self._to_tracker.put(frame, wait_for_room=not self.settings.drop_stale, stop=self._stop)
         finally:
             self._to_tracker.close()
+
+    def _ride_out_outage(self, err: Exception, last: np.ndarray | None) -> bool:
+        """Reopen the source with back-off, sending "no picture" frames meanwhile. True once it is back."""
+        s = self.settings
+        self.stats.source_error = _one_line(err)
+        self.stats.source_outages += 1
+        _close_quietly(self.source)
+        period = 1.0 / (self.source.fps or 30.0)
+        if last is None:
+            w, h = self.source.size
+            last = np.zeros((max(h, 1), max(w, 1), 3), np.uint8)
+        lost_at = now()
+        delay = s.retry_first_s
+        next_try = lost_at + delay
+        self._problem(f"source lost: {self.stats.source_error} - retrying in {delay:.1f} s")
+        tick = lost_at
+        while not self._stop.is_set():
+            if s.give_up_s is not None and now() - lost_at >= s.give_up_s:
+                self._problem(f"source stopped: no picture for {s.give_up_s:g} s - choose another source")
+                return False
+            if now() >= next_try:
+                try:
+                    self.source.open()
+                except Exception as again:  # still gone: wait twice as long (up to retry_max_s)
+                    delay = min(delay * 2.0, s.retry_max_s)
+                    next_try = now() + delay
+                    self.stats.source_error = _one_line(again)
+                    log.info("source still unavailable (%s); next try in %.1f s", self.stats.source_error, delay)
+                else:
+                    self.stats.source_recoveries += 1
+                    self._problem(f"source is back after {now() - lost_at:.1f} s")
+                    return True
+            # The avatar goes on: a frame without a picture tells the tracker "no face" at the source's rate.
+            placeholder = Frame(image=last, index=-1, t_capture=now(), has_picture=False)
+            self.stats.frames_without_source += 1
+            self._to_tracker.put(placeholder)
+            tick += period
+            self._stop.wait(max(0.0, min(tick, next_try) - now()))
+        return False
 
     def _track(self) -> None:
         tracker = FaceTracker(self.settings.tracker)
@@ -246,15 +303,16 @@ class Runner:
                         break
                     continue
                 self._enter(frame, "tracker")
-                face = tracker.process(frame.image, frame.t_capture)
+                face = tracker.process(frame.image, frame.t_capture) if frame.has_picture else None
                 frame.stamp("tracker")
                 self._enter(frame, "retarget")
                 points = None if face is None else face.points
                 target = self.animator.target(points, frame.t_capture)
                 frame.stamp("retarget")
-                self.stats.frames_tracked += 1
-                self.stats.frames_without_face += face is None
-                self._to_renderer.put((frame, target, face is not None))
+                self.stats.frames_tracked += frame.has_picture
+                self.stats.frames_without_face += face is None and frame.has_picture
+                self._to_renderer.put((frame, target, face is not None), wait_for_room=not self.settings.drop_stale,
+                                      stop=self._stop)
         finally:
             tracker.close()
             self._to_renderer.close()
@@ -287,7 +345,10 @@ class Runner:
                     if self.profiler is not None:  # the frame goes on to the other sinks: counted, not a row
                         self.profiler.failed(f"sink:{sink.name}")
                     self._problem(f"{sink.name} switched off: {err}")
-                    _close_quietly(sink)
+                    try:  # a recording keeps what was written before the failure
+                        sink.close()
+                    except Exception as close_err:  # e.g. "the first 12.0 s were saved": worth telling
+                        self._problem(f"{sink.name}: {_one_line(close_err)}")
                     continue
                 frame.stamp(f"sink:{sink.name}")
             out = AvatarFrame(image=image, frame=frame, target=target, face_found=found)
@@ -317,6 +378,11 @@ class Runner:
         for sink in self.sinks:
             _close_quietly(sink)
         self.sinks = []
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__
 
 
 def _close_quietly(thing) -> None:

@@ -19,6 +19,7 @@ from avatar_app.errors import AvatarAppError, InputFileError, OutputPathError
 from avatar_app.sources import describe_av_error
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv")
+_FORMATS = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska"}
 
 # Frames are converted with the BT.601 matrix in limited range and the stream says so (FFmpeg's
 # AVCOL_SPC_SMPTE170M, AVCOL_RANGE_MPEG): untagged, players guess BT.709 for HD sizes and shift colours.
@@ -51,6 +52,10 @@ class VideoFileSink:
     renamed at ``close()``, so a crash or ``abort()`` never leaves a broken video behind.
 
     H.264 in 4:2:0 needs even sizes: an odd width or height is padded by one repeated edge pixel.
+
+    ``fragmented`` (live recordings) writes a fragmented MP4 with a key frame every second: if writing fails
+    midway (a full disk) or the app is killed, what was written up to the last whole second still plays, and
+    ``close()`` keeps it under the final name (``salvaged_frames``) before reporting the failure.
     """
 
     name = "video"
@@ -63,6 +68,7 @@ class VideoFileSink:
         audio_from: str | os.PathLike | None = None,
         crf: int = 18,
         preset: str = "veryfast",  # fast enough to record a live pipeline on a CPU
+        fragmented: bool = False,
     ) -> None:
         if fps <= 0 or min(size) <= 0:
             raise ValueError(f"fps and size must be positive, got fps={fps} size={size}")
@@ -72,6 +78,10 @@ class VideoFileSink:
         self.size = (int(size[0]), int(size[1]))
         self.audio_from = Path(audio_from) if audio_from is not None else None
         self.crf, self.preset = crf, preset
+        self.fragmented = fragmented
+        self.salvaged_frames = 0
+        self._failed: str | None = None  # why a write failed; the file is then finished as far as it can be
+        self._file = None  # the Python file a fragmented recording is written through
         self._frames_written = 0
         self._tmp: Path | None = None
         self._out: av.container.OutputContainer | None = None
@@ -100,11 +110,21 @@ class VideoFileSink:
         self._audio_in = audio_in  # from here on abort() closes it
         self._tmp = temp_path_beside(self.path)
         try:
-            self._out = av.open(str(self._tmp), "w")
+            container_options = {}
+            codec_options = {"crf": str(self.crf), "preset": self.preset}
+            if self.fragmented:  # a moof per key frame, a key frame per second: a cut file plays to its last second
+                container_options = {"movflags": "frag_keyframe+empty_moov+default_base_moof"}
+                codec_options["g"] = str(max(1, round(self.fps)))
+            if self.fragmented:
+                # Written through a Python file, so a failed write (a full disk) raises at the frame it hits
+                # instead of being noticed by FFmpeg only when the file is closed.
+                self._file = open(self._tmp, "wb")  # noqa: SIM115 - closed in _close_container
+                self._out = av.open(self._file, "w", format=_FORMATS[self.path.suffix.lower()],
+                                    options=container_options)
+            else:
+                self._out = av.open(str(self._tmp), "w", options=container_options)
             w, h = self.size
-            self._video = self._out.add_stream(
-                "libx264", rate=self.fps, options={"crf": str(self.crf), "preset": self.preset}
-            )
+            self._video = self._out.add_stream("libx264", rate=self.fps, options=codec_options)
             self._video.width, self._video.height = w + w % 2, h + h % 2
             self._video.pix_fmt = "yuv420p"
             self._video.time_base = 1 / self.fps  # one tick per frame: the output rate is exactly fps
@@ -152,6 +172,8 @@ class VideoFileSink:
         """Encode one frame; it must be exactly ``size`` (w, h), BGR uint8."""
         if self._out is None:
             raise RuntimeError("VideoFileSink.write() before open()")
+        if self._failed is not None:
+            raise OutputPathError(f"{self.path}: writing failed earlier ({self._failed}) - check free disk space")
         w, h = self.size
         if image_bgr.shape != (h, w, 3) or image_bgr.dtype != np.uint8:
             raise ValueError(f"expected a {w}x{h} BGR uint8 image, got {image_bgr.dtype} {image_bgr.shape}")
@@ -168,8 +190,8 @@ class VideoFileSink:
             # Keep audio interleaved with the video as it grows, rather than all of it at the end.
             self._mux_audio_until(self._frames_written / self.fps)
         except (av.FFmpegError, OSError) as err:
-            reason = describe_av_error(err)
-            raise OutputPathError(f"{self.path}: writing failed ({reason}) - check free disk space") from None
+            self._failed = describe_av_error(err)
+            raise OutputPathError(f"{self.path}: writing failed ({self._failed}) - check free disk space") from None
 
     def _mux_audio_until(self, seconds: Fraction) -> None:
         """Mux source audio packets that start before ``seconds`` into the output."""
@@ -200,34 +222,63 @@ class VideoFileSink:
         if self._frames_written == 0:
             self.abort()
             raise AvatarAppError(f"{self.path}: no frames were written, so no video was saved")
-        try:
+        try:  # also after a failed write: the frames before it are finished into a playable file if possible
             self._out.mux(self._video.encode(None))
             self._mux_audio_until(self._frames_written / self.fps)
             if self._audio_out is not None and not self._audio_copy:
                 self._out.mux(self._audio_out.encode(None))
             self._out.close()
             self._out = None
+            if self._file is not None:
+                self._file.close()
+                self._file = None
             os.replace(self._tmp, self.path)
         except (av.FFmpegError, OSError) as err:
-            self.abort()
-            reason = describe_av_error(err)
-            raise OutputPathError(f"{self.path}: cannot finish ({reason}) - check free disk space") from None
+            self._finish_broken(self._failed or describe_av_error(err))
         finally:
             self._close_audio_source()
         self._tmp = None
 
+    def _finish_broken(self, reason: str) -> None:
+        """Writing failed: keep what still plays (fragmented files) under the final name, else nothing; raise."""
+        self._close_container()
+        self._close_audio_source()
+        self.salvaged_frames = _playable_frames(self._tmp) if self.fragmented else 0
+        if self.salvaged_frames:
+            os.replace(self._tmp, self.path)
+            self._tmp = None
+            seconds = self.salvaged_frames / self.fps
+            raise OutputPathError(
+                f"{self.path}: recording stopped ({reason}); the first {float(seconds):.1f} s were saved - free"
+                " some disk space"
+            )
+        self.abort()
+        raise OutputPathError(f"{self.path}: cannot finish ({reason}) - check free disk space")
+
     def abort(self) -> None:
         """Stop and delete the partial file; the final path is left as it was."""
-        if self._out is not None:
-            try:
-                self._out.close()
-            except (av.FFmpegError, OSError):
-                pass  # the file is being thrown away; a failed trailer does not matter
-            self._out = None
+        self._close_container()
         self._close_audio_source()
         if self._tmp is not None:
             self._tmp.unlink(missing_ok=True)
             self._tmp = None
+
+    def _close_container(self) -> None:
+        if self._out is not None:
+            try:
+                self._out.close()
+            except (av.FFmpegError, OSError):
+                pass  # the file is being thrown away or cut short; a failed trailer does not matter
+            self._out = None
+        self._close_file()
+
+    def _close_file(self) -> None:
+        if self._file is not None:
+            try:
+                self._file.close()
+            except OSError:
+                pass  # the last buffered bytes did not fit: what is on disk is what the salvage checks
+            self._file = None
 
     def _close_audio_source(self) -> None:
         if self._audio_in is not None:
@@ -244,3 +295,19 @@ class VideoFileSink:
             self.close()
         else:
             self.abort()
+
+
+def _playable_frames(path: Path | None) -> int:
+    """How many video frames of ``path`` decode (0 when it does not open at all)."""
+    if path is None or not path.is_file():
+        return 0
+    count = 0
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                return 0
+            for _ in container.decode(video=0):
+                count += 1
+    except (av.FFmpegError, OSError):
+        pass  # a cut-off tail: the frames before it still count
+    return count

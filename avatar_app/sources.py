@@ -110,6 +110,9 @@ class FrameSource:
     def open(self) -> None:
         """Open the source; a missing or unusable input raises a one-line AvatarAppError here."""
         if not self.is_open:
+            if self._index:  # opened again after a failure: pacing restarts from the next frame
+                self._clock0 = self._first_t = None
+                self._pass_start = 0.0
             self._open()
             self.is_open = True
 

@@ -759,7 +759,10 @@ class MainWindow(QMainWindow):
         self.record_label.setText("")
 
         def done(_result, err) -> None:
-            if failed or err is not None:
+            if (failed or err is not None) and recording.path.is_file():  # stopped, but what came before plays
+                self.show_message("Recording stopped", f"{failed or _text(err)} - what was recorded until then"
+                                  f" is saved in {recording.path}")
+            elif failed or err is not None:
                 self.show_message("Recording not saved", failed or _text(err))
             else:
                 self.statusBar().showMessage(f"Saved {recording.path}", 15000)

@@ -38,7 +38,7 @@ class Recording:
         self.path = check_output_path(path)
         self.fps = float(fps)
         self.size = size
-        self._sink = VideoFileSink(path, fps=fps, size=size)
+        self._sink = VideoFileSink(path, fps=fps, size=size, fragmented=True)
         self._t0: float | None = None
         self.frames_written = 0
 
