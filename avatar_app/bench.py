@@ -208,7 +208,8 @@ def run_bench(avatar: Avatar, settings: BenchSettings, animator: Animator | None
         raise
     # Live, the newest frame wins; unpaced, the file waits for the tracker instead of decoding frames that
     # would be dropped, so decoding does not take CPU from the stages being measured.
-    runner_settings = RunnerSettings(slot_size=settings.slot_size, drop_stale=paced)
+    # A benchmark stops at a source failure (give_up_s=0) rather than measuring the retries.
+    runner_settings = RunnerSettings(slot_size=settings.slot_size, drop_stale=paced, give_up_s=0.0)
     problems: list[str] = []
     logs = _LogCollector()
     runner_log = logging.getLogger("avatar_app.runner")

@@ -223,6 +223,14 @@ class Runner:
     def queue_lengths(self) -> dict[str, int]:
         return {"tracker": len(self._to_tracker), "renderer": len(self._to_renderer)}
 
+    def queue_high_water(self) -> dict[str, int]:
+        """The most frames that ever waited in each queue (never above ``slot_size``)."""
+        return {"tracker": self._to_tracker.high_water, "renderer": self._to_renderer.high_water}
+
+    def queue_drops(self) -> dict[str, int]:
+        """Frames each queue dropped so far (a newer one replaced them)."""
+        return {"tracker": self._to_tracker.dropped, "renderer": self._to_renderer.dropped}
+
     # -- threads ------------------------------------------------------------------------------------------
     def _guard(self, name: str, target: Callable[[], None]) -> None:
         try:

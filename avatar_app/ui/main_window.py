@@ -605,7 +605,9 @@ class MainWindow(QMainWindow):
         if self.settings.overlay:
             camera = alignment_overlay(camera, frame.avatar.image, frame.avatar.landmarks, frame.driver_points)
         self.camera_view.set_image(camera)
-        if not frame.face_found:
+        if not frame.has_picture:
+            banner = "No picture from the source - trying to reopen it; the avatar eases to neutral"
+        elif not frame.face_found:
             banner = "No face in view - the avatar eases to neutral"
         elif self.settings.overlay:
             banner = "Amber: the portrait   Cyan: you   Match them, then press C"

@@ -38,6 +38,7 @@ class LiveFrame:
     face_found: bool
     index: int
     avatar: Avatar
+    has_picture: bool = True  # False while the source is down (``camera`` is then the last picture seen)
 
 
 class SwitchableAnimator:
@@ -331,7 +332,8 @@ class LivePipeline(QObject):
         if animator is None:
             return
         made_by, driver = animator.made_by(out.target)
-        frame = LiveFrame(out.frame.image, out.image, driver, out.face_found, out.frame.index, made_by.avatar)
+        frame = LiveFrame(out.frame.image, out.image, driver, out.face_found, out.frame.index, made_by.avatar,
+                          out.frame.has_picture)
         with self._lock:
             self._newest = frame
             pending, self._signal_pending = self._signal_pending, True

@@ -55,6 +55,9 @@ class FrameView(QWidget):
     def placeholder(self) -> str:
         return self._placeholder
 
+    def banner(self) -> str | None:
+        return self._banner
+
     def set_banner(self, text: str | None) -> None:
         if text != self._banner:
             self._banner = text

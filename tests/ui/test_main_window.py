@@ -314,3 +314,35 @@ def test_a_window_destroyed_without_being_closed_still_stops_its_threads(qtbot, 
     del window
     gc.collect()
     qtbot.waitUntil(lambda: not any(t.is_alive() for t in runner_threads), timeout=5000)
+
+
+def test_a_source_that_fails_while_running_is_retried_and_the_avatar_keeps_going(qtbot, make_window, generated_driver):
+    from avatar_app.errors import InputFileError
+
+    window = _running(qtbot, make_window, generated_driver)
+    runner = window.pipeline.runner
+    source = runner.source
+    broken = {"on": True}
+    real_grab, real_open = source._grab, source._open
+
+    def grab():
+        if broken["on"]:
+            raise InputFileError("driver.mp4: cannot decode frame 12 - the file may be damaged")
+        return real_grab()
+
+    def reopen():
+        if broken["on"]:
+            raise InputFileError("driver.mp4: no such file - check the path")
+        real_open()
+
+    source._grab, source._open = grab, reopen
+    qtbot.waitUntil(lambda: (window.camera_view.banner() or "").startswith("No picture from the source"),
+                    timeout=20000)
+    assert "source lost: driver.mp4: cannot decode frame 12" in window.statusBar().currentMessage()
+    shown = window.frames_shown
+    wait_for_frames(qtbot, window, 5)  # the avatar view goes on while the source is down
+    assert window.frames_shown >= shown + 5 and window.messages == []
+    broken["on"] = False
+    qtbot.waitUntil(lambda: runner.stats.source_recoveries == 1, timeout=20000)
+    qtbot.waitUntil(lambda: not (window.camera_view.banner() or "").startswith("No picture"), timeout=20000)
+    assert window.pipeline.runner is runner and runner.running  # resumed, not restarted
