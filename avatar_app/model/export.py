@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from avatar_app.atomic import exchange_paths
 from avatar_app.errors import AvatarAppError, OutputPathError
 from avatar_app.landmark_image import GROUPS, LAYOUT
 from avatar_app.model.checkpoint import Networks, load_checkpoint, model_id
@@ -197,14 +198,21 @@ def _export_all(gen, ident, eager, nets, tmp: Path, out: Path, formats: list[str
                 raise AvatarAppError(f"{fmt} export does not match eager torch (max difference {diff:.2e} > {PARITY_TOLERANCE})")
         manifest = build_manifest(nets, formats, reports)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
-        if out.exists():
+        if not out.exists():
+            tmp.rename(out)
+        elif exchange_paths(tmp, out):
+            # tmp now holds the previous export. Its manifest goes first, so that nothing listing model folders
+            # takes the remains for a model while they are removed.
+            (tmp / "manifest.json").unlink(missing_ok=True)
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            # No atomic swap here (Windows, some file systems): for a moment `out` is missing, and a crash in
+            # that moment leaves the previous export in .NAME.old.
             old = out.with_name(f".{out.name}.old")
             shutil.rmtree(old, ignore_errors=True)
             out.rename(old)
             tmp.rename(out)
             shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -61,7 +61,9 @@ class AvatarLibrary:
         """Shipped portraits, then the user's avatars (oldest first), then ``extra`` files not among them."""
         out = [GalleryEntry(_title(p), p, SHIPPED) for p in sorted(self.shipped_dir.glob("*.jpg"))]
         if self.folder.is_dir():
-            mine = sorted(self.folder.glob(f"*{AVATAR_SUFFIX}"), key=lambda p: (p.stat().st_mtime, p.name))
+            # Hidden names are a killed write's temp files (".me.1a2b3c4d.partial.avatar"), never avatars.
+            found = (p for p in self.folder.glob(f"*{AVATAR_SUFFIX}") if not p.name.startswith("."))
+            mine = sorted(found, key=lambda p: (p.stat().st_mtime, p.name))
             out += [GalleryEntry(_title(p), p, MINE) for p in mine]
         known = {e.path.resolve() for e in out}
         for path in extra:

@@ -63,7 +63,8 @@ def renderer_choices(model_dirs: list[Path]) -> list[tuple[str, str | None]]:
         if backend != "neural":
             out.append((backend, backend))
             continue
-        models = sorted(m.parent for d in model_dirs if d.is_dir() for m in d.glob("*/manifest.json"))
+        models = sorted(m.parent for d in model_dirs if d.is_dir() for m in d.glob("*/manifest.json")
+                        if not m.parent.name.startswith("."))  # hidden: an export's temp or old folder
         out += [(f"neural: {m.name}", f"neural:{m}") for m in models]
         if not models:
             out.append(("neural (no exported model)", None))

@@ -284,6 +284,9 @@ def test_the_renderer_picker_lists_what_can_run(tmp_path):
     (tmp_path / "tiny").mkdir()
     (tmp_path / "tiny" / "manifest.json").write_text("{}")
     assert ("neural: tiny", f"neural:{tmp_path / 'tiny'}") in renderer_choices([tmp_path, tmp_path / "missing"])
+    (tmp_path / ".tiny.old").mkdir()  # what an interrupted export leaves: never offered as a model
+    (tmp_path / ".tiny.old" / "manifest.json").write_text("{}")
+    assert not any(".tiny.old" in label for label, _ in renderer_choices([tmp_path]))
 
 
 def test_a_renderer_that_cannot_run_is_explained_and_the_last_one_comes_back(qtbot, make_window, generated_driver):
