@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import io
 import json
+import math
+import struct
 import warnings
 import zipfile
 from dataclasses import dataclass
@@ -38,6 +40,10 @@ _MEMBERS = ("avatar.json", "portrait.png", "arrays.npz")
 _MAX_MEMBER_BYTES = 256 * 1024 * 1024
 _MAX_MESH_POINTS = 100_000
 _ARRAYS = ("landmarks", "mesh_points", "mesh_triangles", "mesh_follow", "mesh_anchor", "mesh_groups")
+_NEURAL_ARRAYS = ("neural_embedding", "neural_psi")
+# What a damaged zip archive can raise while it is read (zipfile reports bad offsets and fields in many ways).
+_ZIP_ERRORS = (OSError, EOFError, ValueError, RuntimeError, NotImplementedError, OverflowError, struct.error,
+               zipfile.BadZipFile, zipfile.LargeZipFile)
 
 
 @dataclass
@@ -148,23 +154,25 @@ def load_avatar(path: str | Path) -> Avatar:
             infos = {i.filename: i for i in zf.infolist()}
             for name in infos:
                 if name.startswith("/") or ".." in Path(name).parts or "\\" in name:
-                    raise bad(f"member '{name}' points outside the archive")
+                    raise bad(f"member {name!r} points outside the archive")
             for name in _MEMBERS:
                 if name not in infos:
                     raise bad(f"'{name}' missing")
                 if infos[name].file_size > _MAX_MEMBER_BYTES:
                     raise bad(f"'{name}' is too large")
-            manifest = json.loads(zf.read("avatar.json").decode("utf-8"))
+            manifest_bytes = zf.read("avatar.json")
             png = zf.read("portrait.png")
             arrays_bytes = zf.read("arrays.npz")
     except InputFileError:
         raise
-    except zipfile.BadZipFile:
-        raise bad("not a zip archive") from None
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except zipfile.BadZipFile as err:
+        raise bad(f"not a zip archive, or a damaged one: {_first_line(err)}") from None
+    except _ZIP_ERRORS as err:
+        raise bad(_first_line(err)) from None
+    try:
+        manifest = json.loads(manifest_bytes.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         raise bad("avatar.json is not valid JSON") from None
-    except (OSError, zipfile.LargeZipFile, RuntimeError, NotImplementedError, EOFError) as err:
-        raise bad(str(err).splitlines()[0] if str(err) else type(err).__name__) from None
 
     if not isinstance(manifest, dict) or manifest.get("format") != AVATAR_FORMAT:
         raise bad("wrong format name")
@@ -175,15 +183,12 @@ def load_avatar(path: str | Path) -> Avatar:
         raise InputFileError(f"{path}: avatar format version {version} is newer than this app reads ({AVATAR_VERSION}) - update avatar_app")
 
     image = _decode_png(png, bad)
-    try:
-        with np.load(io.BytesIO(arrays_bytes), allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in _ARRAYS}
-            extra = {k: npz[k] for k in ("neural_embedding", "neural_psi") if k in npz.files}
-    except KeyError as err:
-        raise bad(f"array {err} missing") from None
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
-        # allow_pickle=False turns a pickled array into a ValueError: refused, never executed.
-        raise bad(f"arrays.npz unreadable: {str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
+    found = _read_arrays(arrays_bytes, bad)
+    missing = [k for k in _ARRAYS if k not in found]
+    if missing:
+        raise bad(f"arrays.npz: array '{missing[0]}' missing")
+    arrays = {k: found[k] for k in _ARRAYS}
+    extra = {k: found[k] for k in _NEURAL_ARRAYS if k in found}
 
     lm, pts, tris = arrays["landmarks"], arrays["mesh_points"], arrays["mesh_triangles"]
     follow, anchor, groups = arrays["mesh_follow"], arrays["mesh_anchor"], arrays["mesh_groups"]
@@ -191,7 +196,7 @@ def load_avatar(path: str | Path) -> Avatar:
         raise bad(f"landmarks must be {N_POINTS} x 3 finite floats")
     if pts.ndim != 2 or pts.shape[1] != 2 or not N_POINTS <= len(pts) <= _MAX_MESH_POINTS or pts.dtype.kind != "f":
         raise bad("mesh points malformed")
-    if not np.isfinite(pts).all() or follow.shape != (len(pts),) or not np.isfinite(follow).all():
+    if not np.isfinite(pts).all() or follow.shape != (len(pts),) or follow.dtype.kind != "f" or not np.isfinite(follow).all():
         raise bad("mesh points malformed")
     if tris.ndim != 2 or tris.shape[1] != 3 or tris.dtype.kind not in "iu" or tris.size == 0:
         raise bad("mesh triangles malformed")
@@ -229,6 +234,42 @@ def load_avatar(path: str | Path) -> Avatar:
         faces_found=int(manifest.get("faces_found", 1)) if isinstance(manifest.get("faces_found", 1), int) else 1,
         neural=neural,
     )
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def _read_arrays(data: bytes, bad) -> dict[str, np.ndarray]:
+    """The known arrays of arrays.npz. Each .npy header is checked before its array is allocated: np.load would
+    allocate whatever size a header claims (a few bytes can claim terabytes), and never unpickles anything."""
+    fmt = np.lib.format
+    out = {}
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            for info in zf.infolist():
+                key = info.filename.removesuffix(".npy")
+                if key not in _ARRAYS + _NEURAL_ARRAYS or not info.filename.endswith(".npy"):
+                    continue
+                with zf.open(info) as f:
+                    version = fmt.read_magic(f)
+                    if version not in ((1, 0), (2, 0)):
+                        raise bad(f"arrays.npz: array '{key}' has .npy version {version}")
+                    read_header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+                    shape, _, dtype = read_header(f)
+                if dtype.hasobject:
+                    raise bad(f"arrays.npz: array '{key}' holds Python objects, which are never loaded")
+                size = math.prod(shape) * dtype.itemsize
+                if size < 0 or size > min(info.file_size, _MAX_MEMBER_BYTES):
+                    raise bad(f"arrays.npz: array '{key}' claims {'x'.join(map(str, shape))} values, more than it holds")
+                with zf.open(info) as f:
+                    out[key] = fmt.read_array(f, allow_pickle=False)
+    except InputFileError:
+        raise
+    except _ZIP_ERRORS as err:
+        raise bad(f"arrays.npz unreadable: {_first_line(err)}") from None
+    return out
 
 
 def _decode_png(data: bytes, bad) -> np.ndarray:

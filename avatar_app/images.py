@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from pathlib import Path
 
 import cv2
@@ -43,7 +44,11 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     if path.stat().st_size == 0:
         raise InputFileError(f"{path}: file is empty - {_GIVE}")
     try:
-        with Image.open(path) as im:  # lazy: reads the header only
+        with warnings.catch_warnings():
+            # PIL warns of bombs above ~89 MP as it opens; we refuse above MAX_IMAGE_PIXELS with one line instead.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(path)  # lazy: reads the header only
+        with im:
             w, h = im.size
             if w * h > MAX_IMAGE_PIXELS:
                 raise InputFileError(

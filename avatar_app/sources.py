@@ -21,7 +21,7 @@ import numpy as np
 from avatar_app import frames
 from avatar_app.errors import DeviceError, InputFileError
 from avatar_app.frames import Frame
-from avatar_app.images import load_image
+from avatar_app.images import MAX_IMAGE_PIXELS, load_image
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 _GIVE_VIDEO = "give an MP4, MOV, MKV or AVI file"
@@ -244,13 +244,28 @@ def _open_container(path: Path) -> av.container.InputContainer:
     except av.FFmpegError as err:
         reason = describe_av_error(err)
         raise InputFileError(f"{path}: not a readable video ({reason}) - {_GIVE_VIDEO}") from None
+    except UnicodeDecodeError:  # PyAV decodes the file's metadata tags as UTF-8 while opening
+        raise InputFileError(f"{path}: not a readable video (its metadata is not valid text) - {_GIVE_VIDEO}") from None
     if not container.streams.video:
         # FFmpeg opens many non-videos (a text file can pass as subtitles), so this is the real test.
         has_audio = bool(container.streams.audio)
         what = "has only audio, no video stream" if has_audio else "not a video (no video stream)"
         container.close()
         raise InputFileError(f"{path}: {what} - {_GIVE_VIDEO}")
+    stream = container.streams.video[0]
+    if stream.codec_context is None:
+        container.close()
+        raise InputFileError(f"{path}: its video codec cannot be decoded here - {_GIVE_VIDEO} in H.264")
+    width, height = stream.codec_context.width, stream.codec_context.height
+    if width * height > MAX_IMAGE_PIXELS:  # a damaged or hostile header: decoding would exhaust memory
+        container.close()
+        raise InputFileError(f"{path}: {_too_large(width, height)}")
     return container
+
+
+def _too_large(width: int, height: int) -> str:
+    return (f"video frames are {width}x{height} pixels, over the {MAX_IMAGE_PIXELS // 1_000_000} MP limit"
+            " - scale the video down first")
 
 
 def _stream_fps(stream: av.video.stream.VideoStream) -> float:
@@ -282,6 +297,8 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
             duration = count / fps
         width, height = stream.codec_context.width, stream.codec_context.height
         return VideoInfo(fps, count, width, height, duration, bool(container.streams.audio))
+    except av.FFmpegError as err:  # counting packets reads the whole file: damage can show up there
+        raise InputFileError(f"{path}: not a readable video ({describe_av_error(err)}) - {_GIVE_VIDEO}") from None
     finally:
         container.close()
 
@@ -336,7 +353,15 @@ class VideoFileSource(FrameSource):
             ) from None
         if frame is None:
             return None
-        image = frame.to_ndarray(format="bgr24")
+        if frame.width * frame.height > MAX_IMAGE_PIXELS:  # the stream changed size mid-way, to an absurd one
+            raise InputFileError(f"{self.path}: frame {self._index}: {_too_large(frame.width, frame.height)}")
+        try:
+            image = frame.to_ndarray(format="bgr24")
+        except (av.FFmpegError, ValueError) as err:  # a damaged frame with no usable picture format
+            raise InputFileError(
+                f"{self.path}: cannot decode frame {self._index} ({describe_av_error(err)}) - the file may be"
+                " damaged; re-encode it"
+            ) from None
         turns = round(frame.rotation / 90) % 4  # counter-clockwise quarter turns, as np.rot90 counts them
         if turns:
             image = np.ascontiguousarray(np.rot90(image, turns))

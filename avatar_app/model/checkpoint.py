@@ -99,13 +99,24 @@ def load_checkpoint(path: str | Path) -> tuple[Networks, dict]:
     if not isinstance(raw, dict) or raw.get("format") != CHECKPOINT_FORMAT:
         raise bad("wrong format name")
     if raw.get("version") != CHECKPOINT_VERSION:
-        raise bad(f"format version {raw.get('version')}, this app reads {CHECKPOINT_VERSION}")
+        raise bad(f"format version {_shown(raw.get('version'))}, this app reads {CHECKPOINT_VERSION}")
     try:
         config = ModelConfig.from_dict(raw["config"])
-        nets = build_networks(config, int(raw.get("num_videos", 1)), seed=None)
+        # The discriminator's rows are allocated before its weights are read: take their number from the weights
+        # themselves, so a damaged count cannot ask for more memory than the file holds.
+        num_videos = raw.get("num_videos", 1)
+        rows = raw["discriminator"]["W.weight"].shape[0]
+        if not isinstance(num_videos, int) or num_videos != rows:
+            raise ValueError(f"num_videos {_shown(num_videos)} does not match the discriminator's {rows} rows")
+        nets = build_networks(config, num_videos, seed=None)
         nets.embedder.load_state_dict(raw["embedder"])
         nets.generator.load_state_dict(raw["generator"])
         nets.discriminator.load_state_dict(raw["discriminator"])
-    except (KeyError, ValueError, TypeError, RuntimeError) as err:
-        raise bad(str(err).splitlines()[0][:160] if str(err) else type(err).__name__) from None
+    except (KeyError, ValueError, TypeError, AttributeError, IndexError, RuntimeError) as err:
+        raise bad(str(err).splitlines()[0][:160] if str(err).strip() else type(err).__name__) from None
     return nets, raw
+
+
+def _shown(value) -> str:
+    """A value read from a file, as a message shows it: numbers as they are, anything else quoted on one line."""
+    return str(value) if isinstance(value, int) else repr(str(value)[:20])

@@ -5,6 +5,20 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 
 
+# Bounds on every size: far above both configurations below, low enough that no configuration asks for more
+# memory than a training machine has (the widest allowed networks hold well under 2 G parameters).
+_LIMITS = {
+    "image_size": (16, 1024), "embed_dim": (1, 1024), "base_channels": (1, 512), "max_channels": (1, 1024),
+    "encoder_blocks": (1, 10), "encoder_attention": (0, 1024), "gen_stem_stride": (1, 4), "gen_middle_blocks": (0, 8),
+    "landmark_thickness": (1, 32),
+}
+_LIST_LIMITS = {"gen_channels": (1, 1024, 6), "gen_attention_down": (1, 1024, 4), "gen_attention_up": (1, 1024, 4)}
+
+
+def _whole(value, lo: int, hi: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     name: str
@@ -25,6 +39,19 @@ class ModelConfig:
     landmark_thickness: int = 2  # polyline width at image_size
 
     def __post_init__(self) -> None:
+        # Sizes come from files too (checkpoints, --config JSON): checked here, before any network is allocated.
+        if not isinstance(self.name, str):
+            raise ValueError(f"name must be text, got {self.name!r}"[:160])
+        for name, (lo, hi) in _LIMITS.items():
+            value = getattr(self, name)
+            if not _whole(value, lo, hi):
+                raise ValueError(f"{name} must be a whole number from {lo} to {hi}, got {value!r}"[:160])
+        for name, (lo, hi, most) in _LIST_LIMITS.items():
+            value = getattr(self, name)
+            if not isinstance(value, tuple) or len(value) > most or not all(_whole(v, lo, hi) for v in value):
+                raise ValueError(f"{name} must be a list of at most {most} whole numbers from {lo} to {hi}, got {value!r}"[:160])
+        if not self.gen_channels:
+            raise ValueError("gen_channels must list at least one width")
         if self.image_size % (self.gen_stem_stride * 2 ** (len(self.gen_channels) - 1)):
             raise ValueError("image_size must be divisible by the generator's total downsampling")
         if self.image_size >> self.encoder_blocks < 1:
@@ -36,6 +63,8 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> ModelConfig:
+        if not isinstance(data, dict):
+            raise ValueError("model settings must be a JSON object of ModelConfig fields")
         known = {f.name: f for f in fields(cls)}
         unknown = set(data) - set(known)
         if unknown:

@@ -8,7 +8,9 @@ The app needs no torch for this with the ONNX runtime; see export/README.md for 
 from __future__ import annotations
 
 import json
+import math
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,22 +91,35 @@ class ExportedModel:
     def generate(self, landmarks: np.ndarray, psi: np.ndarray) -> np.ndarray:
         """(1, 3, S, S) landmark image in [0, 1], (1, n_psi) -> (1, 3, S, S) RGB in [-1, 1]."""
         s = self._session("generator")
-        if self.runtime == "onnx":
-            return s.run(None, {"landmarks": landmarks, "psi": psi})[0]
-        torch = _import_torch()
-        with torch.no_grad():
-            return s(torch.from_numpy(landmarks), torch.from_numpy(psi)).numpy()
+        with self._running("generator"):
+            if self.runtime == "onnx":
+                return s.run(None, {"landmarks": landmarks, "psi": psi})[0]
+            torch = _import_torch()
+            with torch.no_grad():
+                return s(torch.from_numpy(landmarks), torch.from_numpy(psi)).numpy()
 
     def identity(self, frames: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """K frames (K, 3, S, S) RGB in [-1, 1] and their landmark images -> ê (1, E), ψ (1, n_psi)."""
         s = self._session("identity")
-        if self.runtime == "onnx":
-            e, psi = s.run(None, {"frames": frames, "landmarks": landmarks})
-            return e, psi
-        torch = _import_torch()
-        with torch.no_grad():
-            e, psi = s(torch.from_numpy(frames), torch.from_numpy(landmarks))
-        return e.numpy(), psi.numpy()
+        with self._running("identity"):
+            if self.runtime == "onnx":
+                e, psi = s.run(None, {"frames": frames, "landmarks": landmarks})
+                return e, psi
+            torch = _import_torch()
+            with torch.no_grad():
+                e, psi = s(torch.from_numpy(frames), torch.from_numpy(landmarks))
+            return e.numpy(), psi.numpy()
+
+    @contextmanager
+    def _running(self, name: str):
+        """A network that loads but cannot run on the inputs its own manifest describes is a broken export."""
+        try:
+            yield
+        except AvatarAppError:
+            raise
+        except Exception as err:  # noqa: BLE001 - ORT and torch raise many kinds
+            reason = str(err).strip().splitlines()[0][:150] if str(err).strip() else type(err).__name__
+            raise InputFileError(f"{self._files[name]}: the model does not run ({reason}) - export it again") from None
 
     def crop(self, image: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The model's view of a face: (RGB crop in [-1, 1] as 3 x S x S, its landmark image as 3 x S x S)."""
@@ -126,18 +141,48 @@ def read_manifest(directory: Path) -> dict:
         raise InputFileError(f"{directory}: not a model folder (no manifest.json) - export one with 'avatar-app export'")
     try:
         manifest = json.loads(path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         raise InputFileError(f"{path}: not valid JSON - export the model again") from None
+    except OSError as err:
+        raise InputFileError(f"{path}: cannot read ({err.strerror or err}) - check you can read the model folder") from None
     if not isinstance(manifest, dict) or manifest.get("format") != MODEL_FORMAT:
         raise InputFileError(f"{path}: not an avatar_app model manifest - export the model again")
     if manifest.get("version") != MODEL_VERSION:
         raise InputFileError(
-            f"{path}: model format version {manifest.get('version')}, this app reads {MODEL_VERSION} - export it again with this version"
+            f"{path}: model format version {_shown(manifest.get('version'))}, this app reads {MODEL_VERSION} - export it again with this version"
         )
     for key in ("model_id", "files", "landmark_image", "crop"):
         if key not in manifest:
             raise InputFileError(f"{path}: manifest has no '{key}' - export the model again")
+    problem = _manifest_problem(manifest)
+    if problem:
+        raise InputFileError(f"{path}: {problem} - export the model again")
     return manifest
+
+
+def _manifest_problem(manifest: dict) -> str | None:
+    """What is malformed in a manifest's values, or None. The files must be plain names inside the folder."""
+    def whole(v, lo, hi):
+        return isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
+
+    if not isinstance(manifest["model_id"], str) or not manifest["model_id"].isprintable():
+        return "'model_id' is not a text id"
+    files = manifest["files"]
+    if not isinstance(files, dict):
+        return "'files' is malformed"
+    for runtime, names in files.items():
+        if not isinstance(names, dict) or set(names) != {"generator", "identity"}:
+            return "'files' is malformed"
+        for name in names.values():
+            if not isinstance(name, str) or name in ("", ".", "..") or Path(name).name != name or not name.isprintable():
+                return "'files' names a file outside the model folder"
+    image = manifest["landmark_image"]
+    if not isinstance(image, dict) or not whole(image.get("size"), 16, 2048) or not whole(image.get("thickness"), 1, 64):
+        return "'landmark_image' needs a size of 16 to 2048 and a thickness of 1 to 64"
+    scale = manifest["crop"].get("scale") if isinstance(manifest["crop"], dict) else None
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not (math.isfinite(scale) and 0 < scale <= 10):
+        return "'crop' needs a scale above 0 and at most 10"
+    return None
 
 
 def _import_torch():
@@ -223,3 +268,8 @@ class NeuralRenderer:
 
     def close(self) -> None:
         self.mesh.close()
+
+
+def _shown(value) -> str:
+    """A value read from a file, as a message shows it: numbers as they are, anything else quoted on one line."""
+    return str(value) if isinstance(value, int) else repr(str(value)[:20])

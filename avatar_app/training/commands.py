@@ -100,8 +100,12 @@ def model_config(spec: str | None):
         raise AvatarAppError(f"unknown configuration '{spec}' - choose {', '.join(CONFIGS)} or give a JSON file")
     try:
         return ModelConfig.from_dict(json.loads(path.read_text()))
-    except (OSError, ValueError, TypeError) as err:
-        raise InputFileError(f"{path}: not a model configuration ({str(err).splitlines()[0][:120]})") from None
+    except (OSError, ValueError, TypeError, RecursionError) as err:  # RecursionError: JSON nested too deep
+        reason = str(err).strip().splitlines()[0][:120] if str(err).strip() else type(err).__name__
+        raise InputFileError(
+            f"{path}: not a model configuration ({reason}) - give a JSON object of ModelConfig fields, e.g. "
+            f"those under 'config' in a model folder's manifest.json"
+        ) from None
 
 
 def run_prepare(args: argparse.Namespace) -> int:

@@ -52,17 +52,21 @@ def read_index(root: str | Path) -> TrainingData:
         raise InputFileError(f"{root}: no index.json, so not a prepared data folder - {_PREPARE}")
     try:
         index = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         raise InputFileError(f"{path}: not a readable index - {_PREPARE}") from None
     if not isinstance(index, dict) or index.get("format") != INDEX_FORMAT:
         raise InputFileError(f"{path}: not an avatar_app training index - {_PREPARE}")
     if index.get("version") != INDEX_VERSION:
-        raise InputFileError(f"{path}: index version {index.get('version')}, this app reads {INDEX_VERSION} - {_PREPARE}")
+        raise InputFileError(
+            f"{path}: index version {_shown(index.get('version'))}, this app reads {INDEX_VERSION} - {_PREPARE}")
     try:
         entries = [(str(c["id"]), str(c["video"]), int(c["frames"])) for c in index["clips"]]
         size, fmt = int(index["size"]), str(index["image_format"])
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, OverflowError):  # OverflowError: int(Infinity)
         raise InputFileError(f"{path}: index is missing fields - {_PREPARE}") from None
+    # Clip ids name folders under clips/ (VoxCeleb2's 'id/video/clip'): an edited index must not point elsewhere.
+    if size < 1 or any(not _inside(cid) or n < 1 for cid, _, n in entries):
+        raise InputFileError(f"{path}: index has malformed clips or size - {_PREPARE}")
     if not entries:
         raise InputFileError(f"{root}: the index lists no clips (see report.json for why each was skipped)")
     videos = sorted({v for _, v, _ in entries})
@@ -73,6 +77,12 @@ def read_index(root: str | Path) -> TrainingData:
         more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
         raise InputFileError(f"{missing[0].directory}: clip vanished since the index was written{more} - {_PREPARE}")
     return TrainingData(root, size, fmt, clips, videos)
+
+
+def _inside(clip_id: str) -> bool:
+    """A relative path of plain names ('a/b/c'), nothing that climbs out or starts at the root."""
+    parts = clip_id.split("/")
+    return all(p not in ("", ".", "..") for p in parts) and "\\" not in clip_id and clip_id.isprintable()
 
 
 class EpisodeDataset(Dataset):
@@ -180,3 +190,8 @@ class EpisodePlan:
 
 def _episode_seed(seed: int, epoch: int, rank: int, position: int) -> int:
     return int(np.random.SeedSequence([seed, epoch, rank, position]).generate_state(1, np.uint64)[0]) >> 1
+
+
+def _shown(value) -> str:
+    """A value read from a file, as a message shows it: numbers as they are, anything else quoted on one line."""
+    return str(value) if isinstance(value, int) else repr(str(value)[:20])
