@@ -48,6 +48,7 @@ class BenchSettings:
     model: str | None = None  # neural: the exported model folder; runtime and provider as in RenderSettings
     runtime: str = "onnx"
     provider: str | None = None
+    trust_code: bool = False
     frames: int = 300
     warmup: int = 30
     paced_fps: float | None = 30.0
@@ -202,7 +203,7 @@ def run_bench(avatar: Avatar, settings: BenchSettings, animator: Animator | None
     try:
         animator = animator or Animator(avatar, RenderSettings(
             size=settings.size, backend=settings.backend, model=settings.model, runtime=settings.runtime,
-            provider=settings.provider))
+            provider=settings.provider, trust_code=settings.trust_code))
     except BaseException:
         video.close()
         raise

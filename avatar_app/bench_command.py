@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputFileError(f"{args.driver}: no such driver video - check the path")
     settings = bench.BenchSettings(
         driver=args.driver, size=args.size, backend=args.backend, model=args.model, runtime=args.runtime,
-        provider=args.provider, frames=args.frames, warmup=args.warmup,
+        provider=args.provider, trust_code=args.trust_model, frames=args.frames, warmup=args.warmup,
         paced_fps=None if args.unpaced else args.paced,
     )
     avatar = _load_avatar(args)

@@ -34,6 +34,8 @@ def _add_motion_options(p: argparse.ArgumentParser) -> None:
 def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help="model folder made by 'avatar-app export' (neural backend)")
     p.add_argument("--runtime", default="onnx", choices=["onnx", "torchscript"], help="how to run the model (default onnx)")
+    p.add_argument("--trust-model", action="store_true",
+                   help="allow --runtime torchscript, whose model files run code: only for models you exported yourself")
     p.add_argument("--provider", default=None, choices=["auto", "cpu", "cuda"],
                    help="onnxruntime device: auto (CUDA when present, else CPU; the default), cpu or cuda")
 
@@ -67,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     ac.add_argument("--name", default=None, help="display name (default: the file name)")
     ac.add_argument("--model", default=None, help="also store the identity (ê, ψ) for this exported model")
     ac.add_argument("--runtime", default="onnx", choices=["onnx", "torchscript"], help="how to run the model")
+    ac.add_argument("--trust-model", action="store_true",
+                   help="allow --runtime torchscript, whose model files run code: only for models you exported yourself")
     ai = asub.add_parser("info", help="print what an avatar file holds")
     ai.add_argument("avatar", type=Path)
 
@@ -133,7 +137,7 @@ def _avatar_create(args) -> int:
         from avatar_app.render.neural import ExportedModel, make_identity
         from avatar_app.tracker import detect_portrait
 
-        model = ExportedModel(args.model, args.runtime)
+        model = ExportedModel(args.model, args.runtime, trust_code=args.trust_model)
         images, points = [image], [avatar.landmarks]
         for extra in args.portrait[1:]:
             img = load_image(extra)
@@ -169,7 +173,7 @@ def _render(args) -> int:
     if not args.driver.is_file():
         raise InputFileError(f"{args.driver}: no such driver video - check the path")
     render = RenderSettings(size=args.size, backend=args.backend, model=args.model, runtime=args.runtime,
-                            provider=args.provider)
+                            provider=args.provider, trust_code=args.trust_model)
     motion = RetargetSettings(
         pose_strength=args.pose_strength,
         expression_strength=args.expression_strength,

@@ -415,7 +415,7 @@ class _Shot:
         if self._identity is None:
             from avatar_app.render.neural import ExportedModel, make_identity
 
-            model = ExportedModel(render.model, render.runtime, render.provider)
+            model = ExportedModel(render.model, render.runtime, render.provider, render.trust_code)
             run = self._run
             self._identity = make_identity(model, [run.crops[s] for s in self.candidates],
                                            [run.driver[s] for s in self.candidates])

@@ -65,7 +65,7 @@ def main(argv=None) -> int:
             results = {}
             with torch.no_grad():
                 results["eager"] = _time(lambda: gen(lt, pt), args.frames)
-            ts = ExportedModel(Path(tmp) / "m", "torchscript")
+            ts = ExportedModel(Path(tmp) / "m", "torchscript", trust_code=True)
             results["torchscript"] = _time(lambda: ts.generate(lm, psi), args.frames)
             onnx = ExportedModel(Path(tmp) / "m", "onnx", args.provider)
             results[f"onnxruntime-{onnx.provider}"] = _time(lambda: onnx.generate(lm, psi), args.frames)

@@ -902,3 +902,19 @@ def test_cli_train_with_a_damaged_config_file(tmp_path, capsys, prepared_data, t
     one_error_line(capsys, code, config)
     assert not (folder / "run" / "checkpoint.pt").exists()
 
+
+
+def test_the_cli_says_one_line_for_a_junk_checkpoint_even_when_torch_would_warn(tmp_path):
+    """Run as a user does (a real process, warnings not captured by pytest): a plain pickle given as a checkpoint
+    makes torch warn about its protocol; the user still sees exactly one line, and exit code 2."""
+    import pickle
+    import subprocess
+    import sys
+
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(pickle.dumps({"format": "avatar_app.checkpoint", "nets": [1, 2, 3]}, protocol=4))
+    run = subprocess.run([sys.executable, "-m", "avatar_app", "export", "--checkpoint", str(junk), "--out",
+                          str(tmp_path / "m")], capture_output=True, text=True, timeout=300)
+    lines = run.stderr.strip().splitlines()
+    assert run.returncode == 2 and len(lines) == 1 and str(junk) in lines[0], run.stderr
+    assert not (tmp_path / "m").exists()

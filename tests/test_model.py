@@ -105,10 +105,21 @@ def test_an_exported_model_renders_through_render_backend_neural(tmp_path, expor
     for runtime in ("onnx", "torchscript"):
         out = tmp_path / f"n_{runtime}.mp4"
         code = main(["render", "--driver", str(generated_driver), "--avatar", str(neural_avatar), "--backend", "neural",
-                     "--model", str(exported), "--runtime", runtime, "--out", str(out), "--size", "256"])
+                     "--model", str(exported), "--runtime", runtime, "--out", str(out), "--size", "256", "--trust-model"])
         assert code == 0
         info = probe_video(out)
         assert info.frame_count == probe_video(generated_driver).frame_count and (info.width, info.height) == (144, 256)
+
+
+def test_a_torchscript_model_runs_only_when_the_user_vouches_for_it(tmp_path, exported, neural_avatar,
+                                                                    generated_driver, capsys):
+    """A .ts file is code that runs (it can read and overwrite files): never loaded without --trust-model."""
+    out = tmp_path / "ts.mp4"
+    code = main(["render", "--driver", str(generated_driver), "--avatar", str(neural_avatar), "--backend", "neural",
+                 "--model", str(exported), "--runtime", "torchscript", "--out", str(out), "--size", "128"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and not out.exists()
+    assert len(err.splitlines()) == 1 and "--trust-model" in err and "--runtime onnx" in err
 
 
 def test_evaluate_scores_the_neural_backend_beside_mesh_and_static(tmp_path, exported, generated_driver):

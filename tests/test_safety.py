@@ -640,7 +640,7 @@ def _read_back(kind: str, path: Path):
     if kind == "export":
         from avatar_app.render.neural import ExportedModel
 
-        m = ExportedModel(path, runtime="torchscript")
+        m = ExportedModel(path, runtime="torchscript", trust_code=True)
         s, n_psi = m.size, m.manifest["generator"]["inputs"][1]["shape"][1]
         rng = np.random.default_rng(0)
         image = m.generate(rng.random((1, 3, s, s), np.float32), rng.standard_normal((1, n_psi), np.float32))

@@ -285,7 +285,7 @@ def test_finetune_writes_a_model_and_avatar_that_render_accepts(trained, tmp_pat
     assert (out / "finetune.png").is_file()
     video = tmp_path / "o.mp4"
     assert main(["render", "--driver", str(generated_driver), "--avatar", str(out / "mona_lisa.avatar"), "--backend",
-                 "neural", "--model", str(out / "model"), "--runtime", "torchscript", "--out", str(video), "--size", "128"]) == 0
+                 "neural", "--model", str(out / "model"), "--runtime", "torchscript", "--trust-model", "--out", str(video), "--size", "128"]) == 0
     assert probe_video(video).frame_count == probe_video(generated_driver).frame_count
 
 

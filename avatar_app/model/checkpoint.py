@@ -7,6 +7,7 @@ plain tensors and containers, so `torch.load(weights_only=True)` reads it and a 
 from __future__ import annotations
 
 import hashlib
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,7 +76,9 @@ def save_checkpoint(path: str | Path, nets: Networks, step: int = 0, extra: dict
 def read_weights_file(path: Path):
     """torch.load without pickle; a file that cannot be read so raises ValueError with a one-line reason."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about odd pickle protocols; the refusal below is the message
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # weights_only refuses pickled objects; torch raises many kinds for junk
         text = str(err)
         if "weights_only" in text or "Unsupported global" in text:

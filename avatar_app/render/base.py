@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
+from avatar_app.errors import AvatarAppError
+
 if TYPE_CHECKING:
     from avatar_app.avatar import Avatar
 
@@ -20,10 +22,20 @@ class RenderSettings:
     model: str | None = None  # the neural backend's model folder (from `avatar-app export`)
     runtime: str = "onnx"  # neural: onnx (onnxruntime) or torchscript
     provider: str | None = None  # neural with onnx: auto (CUDA when present, else CPU), cpu or cuda
+    trust_code: bool = False  # neural with torchscript: the user vouches for the model folder (it runs code)
 
     def __post_init__(self) -> None:
         if not 32 <= self.size <= 4096:
             raise ValueError(f"size must be between 32 and 4096 pixels, got {self.size}")
+        if self.backend == "neural" and self.runtime == "torchscript" and not self.trust_code:
+            raise untrusted_torchscript(self.model)  # refused before any work starts
+
+
+def untrusted_torchscript(model_dir) -> AvatarAppError:
+    """A .ts file is a program: loading and running it can read and overwrite the user's files. ONNX graphs have
+    no such operators, so they are the way to use a model someone else made."""
+    return AvatarAppError(f"{model_dir}: TorchScript models run code from their files - use --runtime onnx, or add"
+                          " --trust-model for a model folder you exported yourself")
 
 
 def output_size(image_size: tuple[int, int], size: int) -> tuple[int, int]:
@@ -70,5 +82,5 @@ def create_renderer(settings: RenderSettings | str = "mesh") -> Renderer:
             raise AvatarAppError("the neural renderer needs a model folder - pass --model export/NAME (made by 'avatar-app export')")
         from avatar_app.render.neural import NeuralRenderer
 
-        return NeuralRenderer(settings.model, settings.runtime, settings.provider)
+        return NeuralRenderer(settings.model, settings.runtime, settings.provider, settings.trust_code)
     raise AvatarAppError(f"renderer '{settings.backend}' is not available - choose one of: {', '.join(BACKENDS)}")

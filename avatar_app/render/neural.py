@@ -20,7 +20,7 @@ import numpy as np
 from avatar_app import landmarks as L
 from avatar_app.errors import AvatarAppError, InputFileError
 from avatar_app.landmark_image import crop_box, draw_landmarks
-from avatar_app.render.base import RenderSettings
+from avatar_app.render.base import RenderSettings, untrusted_torchscript
 from avatar_app.render.mesh import MeshRenderer
 
 MODEL_FORMAT = "avatar_app.model"  # the exporter writes these (avatar_app/model/export.py); kept here so the
@@ -40,11 +40,14 @@ class NeuralIdentity:
 class ExportedModel:
     """A model folder made by `avatar-app export`: manifest checked, one runtime session per network."""
 
-    def __init__(self, directory: str | Path, runtime: str = "onnx", provider: str | None = None):
+    def __init__(self, directory: str | Path, runtime: str = "onnx", provider: str | None = None,
+                 trust_code: bool = False):
         self.directory = Path(directory)
-        self.manifest = read_manifest(self.directory)
         if runtime not in RUNTIMES:
             raise AvatarAppError(f"unknown runtime '{runtime}' - choose one of: {', '.join(RUNTIMES)}")
+        if runtime == "torchscript" and not trust_code:
+            raise untrusted_torchscript(self.directory)
+        self.manifest = read_manifest(self.directory)
         files = self.manifest["files"].get(runtime)
         if files is None:
             raise InputFileError(f"{self.directory}: this model was not exported for {runtime} - export it with --format {runtime}")
@@ -225,8 +228,9 @@ def make_identity(model: ExportedModel, images: list[np.ndarray], points: list[n
 class NeuralRenderer:
     name = "neural"
 
-    def __init__(self, model_dir: str | Path, runtime: str = "onnx", provider: str | None = None):
-        self.model = ExportedModel(model_dir, runtime, provider)
+    def __init__(self, model_dir: str | Path, runtime: str = "onnx", provider: str | None = None,
+                 trust_code: bool = False):
+        self.model = ExportedModel(model_dir, runtime, provider, trust_code)
         self.mesh = MeshRenderer()
 
     def prepare(self, avatar, settings: RenderSettings = RenderSettings()) -> None:
