@@ -268,6 +268,9 @@ class Runner:
         self.stats.source_error = _one_line(err)
         self.stats.source_outages += 1
         _close_quietly(self.source)
+        if s.give_up_s == 0:  # no retries wanted (a benchmark): stop as before, with the source's own reason
+            self._problem(f"source stopped: {self.stats.source_error}")
+            return False
         period = 1.0 / (self.source.fps or 30.0)
         if last is None:
             w, h = self.source.size
@@ -279,7 +282,8 @@ class Runner:
         tick = lost_at
         while not self._stop.is_set():
             if s.give_up_s is not None and now() - lost_at >= s.give_up_s:
-                self._problem(f"source stopped: no picture for {s.give_up_s:g} s - choose another source")
+                self._problem(f"source stopped: no picture for {s.give_up_s:g} s ({self.stats.source_error}) - choose"
+                              " another source")
                 return False
             if now() >= next_try:
                 try:

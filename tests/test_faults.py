@@ -171,7 +171,8 @@ def test_a_source_that_never_comes_back_gives_up_when_told(driver_frames, mona_a
     runner.start()
     assert runner.wait(timeout=30)
     assert runner.stats.source_recoveries == 0 and camera.opens >= 4
-    assert problems[-1] == "source stopped: no picture for 0.6 s - choose another source"
+    assert problems[-1] == ("source stopped: no picture for 0.6 s (camera 0 could not be opened - check it is"
+                            " connected) - choose another source")
 
 
 def test_a_face_lost_for_seconds_eases_to_neutral_and_returns_smoothly(driver_frames, mona_avatar):
