@@ -27,7 +27,7 @@ import numpy as np
 
 from avatar_app import __version__
 from avatar_app.atomic import atomic_path
-from avatar_app.errors import InputFileError, OutputPathError
+from avatar_app.errors import InputFileError, OutputPathError, first_line
 from avatar_app.images import MAX_IMAGE_PIXELS, load_image
 from avatar_app.landmarks import N_POINTS
 from avatar_app.render.mesh_layout import MeshLayout, build_mesh
@@ -166,9 +166,9 @@ def load_avatar(path: str | Path) -> Avatar:
     except InputFileError:
         raise
     except zipfile.BadZipFile as err:
-        raise bad(f"not a zip archive, or a damaged one: {_first_line(err)}") from None
+        raise bad(f"not a zip archive, or a damaged one: {first_line(err)}") from None
     except _ZIP_ERRORS as err:
-        raise bad(_first_line(err)) from None
+        raise bad(first_line(err)) from None
     try:
         manifest = json.loads(manifest_bytes.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
@@ -236,11 +236,6 @@ def load_avatar(path: str | Path) -> Avatar:
     )
 
 
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
-
-
 def _read_arrays(data: bytes, bad) -> dict[str, np.ndarray]:
     """The known arrays of arrays.npz. Each .npy header is checked before its array is allocated: np.load would
     allocate whatever size a header claims (a few bytes can claim terabytes), and never unpickles anything."""
@@ -268,7 +263,7 @@ def _read_arrays(data: bytes, bad) -> dict[str, np.ndarray]:
     except InputFileError:
         raise
     except _ZIP_ERRORS as err:
-        raise bad(f"arrays.npz unreadable: {_first_line(err)}") from None
+        raise bad(f"arrays.npz unreadable: {first_line(err)}") from None
     return out
 
 

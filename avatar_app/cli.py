@@ -34,10 +34,14 @@ def _add_motion_options(p: argparse.ArgumentParser) -> None:
 def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help="model folder made by 'avatar-app export' (neural backend)")
     p.add_argument("--runtime", default="onnx", choices=["onnx", "torchscript"], help="how to run the model (default onnx)")
-    p.add_argument("--trust-model", action="store_true",
-                   help="allow --runtime torchscript, whose model files run code: only for models you exported yourself")
+    _add_trust_model(p)
     p.add_argument("--provider", default=None, choices=["auto", "cpu", "cuda"],
                    help="onnxruntime device: auto (CUDA when present, else CPU; the default), cpu or cuda")
+
+
+def _add_trust_model(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--trust-model", action="store_true",
+                   help="allow --runtime torchscript, whose model files run code: only for models you exported yourself")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,8 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     ac.add_argument("--name", default=None, help="display name (default: the file name)")
     ac.add_argument("--model", default=None, help="also store the identity (ê, ψ) for this exported model")
     ac.add_argument("--runtime", default="onnx", choices=["onnx", "torchscript"], help="how to run the model")
-    ac.add_argument("--trust-model", action="store_true",
-                   help="allow --runtime torchscript, whose model files run code: only for models you exported yourself")
+    _add_trust_model(ac)
     ai = asub.add_parser("info", help="print what an avatar file holds")
     ai.add_argument("avatar", type=Path)
 

@@ -15,19 +15,13 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from avatar_app.atomic import atomic_path
-from avatar_app.errors import InputFileError, OutputPathError
+from avatar_app.errors import InputFileError, OutputPathError, first_line
 
 # Larger images are refused as possible decompression bombs: a small file can claim a huge size and
 # exhaust memory when decoded. 40 MP is above any camera a portrait is likely to come from.
 MAX_IMAGE_PIXELS = 40_000_000
 
 _GIVE = "give a JPEG or PNG file"
-
-
-def _reason(err: BaseException) -> str:
-    """The first line of an error, so a message stays on one line."""
-    text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__
 
 
 def load_image(path: str | os.PathLike) -> np.ndarray:
@@ -73,7 +67,7 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
         raise InputFileError(f"{path}: permission denied - check you can read the file") from None
     except (OSError, SyntaxError, ValueError) as err:  # PIL reports corrupt data as any of these
         raise InputFileError(
-            f"{path}: image is damaged or truncated ({_reason(err)}) - save it again as JPEG or PNG"
+            f"{path}: image is damaged or truncated ({first_line(err)}) - save it again as JPEG or PNG"
         ) from None
 
 
@@ -114,5 +108,5 @@ def save_image_atomic(path: str | os.PathLike, image_bgr: np.ndarray) -> None:
             tmp.write_bytes(data.tobytes())
     except OSError as err:
         raise OutputPathError(
-            f"{path}: cannot write ({err.strerror or _reason(err)}) - choose a folder you can write to"
+            f"{path}: cannot write ({err.strerror or first_line(err)}) - choose a folder you can write to"
         ) from None

@@ -24,6 +24,7 @@ from typing import Callable, Protocol
 import numpy as np
 
 from avatar_app.animator import Animator
+from avatar_app.errors import first_line
 from avatar_app.frames import Frame, now
 from avatar_app.profiler import Profiler, entered
 from avatar_app.sources import FrameSource
@@ -265,7 +266,7 @@ class Runner:
     def _ride_out_outage(self, err: Exception, last: np.ndarray | None) -> bool:
         """Reopen the source with back-off, sending "no picture" frames meanwhile. True once it is back."""
         s = self.settings
-        self.stats.source_error = _one_line(err)
+        self.stats.source_error = first_line(err)
         self.stats.source_outages += 1
         _close_quietly(self.source)
         if s.give_up_s == 0:  # no retries wanted (a benchmark): stop as before, with the source's own reason
@@ -291,7 +292,7 @@ class Runner:
                 except Exception as again:  # still gone: wait twice as long (up to retry_max_s)
                     delay = min(delay * 2.0, s.retry_max_s)
                     next_try = now() + delay
-                    self.stats.source_error = _one_line(again)
+                    self.stats.source_error = first_line(again)
                     log.info("source still unavailable (%s); next try in %.1f s", self.stats.source_error, delay)
                 else:
                     self.stats.source_recoveries += 1
@@ -360,7 +361,7 @@ class Runner:
                     try:  # a recording keeps what was written before the failure
                         sink.close()
                     except Exception as close_err:  # e.g. "the first 12.0 s were saved": worth telling
-                        self._problem(f"{sink.name}: {_one_line(close_err)}")
+                        self._problem(f"{sink.name}: {first_line(close_err)}")
                     continue
                 frame.stamp(f"sink:{sink.name}")
             out = AvatarFrame(image=image, frame=frame, target=target, face_found=found)
@@ -383,18 +384,13 @@ class Runner:
             self.on_problem(message)
 
     def _finish(self) -> None:
-        self.stats.dropped = {"tracker": self._to_tracker.dropped, "renderer": self._to_renderer.dropped}
+        self.stats.dropped = self.queue_drops()
         if any(t.is_alive() for t in self._threads):
             log.warning("a pipeline thread did not stop in time")
         _close_quietly(self.source)
         for sink in self.sinks:
             _close_quietly(sink)
         self.sinks = []
-
-
-def _one_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__
 
 
 def _close_quietly(thing) -> None:

@@ -110,19 +110,17 @@ class VideoFileSink:
         self._audio_in = audio_in  # from here on abort() closes it
         self._tmp = temp_path_beside(self.path)
         try:
-            container_options = {}
             codec_options = {"crf": str(self.crf), "preset": self.preset}
-            if self.fragmented:  # a moof per key frame, a key frame per second: a cut file plays to its last second
-                container_options = {"movflags": "frag_keyframe+empty_moov+default_base_moof"}
-                codec_options["g"] = str(max(1, round(self.fps)))
             if self.fragmented:
-                # Written through a Python file, so a failed write (a full disk) raises at the frame it hits
-                # instead of being noticed by FFmpeg only when the file is closed.
+                # A moof per key frame and a key frame per second: a cut file plays to its last second. Written
+                # through a Python file, so a failed write (a full disk) raises at the frame it hits instead of
+                # being noticed by FFmpeg only when the file is closed.
+                codec_options["g"] = str(max(1, round(self.fps)))
                 self._file = open(self._tmp, "wb")  # noqa: SIM115 - closed in _close_container
                 self._out = av.open(self._file, "w", format=_FORMATS[self.path.suffix.lower()],
-                                    options=container_options)
+                                    options={"movflags": "frag_keyframe+empty_moov+default_base_moof"})
             else:
-                self._out = av.open(str(self._tmp), "w", options=container_options)
+                self._out = av.open(str(self._tmp), "w")
             w, h = self.size
             self._video = self._out.add_stream("libx264", rate=self.fps, options=codec_options)
             self._video.width, self._video.height = w + w % 2, h + h % 2

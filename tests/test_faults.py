@@ -20,23 +20,10 @@ from avatar_app.render.base import RenderSettings
 from avatar_app.runner import Runner, RunnerSettings
 from avatar_app.sinks import VideoFileSink
 from avatar_app.sources import FrameSource, SourceSettings, VideoFileSource, open_source, probe_video
+from tests.fakes import ListSink
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST_RETRY = RunnerSettings(retry_first_s=0.1, retry_max_s=0.4)
-
-
-class ListSink:
-    def __init__(self, name="list", fail_after=None):
-        self.name, self.fail_after = name, fail_after
-        self.images, self.closed = [], False
-
-    def write(self, image):
-        if self.fail_after is not None and len(self.images) >= self.fail_after:
-            raise OSError("device is used by another program")
-        self.images.append(image)
-
-    def close(self):
-        self.closed = True
 
 
 class ScriptedCamera(FrameSource):

@@ -11,24 +11,9 @@ from avatar_app.animator import Animator
 from avatar_app.render.base import RenderSettings
 from avatar_app.runner import LatestSlot, Runner
 from avatar_app.sources import SourceSettings, open_source
+from tests.fakes import ListSink
 
 PACKAGE = Path(__file__).resolve().parents[1] / "avatar_app"
-
-
-class ListSink:
-    def __init__(self, name="list", fail_after=None):
-        self.name = name
-        self.images = []
-        self.closed = False
-        self.fail_after = fail_after
-
-    def write(self, image):
-        if self.fail_after is not None and len(self.images) >= self.fail_after:
-            raise OSError("device went away")
-        self.images.append(image)
-
-    def close(self):
-        self.closed = True
 
 
 def test_latest_slot_keeps_the_newest_and_counts_drops():

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from avatar_app.atomic import atomic_path
-from avatar_app.errors import InputFileError, OutputPathError
+from avatar_app.errors import InputFileError, OutputPathError, first_line, shown
 from avatar_app.model.config import ModelConfig
 from avatar_app.model.discriminator import Discriminator
 from avatar_app.model.embedder import Embedder
@@ -83,7 +83,7 @@ def read_weights_file(path: Path):
         text = str(err)
         if "weights_only" in text or "Unsupported global" in text:
             raise ValueError("it holds pickled objects, which are never loaded") from None
-        raise ValueError(text.splitlines()[0][:120] if text.strip() else type(err).__name__) from None
+        raise ValueError(first_line(err, 120)) from None
 
 
 def load_checkpoint(path: str | Path) -> tuple[Networks, dict]:
@@ -102,7 +102,7 @@ def load_checkpoint(path: str | Path) -> tuple[Networks, dict]:
     if not isinstance(raw, dict) or raw.get("format") != CHECKPOINT_FORMAT:
         raise bad("wrong format name")
     if raw.get("version") != CHECKPOINT_VERSION:
-        raise bad(f"format version {_shown(raw.get('version'))}, this app reads {CHECKPOINT_VERSION}")
+        raise bad(f"format version {shown(raw.get('version'))}, this app reads {CHECKPOINT_VERSION}")
     try:
         config = ModelConfig.from_dict(raw["config"])
         # The discriminator's rows are allocated before its weights are read: take their number from the weights
@@ -110,16 +110,12 @@ def load_checkpoint(path: str | Path) -> tuple[Networks, dict]:
         num_videos = raw.get("num_videos", 1)
         rows = raw["discriminator"]["W.weight"].shape[0]
         if not isinstance(num_videos, int) or num_videos != rows:
-            raise ValueError(f"num_videos {_shown(num_videos)} does not match the discriminator's {rows} rows")
+            raise ValueError(f"num_videos {shown(num_videos)} does not match the discriminator's {rows} rows")
         nets = build_networks(config, num_videos, seed=None)
         nets.embedder.load_state_dict(raw["embedder"])
         nets.generator.load_state_dict(raw["generator"])
         nets.discriminator.load_state_dict(raw["discriminator"])
     except (KeyError, ValueError, TypeError, AttributeError, IndexError, RuntimeError) as err:
-        raise bad(str(err).splitlines()[0][:160] if str(err).strip() else type(err).__name__) from None
+        raise bad(first_line(err, 160)) from None
     return nets, raw
 
-
-def _shown(value) -> str:
-    """A value read from a file, as a message shows it: numbers as they are, anything else quoted on one line."""
-    return str(value) if isinstance(value, int) else repr(str(value)[:20])

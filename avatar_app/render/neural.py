@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from avatar_app import landmarks as L
-from avatar_app.errors import AvatarAppError, InputFileError
+from avatar_app.errors import AvatarAppError, InputFileError, first_line, shown
 from avatar_app.landmark_image import crop_box, draw_landmarks
 from avatar_app.render.base import RenderSettings, untrusted_torchscript
 from avatar_app.render.mesh import MeshRenderer
@@ -87,8 +87,7 @@ class ExportedModel:
             except AvatarAppError:
                 raise
             except Exception as err:  # a corrupt file: ORT and torch raise many kinds
-                reason = str(err).strip().splitlines()[0][:150] if str(err).strip() else type(err).__name__
-                raise InputFileError(f"{path}: cannot load the model ({reason}) - export it again") from None
+                raise InputFileError(f"{path}: cannot load the model ({first_line(err, 150)}) - export it again") from None
         return self._sessions[name]
 
     def generate(self, landmarks: np.ndarray, psi: np.ndarray) -> np.ndarray:
@@ -121,7 +120,7 @@ class ExportedModel:
         except AvatarAppError:
             raise
         except Exception as err:  # noqa: BLE001 - ORT and torch raise many kinds
-            reason = str(err).strip().splitlines()[0][:150] if str(err).strip() else type(err).__name__
+            reason = first_line(err, 150)
             raise InputFileError(f"{self._files[name]}: the model does not run ({reason}) - export it again") from None
 
     def crop(self, image: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -152,7 +151,7 @@ def read_manifest(directory: Path) -> dict:
         raise InputFileError(f"{path}: not an avatar_app model manifest - export the model again")
     if manifest.get("version") != MODEL_VERSION:
         raise InputFileError(
-            f"{path}: model format version {_shown(manifest.get('version'))}, this app reads {MODEL_VERSION} - export it again with this version"
+            f"{path}: model format version {shown(manifest.get('version'))}, this app reads {MODEL_VERSION} - export it again with this version"
         )
     for key in ("model_id", "files", "landmark_image", "crop"):
         if key not in manifest:
@@ -273,7 +272,3 @@ class NeuralRenderer:
     def close(self) -> None:
         self.mesh.close()
 
-
-def _shown(value) -> str:
-    """A value read from a file, as a message shows it: numbers as they are, anything else quoted on one line."""
-    return str(value) if isinstance(value, int) else repr(str(value)[:20])

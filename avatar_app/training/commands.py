@@ -88,7 +88,7 @@ def model_config(spec: str | None):
     """--config: a configuration name, or a JSON file of ModelConfig fields (for your own sizes)."""
     import json
 
-    from avatar_app.errors import InputFileError
+    from avatar_app.errors import InputFileError, first_line
     from avatar_app.model.config import CONFIGS, ModelConfig
 
     if spec is None:
@@ -101,7 +101,7 @@ def model_config(spec: str | None):
     try:
         return ModelConfig.from_dict(json.loads(path.read_text()))
     except (OSError, ValueError, TypeError, RecursionError) as err:  # RecursionError: JSON nested too deep
-        reason = str(err).strip().splitlines()[0][:120] if str(err).strip() else type(err).__name__
+        reason = first_line(err, 120)
         raise InputFileError(
             f"{path}: not a model configuration ({reason}) - give a JSON object of ModelConfig fields, e.g. "
             f"those under 'config' in a model folder's manifest.json"

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, DistributedSampler
 
-from avatar_app.errors import InputFileError
+from avatar_app.errors import InputFileError, shown
 from avatar_app.landmark_image import draw_landmarks
 from avatar_app.training.prepare import INDEX_FORMAT, INDEX_VERSION
 
@@ -58,7 +58,7 @@ def read_index(root: str | Path) -> TrainingData:
         raise InputFileError(f"{path}: not an avatar_app training index - {_PREPARE}")
     if index.get("version") != INDEX_VERSION:
         raise InputFileError(
-            f"{path}: index version {_shown(index.get('version'))}, this app reads {INDEX_VERSION} - {_PREPARE}")
+            f"{path}: index version {shown(index.get('version'))}, this app reads {INDEX_VERSION} - {_PREPARE}")
     try:
         entries = [(str(c["id"]), str(c["video"]), int(c["frames"])) for c in index["clips"]]
         size, fmt = int(index["size"]), str(index["image_format"])
@@ -191,7 +191,3 @@ class EpisodePlan:
 def _episode_seed(seed: int, epoch: int, rank: int, position: int) -> int:
     return int(np.random.SeedSequence([seed, epoch, rank, position]).generate_state(1, np.uint64)[0]) >> 1
 
-
-def _shown(value) -> str:
-    """A value read from a file, as a message shows it: numbers as they are, anything else quoted on one line."""
-    return str(value) if isinstance(value, int) else repr(str(value)[:20])

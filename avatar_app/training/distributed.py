@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from avatar_app.errors import AvatarAppError
+from avatar_app.errors import AvatarAppError, first_line
 
 
 @dataclass(frozen=True)
@@ -56,8 +56,7 @@ def start(device: str = "auto") -> Context:
         try:
             dist.init_process_group("nccl" if dev.type == "cuda" else "gloo", device_id=dev if dev.type == "cuda" else None)
         except (RuntimeError, ValueError) as err:
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise AvatarAppError(f"cannot join the training processes ({first}) - start with torchrun --nproc_per_node N") from None
+            raise AvatarAppError(f"cannot join the training processes ({first_line(err)}) - start with torchrun --nproc_per_node N") from None
     return Context(rank, world, local_rank, dev)
 
 

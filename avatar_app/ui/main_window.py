@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
 )
 
 from avatar_app.avatar import Avatar
-from avatar_app.errors import AvatarAppError
+from avatar_app.errors import AvatarAppError, first_line
 from avatar_app.render.base import BACKENDS, RenderSettings, output_size
 from avatar_app.virtual_camera import VirtualCameraError, VirtualCameraSettings, VirtualCameraSink
 from avatar_app.ui.cameras import find_cameras
@@ -409,7 +409,7 @@ class MainWindow(QMainWindow):
         if request != self._avatar_request or self._closing:
             return  # another portrait was chosen meanwhile
         if err is not None:
-            self.show_message("Cannot use this portrait", _text(err))
+            self.show_message("Cannot use this portrait", first_line(err))
             if entry.kind == FILE:  # given on the command line: not offered again next time
                 self.settings.avatar = ""
                 self._save_settings()
@@ -441,7 +441,7 @@ class MainWindow(QMainWindow):
         if self._closing:
             return
         if err is not None:
-            self.show_message("Cannot add this picture", _text(err))
+            self.show_message("Cannot add this picture", first_line(err))
             return
         self.statusBar().showMessage(f"Added {entry.name} to your avatars", 5000)
         self._refresh_gallery(select=entry.key)
@@ -706,7 +706,7 @@ class MainWindow(QMainWindow):
             self.show_message("No virtual camera", "No virtual camera could be opened on this computer.",
                               err.instructions, technical=err.reason)
         else:
-            self.show_message("No virtual camera", _text(err))
+            self.show_message("No virtual camera", first_line(err))
 
     def _close_vcam(self) -> None:
         sink, self._vcam = self._vcam, None
@@ -751,7 +751,7 @@ class MainWindow(QMainWindow):
             recording.open()
         except (AvatarAppError, OSError) as err:
             self._uncheck(self.record_action)
-            self.show_message("Cannot record", _text(err))
+            self.show_message("Cannot record", first_line(err))
             return
         self._recording = recording
         self.pipeline.hub.add(recording)
@@ -763,10 +763,10 @@ class MainWindow(QMainWindow):
 
         def done(_result, err) -> None:
             if (failed or err is not None) and recording.path.is_file():  # stopped, but what came before plays
-                self.show_message("Recording stopped", f"{failed or _text(err)} - what was recorded until then"
+                self.show_message("Recording stopped", f"{failed or first_line(err)} - what was recorded until then"
                                   f" is saved in {recording.path}")
             elif failed or err is not None:
-                self.show_message("Recording not saved", failed or _text(err))
+                self.show_message("Recording not saved", failed or first_line(err))
             else:
                 self.statusBar().showMessage(f"Saved {recording.path}", 15000)
 
@@ -819,9 +819,3 @@ def _steps_html(text: str) -> str:
         else:
             out.append(f'<p style="margin: 4px 0;">{safe}</p>')
     return "".join(out)
-
-
-def _text(err: BaseException) -> str:
-    lines = str(err).strip().splitlines()
-    return lines[0] if lines else type(err).__name__
-

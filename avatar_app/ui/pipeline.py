@@ -19,6 +19,7 @@ from PySide6.QtCore import QObject, Signal
 
 from avatar_app.animator import Animator
 from avatar_app.avatar import Avatar
+from avatar_app.errors import first_line
 from avatar_app.profiler import HudSnapshot, Profiler, ProfilerSettings
 from avatar_app.render.base import RenderSettings
 from avatar_app.runner import AvatarFrame, Runner
@@ -286,7 +287,7 @@ class LivePipeline(QObject):
             except Exception as err:  # noqa: BLE001 - one line to the window, whatever went wrong
                 if source is not None:
                     source.close()
-                self._emit(self.start_failed, _one_line(err))
+                self._emit(self.start_failed, first_line(err))
                 return
             runner = Runner(source, animator, [self.hub], on_frame=self._on_frame, on_problem=self._on_problem,
                             profiler=self.profiler)
@@ -316,7 +317,7 @@ class LivePipeline(QObject):
             try:
                 animator = Animator(avatar, render)
             except Exception as err:  # noqa: BLE001
-                self._emit(self.avatar_failed, _one_line(err))
+                self._emit(self.avatar_failed, first_line(err))
                 return
             with self._lock:
                 current = self._animator
@@ -345,7 +346,7 @@ class LivePipeline(QObject):
         self._emit(self.problem, message)
 
     def _output_error(self, output, err: Exception) -> None:
-        self._emit(self.output_failed, output, _one_line(err))
+        self._emit(self.output_failed, output, first_line(err))
 
     def _emit(self, signal, *args) -> None:
         """Emit from a worker thread. If the window was destroyed without being closed (so nobody stopped
@@ -358,11 +359,6 @@ class LivePipeline(QObject):
                 runner, self._runner = self._runner, None
             if runner is not None:  # stop() joins the runner's threads, so not on one of them
                 threading.Thread(target=runner.stop, name="avatar-ui-orphan-stop", daemon=True).start()
-
-
-def _one_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__
 
 
 def _short(path: str) -> str:
