@@ -3,7 +3,9 @@ Qt signal, avatars switched and outputs plugged in while it runs.
 
 The GUI thread never waits here except in ``shutdown()`` (closing the window), which returns within about a
 second: starting (opening a camera, preparing a renderer) happens on a worker thread, and frames are never
-queued: a new frame replaces the one not yet painted, and at most one signal is in flight.
+queued: a new frame replaces the one not yet painted, and at most one signal is in flight. A start or an
+avatar switch that ``shutdown()`` overtakes gives up at its next step (a step under way, such as a camera
+opening, cannot be interrupted: its result is thrown away), and ``shutdown()`` waits for it within its second.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import collections
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -183,6 +186,7 @@ class LivePipeline(QObject):
         self._runner: Runner | None = None
         self._animator: SwitchableAnimator | None = None
         self._generation = 0  # bumped by every start() and shutdown(); a start that finds it moved gives up
+        self._workers: set[threading.Thread] = set()  # start and switch threads not yet ended
         self._avatar_generation = 0
         self._avatar: Avatar | None = None
         self._render = RenderSettings()
@@ -247,25 +251,55 @@ class LivePipeline(QObject):
     def hud(self) -> HudSnapshot:
         return self.profiler.snapshot()
 
-    def shutdown(self) -> None:
-        """Stop everything; returns within about a second. Outputs in the hub stay open (their owner closes them)."""
+    def shutdown(self, timeout: float = 1.0) -> None:
+        """Stop everything; returns within about ``timeout`` seconds. Outputs in the hub stay open (their owner
+        closes them).
+
+        A start or switch under way gives up at its next step; it is waited for until the timeout, and one
+        stuck in a step that cannot be interrupted (a camera that takes long to open) ends on its own when
+        that step returns, having started nothing."""
+        deadline = time.monotonic() + timeout
         with self._lock:
             self._generation += 1
             self._avatar_generation += 1
             runner, self._runner = self._runner, None
             animator, self._animator = self._animator, None
+            workers = list(self._workers)
         if runner is not None:
             runner.stop()
         if animator is not None:
             animator.close()
+        for worker in workers:
+            if worker is not threading.current_thread():
+                worker.join(max(0.0, deadline - time.monotonic()))
 
     # -- worker side ----------------------------------------------------------------------------------------
     def _spawn(self, name: str, work: Callable[[], None]) -> None:
-        threading.Thread(target=work, name=f"avatar-ui-{name}", daemon=True).start()
+        def body() -> None:
+            try:
+                work()
+            finally:
+                with self._lock:
+                    self._workers.discard(threading.current_thread())
+
+        thread = threading.Thread(target=body, name=f"avatar-ui-{name}", daemon=True)
+        with self._lock:
+            self._workers.add(thread)
+        try:
+            thread.start()
+        except BaseException:  # no thread to wait for at shutdown
+            with self._lock:
+                self._workers.discard(thread)
+            raise
+
+    def _current(self, generation: int) -> bool:
+        """False once another start() or shutdown() came after the start of this ``generation``."""
+        with self._lock:
+            return generation == self._generation
 
     def _start(self, generation: int, spec: str, camera_fps: float | None) -> None:
         with self._control:
-            if generation != self._generation:
+            if not self._current(generation):
                 return
             with self._lock:
                 old_runner, self._runner = self._runner, None
@@ -279,15 +313,22 @@ class LivePipeline(QObject):
             if avatar is None:
                 self._emit(self.start_failed, "choose an avatar first")
                 return
-            source = None
+            source = animator = None
             try:
                 camera = spec.isdigit()
                 source = open_source(SourceSettings(spec, loop=True, paced=True, fps=camera_fps if camera else None))
-                animator = SwitchableAnimator(Animator(avatar, render))
+                # Opening a camera may take seconds: if the window closed or another source was chosen
+                # meanwhile, the renderer (slow too: a model to load, numba to compile) is not prepared.
+                if self._current(generation):
+                    animator = SwitchableAnimator(Animator(avatar, render))
             except Exception as err:  # noqa: BLE001 - one line to the window, whatever went wrong
                 if source is not None:
                     source.close()
-                self._emit(self.start_failed, first_line(err))
+                if self._current(generation):  # nobody waits for a start that was overtaken
+                    self._emit(self.start_failed, first_line(err))
+                return
+            if animator is None:
+                source.close()
                 return
             runner = Runner(source, animator, [self.hub], on_frame=self._on_frame, on_problem=self._on_problem,
                             profiler=self.profiler)
@@ -305,28 +346,39 @@ class LivePipeline(QObject):
             w, h = source.size
             kind = f"camera {spec}" if camera else _short(spec)
             self._emit(self.started, f"{kind} ({w}x{h} at {source.fps:.3g} fps)")
-            if avatar_generation != self._avatar_generation:  # the avatar changed while this one was prepared
-                self._switch(self._avatar_generation)
+            with self._lock:  # the avatar, size or renderer changed while this one was prepared?
+                pending = generation == self._generation and avatar_generation != self._avatar_generation
+                latest = self._avatar_generation
+            if pending:
+                self._switch_holding_control(latest)  # this thread already holds self._control
 
     def _switch(self, generation: int) -> None:
         with self._control:
-            with self._lock:
-                if generation != self._avatar_generation or self._animator is None:
-                    return
-                avatar, render = self._avatar, self._render
-            try:
-                animator = Animator(avatar, render)
-            except Exception as err:  # noqa: BLE001
-                self._emit(self.avatar_failed, first_line(err))
+            self._switch_holding_control(generation)
+
+    def _switch_holding_control(self, generation: int) -> None:
+        """Animate the avatar of ``generation`` from the next frame on; the caller holds ``self._control``
+        (a plain lock: taking it again here would block this thread for ever)."""
+        with self._lock:
+            if generation != self._avatar_generation or self._animator is None:
                 return
+            avatar, render = self._avatar, self._render
+        try:
+            animator = Animator(avatar, render)
+        except Exception as err:  # noqa: BLE001
             with self._lock:
-                current = self._animator
-                if generation != self._avatar_generation or current is None:
-                    animator.close()
-                    return
-                current.switch(animator)
-            self.profiler.reset()  # the HUD's figures are for the new renderer only
-            self._emit(self.avatar_switched, avatar)
+                current = generation == self._avatar_generation
+            if current:  # not for an avatar replaced meanwhile, nor after shutdown()
+                self._emit(self.avatar_failed, first_line(err))
+            return
+        with self._lock:
+            current = self._animator
+            if generation != self._avatar_generation or current is None:
+                animator.close()
+                return
+            current.switch(animator)
+        self.profiler.reset()  # the HUD's figures are for the new renderer only
+        self._emit(self.avatar_switched, avatar)
 
     def _on_frame(self, out: AvatarFrame) -> None:  # the renderer thread
         animator = self.animator

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import cv2
@@ -11,6 +12,7 @@ from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent
 from PySide6.QtWidgets import QApplication, QMessageBox
 
+from avatar_app.render.base import RenderSettings
 from tests.conftest import PORTRAITS
 from tests.ui.conftest import SMALL, avatar_threads, wait_for_avatar, wait_for_frames
 
@@ -248,6 +250,39 @@ def test_closing_stops_every_worker_thread_within_a_second(qtbot, make_window, g
     pipeline = {"avatar-capture", "avatar-tracker", "avatar-renderer"}
     assert [t.name for t in mine if t.is_alive() and t.name in pipeline] == []
     qtbot.waitUntil(lambda: not any(t.is_alive() for t in mine), timeout=2000)
+
+
+def test_a_size_chosen_while_the_source_opens_is_used_and_closing_leaves_no_start_thread(
+        qtbot, make_window, generated_driver, monkeypatch):
+    from avatar_app.render.mesh import MeshRenderer
+
+    # Preparing the renderer is slow the first time (numba compiles); here it waits until released, so the
+    # size can be changed while the pipeline is starting, as a user may do while a camera opens.
+    preparing, release = threading.Event(), threading.Event()
+    real_prepare = MeshRenderer.prepare
+
+    def slow_prepare(self, avatar, settings=RenderSettings()):
+        preparing.set()
+        release.wait(30)
+        return real_prepare(self, avatar, settings)
+
+    monkeypatch.setattr(MeshRenderer, "prepare", slow_prepare)
+    window = make_window()
+    wait_for_avatar(qtbot, window)
+    window.set_source(str(generated_driver))
+    qtbot.waitUntil(preparing.is_set, timeout=20000)
+    starts = [t for t in avatar_threads() if t.name == "avatar-ui-start"]
+    assert starts
+    window.size_combo.setCurrentIndex(window.size_combo.findData(256))
+    release.set()
+    # The start finishes with the new size (the avatar is switched to it once the first one runs).
+    qtbot.waitUntil(lambda: max(window.pipeline.output_size or (0,)) == 256, timeout=30000)
+    wait_for_frames(qtbot, window, 3)
+    assert max(window.avatar_view.image().shape[:2]) == 256
+    window.close()
+    for t in starts:
+        t.join(5)
+    assert [t.name for t in starts if t.is_alive()] == []
 
 
 def test_a_screenshot_of_the_running_window_is_not_blank(qtbot, make_window, generated_driver, tmp_path):

@@ -73,3 +73,74 @@ def test_a_target_in_flight_across_a_switch_is_rendered_by_the_avatar_that_made_
     made_by, points = switch.made_by(new_target)
     assert made_by is girl and np.array_equal(points, driver)
     assert switch.made_by(np.zeros((478, 3)))[1] is None
+
+
+def _start_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "avatar-ui-start" and t.is_alive()]
+
+
+def _runner_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name in ("avatar-capture", "avatar-tracker", "avatar-renderer")
+            and t.is_alive()]
+
+
+def test_closing_while_the_source_opens_abandons_the_start_before_preparing_the_renderer(
+        qtbot, monkeypatch, mona_avatar, generated_driver):
+    import avatar_app.ui.pipeline as live
+    from avatar_app.render.mesh import MeshRenderer
+
+    opening, release = threading.Event(), threading.Event()
+    opened, prepared = [], []
+    real_open, real_prepare = live.open_source, MeshRenderer.prepare
+
+    def slow_open(settings):  # a camera can take seconds to open
+        opening.set()
+        release.wait(30)
+        source = real_open(settings)
+        opened.append(source)
+        return source
+
+    def counting_prepare(self, *args, **kwargs):
+        prepared.append(self)
+        return real_prepare(self, *args, **kwargs)
+
+    monkeypatch.setattr(live, "open_source", slow_open)
+    monkeypatch.setattr(MeshRenderer, "prepare", counting_prepare)
+    before = set(_start_threads())
+    pipeline = live.LivePipeline()
+    pipeline.set_avatar(mona_avatar, RenderSettings(size=96))
+    pipeline.start(str(generated_driver))
+    assert opening.wait(20)
+    starts = [t for t in _start_threads() if t not in before]
+    assert len(starts) == 1
+    threading.Timer(0.2, release.set).start()  # the source opens just after the window closed
+    pipeline.shutdown()
+    release.set()
+    starts[0].join(5)
+    assert not starts[0].is_alive()
+    assert prepared == []  # nothing more was prepared for a window that is gone
+    assert len(opened) == 1 and not opened[0].is_open
+    assert pipeline.runner is None and pipeline.animator is None and _runner_threads() == []
+
+
+def test_a_start_that_finishes_as_the_window_closes_ends_and_leaves_nothing_running(
+        qtbot, monkeypatch, mona_avatar, generated_driver):
+    import avatar_app.ui.pipeline as live
+
+    pipeline = live.LivePipeline()
+    real_emit = pipeline._emit
+
+    def emit(signal, *args):
+        if signal is pipeline.started:  # the window closes just as the pipeline says it runs
+            pipeline.shutdown()
+        real_emit(signal, *args)
+
+    monkeypatch.setattr(pipeline, "_emit", emit)
+    before = set(_start_threads())
+    pipeline.set_avatar(mona_avatar, RenderSettings(size=96))
+    pipeline.start(str(generated_driver))
+    starts = [t for t in _start_threads() if t not in before]
+    assert len(starts) == 1
+    starts[0].join(20)
+    assert not starts[0].is_alive()
+    assert pipeline.runner is None and _runner_threads() == []
