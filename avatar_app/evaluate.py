@@ -7,37 +7,40 @@ Driven frames: ``frames`` frames spread evenly after the first max(shots) frames
 rows compare on the same frames. For each T, every method turns each driven frame into an output:
 
 - ``static``: the output is the source frame itself (nothing moves);
-- ``mesh``: the mesh renderer animates the source frame with the driven frame's landmarks.
+- ``mesh`` (and ``neural``): the app's renderer animates the source frame with the driven frame's landmarks;
+- any method a caller adds (the benchmarks add a naive warp as a baseline).
 
-The mesh renderer animates one image, so at T > 1 each driven frame picks its source among the first T frames
-by nearest neighbour: the frame whose 68 landmarks (in the fixed crop, so pose, position and expression all
-count) are closest to the driven frame's. The static row uses the same pick, so at T > 1 it is a retrieval
-baseline and the gap between the two rows is what the warp adds.
+At T > 1 each driven frame picks its source among the first T frames by nearest neighbour (landmarks in the
+fixed crop, so pose, position and expression all count); the static row uses the same pick.
 
-Metrics: SSIM, PSNR, L1 against the real frame; 68-point landmark error of the faces re-detected in output and
-real frame, in units of the real frame's inter-ocular distance; CSIM, the cosine of face-recognition embeddings
-(dlib's ResNet, from the ``[eval]`` extra) of the output and of the avatar's identity (the mean embedding of
-its source frames); the fraction of outputs in which a face is still found. Overall figures are means over
-videos, each video weighing the same.
+**The judge is independent of the tracker that drives the renderer**: landmark error is measured with dlib's
+68-point predictor (face_measure.py) on output and real frame alike, in units of the real frame's inter-ocular
+distance (IOD). MediaPipe's own figure is a second, labelled column (``lm_mp``). Per method and video: the mean,
+median and worst error, the frames above 0.12 IOD or without a face ("tears"), the six worst frames as a sheet
+(driver | output), and jitter: the output's frame-to-frame landmark motion in pixels over the frames where the
+real face is still. CSIM: cosine of dlib face descriptors of output and the avatar's identity (the mean of its
+source frames'). Overall figures are means over videos, each video weighing the same.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import heapq
 import math
 import subprocess
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import cv2
 import numpy as np
 from tqdm import tqdm
 
 from avatar_app.animator import Animator
-from avatar_app.avatar import create_avatar
+from avatar_app.avatar import Avatar, create_avatar
 from avatar_app.errors import AvatarAppError, InputFileError, NoFaceError
+from avatar_app.face_measure import INSTALL_EVAL, DlibLandmarks, EvalModelsMissing, FaceDescriptor
 from avatar_app.landmarks import to_dlib68
 from avatar_app.metrics import l1, landmark_error, psnr, ssim
 from avatar_app.render.base import RenderSettings
@@ -51,8 +54,10 @@ STATIC = "static"
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
 BOX_SCALE = 1.8  # crop side, in face-box sides: head, hair and some background, as in VoxCeleb-style crops
 SHEET_ROWS = 4
-METRICS = ("ssim", "psnr", "l1", "lm", "csim", "face_found")
-INSTALL_EVAL = "pip install -e '.[eval]'"
+WORST_FRAMES = 6
+TEAR_IOD = 0.12  # a frame this far off (or with no face where the real frame has one) is a visible failure
+STILL_IOD = 0.01  # the real face moved less than this between two frames: it is still (for jitter)
+METRICS = ("ssim", "psnr", "l1", "lm", "lm_mp", "csim", "face_found")
 
 
 class BackendNotAvailable(AvatarAppError):
@@ -65,13 +70,15 @@ class VideoSkipped(AvatarAppError):
 
 @dataclass(frozen=True)
 class EvaluationSettings:
-    """shots: the T values (first T frames make the avatar); frames: driven frames per video; size: crop side."""
+    """shots: the T values (first T frames make the avatar); frames: driven frames per video; size: crop side;
+    mediapipe: also measure landmark error with MediaPipe (the tracker the renderer uses), a second column."""
 
     shots: tuple[int, ...] = (1, 8, 32)
     backend: str = "mesh"
     size: int = 256
     frames: int = 32
     model: str | None = None  # the neural backend's model folder
+    mediapipe: bool = True
 
     def __post_init__(self) -> None:
         shots = tuple(sorted({int(t) for t in self.shots}))
@@ -93,12 +100,44 @@ class EvaluationSettings:
         return (STATIC, "mesh") if self.backend == "mesh" else (STATIC, "mesh", self.backend)
 
 
+# -- methods: what turns driver landmarks into an output ----------------------------------------------------------
+class Method(Protocol):
+    def __call__(self, driver: np.ndarray | None, t: float) -> np.ndarray:
+        """The output for this driver frame (478 x 3 points in the driver's crop, or None: no face)."""
+
+    def close(self) -> None: ...
+
+
+# (avatar made from the source frame, the source frame's driver landmarks, its time, the output side) -> Method
+MethodFactory = Callable[[Avatar, np.ndarray, float, int], Method]
+
+
+class AnimatorMethod:
+    """The app's own animation path (retarget, face-loss easing, renderer), calibrated on the source frame."""
+
+    def __init__(self, avatar: Avatar, reference: np.ndarray, t0: float, render: RenderSettings,
+                 retarget: RetargetSettings = RetargetSettings()) -> None:
+        self.animator = Animator(avatar, render, retarget)
+        self.animator.calibrate(reference)  # the source frame's own pose is the reference
+        self.animator.target(reference, t0)  # start the face-loss easing there
+
+    @property
+    def output_size(self) -> tuple[int, int]:
+        return self.animator.output_size
+
+    def __call__(self, driver: np.ndarray | None, t: float) -> np.ndarray:
+        return self.animator.render(self.animator.target(driver, t))
+
+    def close(self) -> None:
+        self.animator.close()
+
+
 # -- the crop --------------------------------------------------------------------------------------------------
-def face_box(points: np.ndarray) -> tuple[int, int, int]:
-    """A square (x0, y0, side) centred on the landmarks' box, BOX_SCALE times its larger side."""
+def face_box(points: np.ndarray, scale: float = BOX_SCALE) -> tuple[int, int, int]:
+    """A square (x0, y0, side) centred on the landmarks' box, ``scale`` times its larger side."""
     x0, y0 = points[:, :2].min(axis=0)
     x1, y1 = points[:, :2].max(axis=0)
-    side = int(round(BOX_SCALE * max(x1 - x0, y1 - y0)))
+    side = int(round(scale * max(x1 - x0, y1 - y0)))
     cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
     return int(round(cx - side / 2)), int(round(cy - side / 2)), side
 
@@ -133,9 +172,33 @@ def driven_frames(n: int, first: int, count: int) -> list[int]:
     return sorted({int(round(x)) for x in np.linspace(first, n - 1, count)})
 
 
+@dataclass
+class Clip:
+    """A driving video as the evaluation sees it: fixed face crops, their tracked landmarks and media times."""
+
+    name: str
+    crops: list[np.ndarray]
+    driver: list[np.ndarray | None]  # 478 x 3 in crop pixels, tracked as a stream (as the live app does)
+    times: list[float]
+    box: tuple[int, int, int]
+
+
+def load_clip(path: Path, size: int) -> Clip:
+    points, times = track_video(path)
+    first = next((i for i, p in enumerate(points) if p is not None), None)
+    if first is None:
+        raise VideoSkipped(f"{path.name}: no face found in any of its {len(points)} frames")
+    box = face_box(points[first])
+    crops = read_crops(path, box, size)
+    n = min(len(crops), len(times))
+    with FaceTracker(TrackerSettings()) as tracker:
+        driver = [None if (f := tracker.process(crops[i], times[i])) is None else f.points for i in range(n)]
+    return Clip(path.name, crops[:n], driver, times[:n], box)
+
+
 # -- measuring faces ---------------------------------------------------------------------------------------------
 class StillDetector:
-    """68 landmarks of one image on its own (no tracking history), so outputs and real frames are measured alike."""
+    """MediaPipe's 68 points of one image on its own (no tracking history): the second, labelled column."""
 
     def __init__(self) -> None:
         self.tracker = FaceTracker(TrackerSettings(static_images=True, max_faces=1))
@@ -152,59 +215,88 @@ class CsimUnavailable(Exception):
     """The face-recognition model for CSIM is not installed; the message says why and what to install."""
 
 
-class FaceEmbedder:
-    """dlib's ResNet face-recognition model (128-d), aligned with dlib's 5-point predictor.
-
-    The face box comes from our own 68 landmarks rather than dlib's HOG detector, so an output with a face
-    the landmark model finds is always embedded (on real crops the two boxes give embeddings with cosine
-    > 0.998). The models ship inside the ``face_recognition_models`` package: nothing is downloaded.
-    """
-
-    name = "dlib_face_recognition_resnet_model_v1 (face_recognition_models)"
-
-    def __init__(self) -> None:
-        try:
-            import dlib
-        except ImportError as err:
-            raise CsimUnavailable(f"dlib is not installed ({err}) - {INSTALL_EVAL}") from None
-        # find_spec rather than import: the package's __init__ imports pkg_resources, which recent setuptools
-        # no longer ships; only its data files are needed.
-        spec = importlib.util.find_spec("face_recognition_models")
-        if spec is None or not spec.submodule_search_locations:
-            raise CsimUnavailable(f"face_recognition_models is not installed - {INSTALL_EVAL}")
-        models = Path(next(iter(spec.submodule_search_locations))) / "models"
-        predictor = models / "shape_predictor_5_face_landmarks.dat"
-        recognition = models / "dlib_face_recognition_resnet_model_v1.dat"
-        for f in (predictor, recognition):
-            if not f.is_file():
-                raise CsimUnavailable(f"{f} is missing - reinstall with {INSTALL_EVAL}")
-        self._dlib = dlib
-        self._shape = dlib.shape_predictor(str(predictor))
-        self._model = dlib.face_recognition_model_v1(str(recognition))
-
-    def __call__(self, image: np.ndarray, points68: np.ndarray | None) -> np.ndarray | None:
-        """Unit-length embedding of the face at ``points68`` in a BGR image; None without landmarks."""
-        if points68 is None:
-            return None
-        rgb = np.ascontiguousarray(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
-        x0, y0 = np.floor(points68[:, :2].min(axis=0)).astype(int)
-        x1, y1 = np.ceil(points68[:, :2].max(axis=0)).astype(int)
-        shape = self._shape(rgb, self._dlib.rectangle(int(x0), int(y0), int(x1), int(y1)))
-        v = np.asarray(self._model.compute_face_descriptor(rgb, shape), np.float64)
-        norm = np.linalg.norm(v)
-        return v / norm if norm > 0 else None
+FaceEmbedder = FaceDescriptor  # the name the CSIM code used before the judge moved to face_measure.py
 
 
-def load_face_embedder() -> tuple[FaceEmbedder | None, str]:
+def load_face_embedder() -> tuple[FaceDescriptor | None, str]:
     """The CSIM model, or None with the reason it is unavailable."""
     try:
-        return FaceEmbedder(), ""
-    except CsimUnavailable as err:
+        return FaceDescriptor(), ""
+    except (EvalModelsMissing, ImportError) as err:
         return None, str(err)
+
+
+def load_landmark_judge() -> DlibLandmarks:
+    """dlib's 68-point judge, or one line saying what to install."""
+    try:
+        return DlibLandmarks()
+    except (EvalModelsMissing, ImportError) as err:
+        raise AvatarAppError(f"the independent landmark scorer (dlib) is not available: {err} - {INSTALL_EVAL}") from None
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+class Judge:
+    """Everything that measures a face in an image, each image measured on its own."""
+
+    def __init__(self, csim: bool = True, mediapipe: bool = True) -> None:
+        self.dlib = load_landmark_judge()
+        self.embed, self.csim_reason = load_face_embedder() if csim else (None, "not computed (csim=False)")
+        self.mediapipe = StillDetector() if mediapipe else None
+
+    def close(self) -> None:
+        if self.mediapipe is not None:
+            self.mediapipe.close()
+
+
+class MeasuredFrames:
+    """The real frames' measurements, each computed once."""
+
+    def __init__(self, images: list[np.ndarray], judge: Judge) -> None:
+        self.images, self.judge = images, judge
+        self._cache: dict[tuple[str, int], object] = {}
+
+    def _get(self, kind: str, i: int, make):
+        key = (kind, i)
+        if key not in self._cache:
+            self._cache[key] = make()
+        return self._cache[key]
+
+    def dlib(self, i: int) -> np.ndarray | None:
+        return self._get("dlib", i, lambda: self.judge.dlib(self.images[i]))
+
+    def mp(self, i: int) -> np.ndarray | None:
+        m = self.judge.mediapipe
+        return self._get("mp", i, lambda: None if m is None else m(self.images[i]))
+
+    def embedding(self, i: int) -> np.ndarray | None:
+        e = self.judge.embed
+        return self._get("emb", i, lambda: None if e is None else e(self.images[i], self.dlib(i)))
+
+
+def jitter(points: dict[int, np.ndarray | None], reference: Callable[[int], np.ndarray | None],
+           frames: Sequence[int]) -> tuple[float | None, float | None, int]:
+    """(output jitter px, the real face's own motion px, pairs) over consecutive frames where the real face is still.
+
+    ``points``: the output's 68 points per frame; ``reference``: the real (or driving) face's 68 points.
+    """
+    out, real = [], []
+    for a, b in zip(frames, frames[1:]):
+        if b != a + 1:
+            continue
+        ra, rb, oa, ob = reference(a), reference(b), points.get(a), points.get(b)
+        if ra is None or rb is None or oa is None or ob is None:
+            continue
+        iod = np.linalg.norm(ra[36:42].mean(0) - ra[42:48].mean(0))
+        moved = float(np.linalg.norm(rb - ra, axis=1).mean())
+        if moved < STILL_IOD * iod:
+            real.append(moved)
+            out.append(float(np.linalg.norm(ob - oa, axis=1).mean()))
+    if not out:
+        return None, None, 0
+    return float(np.mean(out)), float(np.mean(real)), len(out)
 
 
 # -- results -------------------------------------------------------------------------------------------------------
@@ -215,9 +307,15 @@ class FrameScore:
     ssim: float
     psnr: float
     l1: float
-    lm: float | None  # None: no face in the output or the real frame
+    lm: float | None  # dlib: None when no face in the output or the real frame
+    lm_mp: float | None  # MediaPipe, the same way (None when not measured)
     csim: float | None  # None: no face in the output, or CSIM unavailable
-    face_found: bool
+    face_found: bool  # dlib finds a face in the output
+
+
+def _mean(values) -> float | None:
+    values = [v for v in values if v is not None]
+    return float(np.mean(values)) if values else None
 
 
 @dataclass
@@ -228,20 +326,41 @@ class RowResult:
     shots: int
     sources: list[int]  # the source frames the outputs were made from
     scores: list[FrameScore] = field(default_factory=list)
+    jitter_px: float | None = None  # output motion over the still frames (px at the evaluation size)
+    real_jitter_px: float | None = None  # the real face's own measured motion over the same frames
+    still_pairs: int = 0
+    worst: list = field(default_factory=list, repr=False)  # heap of (error, frame, output) - not in the JSON
+
+    def keep_if_worst(self, error: float, frame: int, output: np.ndarray) -> None:
+        item = (error, -frame, output)
+        if len(self.worst) < WORST_FRAMES:
+            heapq.heappush(self.worst, item)
+        elif error > self.worst[0][0]:
+            heapq.heapreplace(self.worst, item)
+
+    def worst_frames(self) -> list[tuple[float, int, np.ndarray]]:
+        return [(e, -f, img) for e, f, img in sorted(self.worst, key=lambda x: (-x[0], x[1]))]
 
     def summary(self) -> dict[str, float | int | None]:
-        def mean(values: list) -> float | None:
-            values = [v for v in values if v is not None]
-            return float(np.mean(values)) if values else None
-
         s = self.scores
+        lms = [x.lm for x in s if x.lm is not None]
+        worst = max(s, key=lambda x: math.inf if x.lm is None and not x.face_found else (x.lm or 0.0), default=None)
         return {
-            "ssim": mean([x.ssim for x in s]),
-            "psnr": mean([x.psnr for x in s]),
-            "l1": mean([x.l1 for x in s]),
-            "lm": mean([x.lm for x in s]),
-            "csim": mean([x.csim for x in s]),
-            "face_found": mean([float(x.face_found) for x in s]),
+            "ssim": _mean(x.ssim for x in s),
+            "psnr": _mean(x.psnr for x in s),
+            "l1": _mean(x.l1 for x in s),
+            "lm": _mean(lms),
+            "lm_median": float(np.median(lms)) if lms else None,
+            "lm_worst": max(lms) if lms else None,
+            "worst_frame": None if worst is None else worst.frame,
+            "tears": sum(1 for x in s if (x.lm is not None and x.lm > TEAR_IOD) or not x.face_found),
+            "faceless": sum(1 for x in s if not x.face_found),
+            "lm_mp": _mean(x.lm_mp for x in s),
+            "csim": _mean(x.csim for x in s),
+            "face_found": _mean(float(x.face_found) for x in s),
+            "jitter_px": self.jitter_px,
+            "real_jitter_px": self.real_jitter_px,
+            "still_pairs": self.still_pairs,
             "scored": len(s),
         }
 
@@ -253,7 +372,10 @@ class VideoResult:
     box: tuple[int, int, int]  # x0, y0, side in the video's pixels (may reach outside the frame: padded)
     driven: list[int]
     driver_lost: list[int] = field(default_factory=list)  # driven frames the tracker found no face in: not scored
-    real_face_lost: list[int] = field(default_factory=list)  # scored frames with no re-detected real face (no LM)
+    real_face_lost: list[int] = field(default_factory=list)  # scored frames where dlib finds no real face (no LM)
+    # The floor of any landmark-driven method: the driving tracker's own points on the real frames, by the judge.
+    tracker_lm: float | None = None
+    tracker_lm_worst: float | None = None
     rows: list[RowResult] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -264,23 +386,26 @@ class VideoResult:
 @dataclass
 class Report:
     settings: EvaluationSettings
+    methods: tuple[str, ...]
     csim_model: str | None  # None: CSIM unavailable
     csim_reason: str  # why CSIM is unavailable ("" when it is available)
     videos: list[VideoResult]
     skipped: list[tuple[str, str]]  # (video, reason)
     sheets: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # video stem -> contact sheet
+    worst_sheets: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # "stem_method" -> sheet
 
     def overall(self) -> list[dict]:
         """Per (T, method): the mean over videos of each per-video figure (each video weighs the same)."""
         rows = []
         for t in self.settings.shots:
-            for method in self.settings.methods:
+            for method in self.methods:
                 summaries = [r.summary() for v in self.videos if (r := v.row(method, t)) is not None]
                 row: dict = {"method": method, "shots": t, "videos": len(summaries)}
-                for key in METRICS:
-                    values = [s[key] for s in summaries if s[key] is not None]
-                    row[key] = float(np.mean(values)) if values else None
-                row["scored"] = sum(s["scored"] for s in summaries)
+                for key in (*METRICS, "lm_median", "jitter_px", "real_jitter_px"):
+                    row[key] = _mean(s[key] for s in summaries)
+                row["lm_worst"] = max((s["lm_worst"] for s in summaries if s["lm_worst"] is not None), default=None)
+                for key in ("tears", "faceless", "scored"):
+                    row[key] = sum(s[key] for s in summaries)
                 rows.append(row)
         return rows
 
@@ -289,13 +414,16 @@ class Report:
             "protocol": {
                 "shots": list(self.settings.shots),
                 "backend": self.settings.backend,
-                "methods": list(self.settings.methods),
+                "methods": list(self.methods),
                 "size": self.settings.size,
                 "frames": self.settings.frames,
                 "source_selection": "nearest neighbour among the first T frames by 68-point landmark error",
-                "lm": "68-point landmark error / real frame's inter-ocular distance",
-                "csim": "cosine of face-recognition embeddings: output vs mean of the source frames' (dlib: "
-                        "different people still score about 0.8-0.94)",
+                "lm": "dlib 68-point landmark error / real frame's inter-ocular distance (independent of the tracker)",
+                "lm_mp": "the same with MediaPipe's points (the tracker that drives the renderer)",
+                "tears": f"frames with lm > {TEAR_IOD} or no face found by dlib in the output",
+                "jitter_px": f"output landmark motion per frame (px) where the real face moved < {STILL_IOD} IOD",
+                "csim": "cosine of dlib face descriptors: output vs mean of the source frames' (different people "
+                        "still score about 0.8-0.94)",
             },
             "csim": {"available": self.csim_model is not None, "model": self.csim_model, "reason": self.csim_reason},
             "code": code_version(),
@@ -320,6 +448,8 @@ def json_safe(value):
         return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        return json_safe(value.item())
     return value
 
 
@@ -368,47 +498,53 @@ def nearest_source(sources: dict[int, np.ndarray], target: np.ndarray) -> int:
     return min(sources, key=lambda s: landmark_error(sources[s], target))
 
 
-class _Shot:
-    """The avatar made from the first T frames: its source candidates, and their animators made on first use."""
+def builtin_factory(method: str, settings: EvaluationSettings, identity=None) -> MethodFactory:
+    """The app's renderer ``method`` as a MethodFactory (``identity()`` gives a neural avatar its ê and ψ)."""
 
-    def __init__(self, t: int, run: _VideoRun, name: str) -> None:
-        self.t, self._run, self._name = t, run, name
-        self.candidates = [s for s in range(t) if run.driver[s] is not None]
-        self._driver68 = {s: to_dlib68(run.driver[s]) for s in self.candidates}
-        self._animators: dict[int, dict[str, Animator]] = {}
+    def make(avatar: Avatar, reference: np.ndarray, t0: float, size: int) -> Method:
+        render = RenderSettings(size=size, backend=method, model=settings.model)
+        if method == "neural" and identity is not None:
+            avatar.neural = identity(render)
+        m = AnimatorMethod(avatar, reference, t0, render)
+        if m.output_size != (size, size):
+            m.close()
+            raise AvatarAppError(f"renderer gave {m.output_size}, expected {size}x{size}")
+        return m
+
+    return make
+
+
+class _Shot:
+    """The avatar made from the first T frames: its source candidates, and their methods made on first use."""
+
+    def __init__(self, t: int, clip: Clip, settings: EvaluationSettings, extra: dict[str, MethodFactory]) -> None:
+        self.t, self.clip, self.settings = t, clip, settings
+        self.candidates = [s for s in range(t) if clip.driver[s] is not None]
+        self._driver68 = {s: to_dlib68(clip.driver[s]) for s in self.candidates}
+        self._methods: dict[int, dict[str, Method]] = {}
         self._identity = None
+        self.factories = {m: builtin_factory(m, settings, self.identity) for m in settings.methods[1:]}
+        self.factories.update(extra)
         self.notes: list[str] = []
 
     def pick(self, points: np.ndarray) -> int:
         return nearest_source({s: self._driver68[s] for s in self.candidates}, to_dlib68(points))
 
-    def animators(self, s: int) -> dict[str, Animator] | None:
-        """The animators (one per rendering method) of source frame s; None (and s dropped) when no portrait
-        face is found in it. For the neural backend the avatar's identity is made from all T frames (few-shot)."""
-        if s not in self._animators:
-            run = self._run
+    def methods(self, s: int) -> dict[str, Method] | None:
+        """The methods animating source frame s; None (and s dropped) when no portrait face is found in it."""
+        if s not in self._methods:
+            clip = self.clip
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")  # several faces in a crop: the largest is used, as everywhere
-                    avatar = create_avatar(run.crops[s], name=f"{self._name}_{s}")
+                    avatar = create_avatar(clip.crops[s], name=f"{Path(clip.name).stem}_{s}")
             except NoFaceError:
                 self.notes.append(f"frame {s}: the tracker saw a face the portrait detector does not - not a source")
                 self.candidates.remove(s)
                 return None
-            size = run.settings.size
-            animators = {}
-            for method in run.settings.methods[1:]:
-                render = RenderSettings(size=size, backend=method, model=run.settings.model)
-                if method == "neural":
-                    avatar.neural = self.identity(render)
-                animator = Animator(avatar, render, RetargetSettings())
-                if animator.output_size != (size, size):
-                    raise AvatarAppError(f"renderer gave {animator.output_size}, expected {size}x{size}")
-                animator.calibrate(run.driver[s])  # the source frame's own pose is the reference
-                animator.target(run.driver[s], run.times[s])  # start the face-loss easing there
-                animators[method] = animator
-            self._animators[s] = animators
-        return self._animators[s]
+            size = self.settings.size
+            self._methods[s] = {m: f(avatar, clip.driver[s], clip.times[s], size) for m, f in self.factories.items()}
+        return self._methods[s]
 
     def identity(self, render: RenderSettings):
         """ê and ψ of the first T frames (K = T), made once per shot."""
@@ -416,54 +552,53 @@ class _Shot:
             from avatar_app.render.neural import ExportedModel, make_identity
 
             model = ExportedModel(render.model, render.runtime, render.provider, render.trust_code)
-            run = self._run
-            self._identity = make_identity(model, [run.crops[s] for s in self.candidates],
-                                           [run.driver[s] for s in self.candidates])
+            c = self.clip
+            self._identity = make_identity(model, [c.crops[s] for s in self.candidates],
+                                           [c.driver[s] for s in self.candidates])
         return self._identity
 
     def close(self) -> None:
-        for animators in self._animators.values():
-            for a in animators.values():
-                a.close()
+        for methods in self._methods.values():
+            for m in methods.values():
+                m.close()
 
 
 def evaluate_video(
     path: Path,
     settings: EvaluationSettings,
-    detect: StillDetector,
-    embed: FaceEmbedder | None,
+    judge: Judge,
+    extra: dict[str, MethodFactory] | None = None,
     progress: bool = False,
-) -> tuple[VideoResult, np.ndarray]:
-    """Scores of one video and its contact sheet; raises VideoSkipped when the video cannot be scored."""
-    points, times = track_video(path)
-    first = next((i for i, p in enumerate(points) if p is not None), None)
-    if first is None:
-        raise VideoSkipped(f"{path.name}: no face found in any of its {len(points)} frames")
-    box = face_box(points[first])
-    crops = read_crops(path, box, settings.size)
-    n = min(len(crops), len(times))
+    clip: Clip | None = None,
+) -> tuple[VideoResult, np.ndarray, dict[str, np.ndarray]]:
+    """Scores of one video, its contact sheet and its worst-frame sheets (method -> sheet); raises VideoSkipped
+    when the video cannot be scored."""
+    clip = clip or load_clip(path, settings.size)
+    n = len(clip.crops)
     t_max = settings.shots[-1]
     driven = driven_frames(n, t_max, settings.frames)
     if not driven:
         raise VideoSkipped(f"{path.name}: {n} frames, but the first {t_max} make the avatar and none is left to drive it")
-    with FaceTracker(TrackerSettings()) as tracker:
-        driver = [None if (f := tracker.process(crops[i], times[i])) is None else f.points for i in range(n)]
-
-    result = VideoResult(video=path.name, frames=n, box=box, driven=driven)
-    result.driver_lost = [i for i in driven if driver[i] is None]
-    scored = [i for i in driven if driver[i] is not None]
+    result = VideoResult(video=path.name, frames=n, box=clip.box, driven=driven)
+    result.driver_lost = [i for i in driven if clip.driver[i] is None]
+    scored = [i for i in driven if clip.driver[i] is not None]
     if not scored:
         raise VideoSkipped(f"{path.name}: the tracker found no face in the crops of the driven frames")
-    run = _VideoRun(crops, driver, times, settings, detect, embed)
-    result.real_face_lost = [i for i in scored if run.real68(i) is None]
+    real = MeasuredFrames(clip.crops, judge)
+    result.real_face_lost = [i for i in scored if real.dlib(i) is None]
+    floor = [landmark_error(to_dlib68(clip.driver[i])[:, :2], r) for i in scored if (r := real.dlib(i)) is not None]
+    result.tracker_lm = _mean(floor)
+    result.tracker_lm_worst = max(floor, default=None)
     sheet_frames = [scored[k] for k in driven_frames(len(scored), 0, SHEET_ROWS)]
+    tiles: dict[tuple[int, int, str], np.ndarray] = {}
+    extra = extra or {}
 
     with tqdm(total=len(settings.shots) * len(scored), desc=path.stem, unit="frame", leave=False,
               disable=not progress) as bar:
         for t in settings.shots:
-            shot = _Shot(t, run, path.stem)
+            shot = _Shot(t, clip, settings, extra)
             try:
-                rows = run.score(shot, scored, sheet_frames, bar)
+                rows = _score_shot(shot, real, scored, sheet_frames, tiles, bar)
             finally:
                 shot.close()
             result.notes += [f"T={t}: {note}" for note in shot.notes]
@@ -473,71 +608,60 @@ def evaluate_video(
                 result.rows += rows
     if not result.rows:
         raise VideoSkipped(f"{path.name}: no usable face in the first {t_max} frames to make an avatar")
-    return result, contact_sheet(run, sheet_frames, settings)
+    methods = (*settings.methods, *extra)
+    worst = {m: worst_sheet(clip.crops, r, settings.size)
+             for m in methods[1:] if (r := result.row(m, settings.shots[0])) is not None}
+    return result, contact_sheet(clip, tiles, sheet_frames, settings, methods), worst
 
 
-class _VideoRun:
-    """One video's crops and driver landmarks, with the real frames' measurements computed once each."""
-
-    def __init__(self, crops, driver, times, settings: EvaluationSettings, detect: StillDetector,
-                 embed: FaceEmbedder | None) -> None:
-        self.crops, self.driver, self.times = crops, driver, times
-        self.settings, self.detect, self.embed = settings, detect, embed
-        self._lm: dict[int, np.ndarray | None] = {}
-        self._embedding: dict[int, np.ndarray | None] = {}
-        self.tiles: dict[tuple[int, int, str], np.ndarray] = {}  # (frame, T, method or "source") -> labelled
-
-    def real68(self, i: int) -> np.ndarray | None:
-        if i not in self._lm:
-            self._lm[i] = self.detect(self.crops[i])
-        return self._lm[i]
-
-    def real_embedding(self, i: int) -> np.ndarray | None:
-        if i not in self._embedding:
-            self._embedding[i] = None if self.embed is None else self.embed(self.crops[i], self.real68(i))
-        return self._embedding[i]
-
-    def score(self, shot: _Shot, scored: list[int], sheet_frames: list[int], bar) -> list[RowResult] | None:
-        """The rows (one per method) of one T, or None when no frame among the first T can be a source."""
-        # The avatar's identity: the mean embedding of its frames (the paper's embedder averages over them too).
-        embeddings = [e for s in shot.candidates if (e := self.real_embedding(s)) is not None]
-        identity = np.mean(embeddings, axis=0) if embeddings else None
-        rows = {m: RowResult(method=m, shots=shot.t, sources=[]) for m in self.settings.methods}
-        for i in scored:
-            source, animators = None, None
-            while animators is None and shot.candidates:
-                source = shot.pick(self.driver[i])
-                animators = shot.animators(source)
-            if animators is None:  # every candidate failed as a portrait
-                return None
-            outputs = {STATIC: self.crops[source]}
-            for method, animator in animators.items():
-                outputs[method] = animator.render(animator.target(self.driver[i], self.times[i]))
-            real, real_lm = self.crops[i], self.real68(i)
-            for method, output in outputs.items():
-                if method == STATIC:  # the output is a real frame: its measurements are cached
-                    out68, out_embedding = self.real68(source), self.real_embedding(source)
-                else:
-                    out68 = self.detect(output)
-                    out_embedding = None if self.embed is None else self.embed(output, out68)
-                rows[method].scores.append(FrameScore(
-                    frame=i,
-                    source=source,
-                    ssim=ssim(output, real),
-                    psnr=psnr(output, real),
-                    l1=l1(output, real),
-                    lm=None if out68 is None or real_lm is None else landmark_error(out68, real_lm),
-                    csim=None if out_embedding is None or identity is None else cosine(out_embedding, identity),
-                    face_found=out68 is not None,
-                ))
-                if i in sheet_frames and method != STATIC:
-                    self.tiles[(i, shot.t, method)] = _label(output, f"{method} T={shot.t}")
-            if i in sheet_frames:
-                self.tiles[(i, shot.t, "source")] = _label(self.crops[source], f"source T={shot.t}: {source}")
-            bar.update(1)
-        for row in rows.values():
-            row.sources = sorted({s.source for s in row.scores})
-        return list(rows.values())
+def _score_shot(shot: _Shot, real: MeasuredFrames, scored: list[int], sheet_frames: list[int],
+                tiles: dict, bar) -> list[RowResult] | None:
+    """The rows (one per method) of one T, or None when no frame among the first T can be a source."""
+    clip, judge = shot.clip, real.judge
+    embeddings = [e for s in shot.candidates if (e := real.embedding(s)) is not None]
+    identity = np.mean(embeddings, axis=0) if embeddings else None
+    names = (STATIC, *shot.factories)
+    rows = {m: RowResult(method=m, shots=shot.t, sources=[]) for m in names}
+    out68: dict[str, dict[int, np.ndarray | None]] = {m: {} for m in names}
+    for i in scored:
+        source, methods = None, None
+        while methods is None and shot.candidates:
+            source = shot.pick(clip.driver[i])
+            methods = shot.methods(source)
+        if methods is None:  # every candidate failed as a portrait
+            return None
+        outputs = {STATIC: clip.crops[source]}
+        for name, method in methods.items():
+            outputs[name] = method(clip.driver[i], clip.times[i])
+        real_lm, real_mp = real.dlib(i), real.mp(i)
+        for name, output in outputs.items():
+            if name == STATIC:  # the output is a real frame: its measurements are cached
+                o68, o_mp, o_emb = real.dlib(source), real.mp(source), real.embedding(source)
+            else:
+                o68 = judge.dlib(output)
+                o_mp = None if judge.mediapipe is None else judge.mediapipe(output)
+                o_emb = None if judge.embed is None else judge.embed(output, o68)
+            out68[name][i] = o68
+            lm = None if o68 is None or real_lm is None else landmark_error(o68, real_lm)
+            score = FrameScore(
+                frame=i, source=source, ssim=ssim(output, clip.crops[i]), psnr=psnr(output, clip.crops[i]),
+                l1=l1(output, clip.crops[i]), lm=lm,
+                lm_mp=None if o_mp is None or real_mp is None else landmark_error(o_mp, real_mp),
+                csim=None if o_emb is None or identity is None else cosine(o_emb, identity),
+                face_found=o68 is not None,
+            )
+            rows[name].scores.append(score)
+            if name != STATIC and (lm is not None or o68 is None):
+                rows[name].keep_if_worst(math.inf if o68 is None else lm, i, output)
+            if i in sheet_frames and name != STATIC:
+                tiles[(i, shot.t, name)] = _label(output, f"{name} T={shot.t}")
+        if i in sheet_frames:
+            tiles[(i, shot.t, "source")] = _label(clip.crops[source], f"source T={shot.t}: {source}")
+        bar.update(1)
+    for name, row in rows.items():
+        row.sources = sorted({s.source for s in row.scores})
+        row.jitter_px, row.real_jitter_px, row.still_pairs = jitter(out68[name], real.dlib, scored)
+    return list(rows.values())
 
 
 def _label(tile: np.ndarray, text: str) -> np.ndarray:
@@ -549,19 +673,30 @@ def _label(tile: np.ndarray, text: str) -> np.ndarray:
     return tile
 
 
-def contact_sheet(run: _VideoRun, frames: list[int], settings: EvaluationSettings) -> np.ndarray:
-    """One row per sampled driven frame: source | driver | output for the first T, then source | output per T."""
+def contact_sheet(clip: Clip, tiles: dict, frames: list[int], settings: EvaluationSettings,
+                  methods: Sequence[str]) -> np.ndarray:
+    """One row per sampled driven frame: source | driver | outputs for the first T, then source | outputs per T."""
     blank = np.zeros((settings.size, settings.size, 3), np.uint8)
     rows = []
     for i in frames:
-        tiles = []
+        row = []
         for k, t in enumerate(settings.shots):
-            tiles.append(run.tiles.get((i, t, "source"), blank))
+            row.append(tiles.get((i, t, "source"), blank))
             if k == 0:
-                tiles.append(_label(run.crops[i], f"driver: {i}"))
-            tiles += [run.tiles.get((i, t, m), blank) for m in settings.methods if m != STATIC]
-        rows.append(np.concatenate(tiles, axis=1))
+                row.append(_label(clip.crops[i], f"driver: {i}"))
+            row += [tiles.get((i, t, m), blank) for m in methods if m != STATIC]
+        rows.append(np.concatenate(row, axis=1))
     return np.concatenate(rows, axis=0)
+
+
+def worst_sheet(images: list[np.ndarray], row: RowResult, size: int) -> np.ndarray:
+    """The row's worst frames, worst first: driver | output, each output labelled with its error."""
+    lines = []
+    for error, frame, output in row.worst_frames():
+        text = "no face" if math.isinf(error) else f"{error:.3f} IOD"
+        lines.append(np.concatenate([_label(images[frame], f"driver: {frame}"),
+                                     _label(output, f"{row.method}: {text}")], axis=1))
+    return np.concatenate(lines, axis=0) if lines else np.zeros((size, 2 * size, 3), np.uint8)
 
 
 # -- the whole run and its outputs --------------------------------------------------------------------------------
@@ -571,19 +706,22 @@ def evaluate(
     progress: bool = False,
     on_skip: Callable[[str], None] | None = None,
     csim: bool = True,
+    extra: dict[str, MethodFactory] | None = None,
 ) -> Report:
     """Score every video; videos that cannot be scored are listed in ``Report.skipped`` (and told to on_skip).
 
-    ``csim=False`` leaves the face-recognition model out (a few tenths of a second per output).
+    ``csim=False`` leaves the face-recognition model out (a few tenths of a second per output); ``extra`` adds
+    methods (rows) beside the app's own.
     """
-    embed, reason = load_face_embedder() if csim else (None, "not computed (csim=False)")
-    report = Report(settings=settings, csim_model=embed.name if embed else None, csim_reason=reason,
+    extra = extra or {}
+    judge = Judge(csim=csim, mediapipe=settings.mediapipe)
+    report = Report(settings=settings, methods=(*settings.methods, *extra),
+                    csim_model=judge.embed.name if judge.embed else None, csim_reason=judge.csim_reason,
                     videos=[], skipped=[])
-    detect = StillDetector()
     try:
         for path in tqdm([Path(v) for v in videos], desc="videos", unit="video", disable=not progress):
             try:
-                result, sheet = evaluate_video(path, settings, detect, embed, progress=progress)
+                result, sheet, worst = evaluate_video(path, settings, judge, extra, progress=progress)
             except VideoSkipped as err:
                 report.skipped.append((path.name, str(err)))
                 if on_skip is not None:
@@ -591,8 +729,10 @@ def evaluate(
                 continue
             report.videos.append(result)
             report.sheets[path.stem] = sheet
+            for method, image in worst.items():
+                report.worst_sheets[f"{path.stem}_{method}"] = image
     finally:
-        detect.close()
+        judge.close()
     return report
 
 
@@ -600,7 +740,11 @@ _COLUMNS = (  # key, header, format
     ("ssim", "SSIM ↑", ".3f"),
     ("psnr", "PSNR dB ↑", ".2f"),
     ("l1", "L1 ↓", ".4f"),
-    ("lm", "LM err / IOD ↓", ".3f"),
+    ("lm", "LM dlib ↓", ".4f"),
+    ("lm_worst", "worst ↓", ".3f"),
+    ("tears", f">{TEAR_IOD} ↓", "d"),
+    ("lm_mp", "LM MediaPipe", ".4f"),
+    ("jitter_px", "jitter px ↓", ".2f"),
     ("csim", "CSIM ↑", ".3f"),
     ("face_found", "face found ↑", ".0%"),
 )
@@ -631,13 +775,14 @@ def markdown(report: Report) -> str:
         "",
         f"First T frames of each video make the avatar; {s.frames} frames spread evenly after the first {s.shots[-1]} "
         "are driven by their own landmarks and compared with the real frame. **static**: the output is the source "
-        "frame itself. At T > 1 both rows use, for each driven frame, the source among the first T whose 68 "
-        "landmarks are nearest the driven frame's (nearest-neighbour selection; the mesh renderer animates one "
-        "image), so static is then a retrieval baseline. LM err: 68-point landmark error of the re-detected faces "
-        "/ inter-ocular distance (frames with a face in the output). CSIM: cosine of face-recognition embeddings, "
-        "output vs. the mean over the source frames (static at T = 1 scores 1 by construction; dlib's embeddings "
-        "are not centred, so different people still score about 0.8-0.94: not comparable with the paper's CSIM). "
-        "Means over videos, each video weighing the same.",
+        "frame itself. At T > 1 every row uses, for each driven frame, the source among the first T whose "
+        "landmarks are nearest the driven frame's, so static is then a retrieval baseline. **LM dlib**: 68-point "
+        "landmark error of dlib's faces in output and real frame / inter-ocular distance (a judge independent of "
+        f"MediaPipe, which drives the renderer); **worst**: the worst frame's; **>{TEAR_IOD}**: frames above "
+        f"{TEAR_IOD} IOD or with no face in the output; **LM MediaPipe**: the same measured with the driving "
+        f"tracker; **jitter**: output landmark motion (px) over frames where the real face moved < {STILL_IOD} IOD. "
+        "CSIM: cosine of dlib face descriptors, output vs. the mean over the source frames (different people "
+        "still score about 0.8-0.94). Means over videos, each video weighing the same.",
         "",
     ]
     if report.csim_model is None:
@@ -648,10 +793,13 @@ def markdown(report: Report) -> str:
         lines += [f"## {v.video}", ""] + _table(rows) + [""]
         if v.driver_lost:
             lines.append(f"- {len(v.driver_lost)} driven frames without a tracked face, not scored")
+        if v.tracker_lm is not None:
+            lines.append(f"- the driving tracker's own points on the real frames, by the judge: {v.tracker_lm:.4f} "
+                         f"IOD (worst {v.tracker_lm_worst:.3f}) - the floor of any landmark-driven method")
         if v.real_face_lost:
-            lines.append(f"- {len(v.real_face_lost)} real frames without a re-detected face (no LM error)")
+            lines.append(f"- {len(v.real_face_lost)} real frames without a dlib face (no LM error)")
         lines += [f"- {note}" for note in v.notes]
-        if v.driver_lost or v.real_face_lost or v.notes:
+        if v.driver_lost or v.real_face_lost or v.notes or v.tracker_lm is not None:
             lines.append("")
     if report.skipped:
         lines += ["## Skipped", ""] + [f"- {why}" for _, why in report.skipped] + [""]
