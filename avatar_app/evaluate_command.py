@@ -27,7 +27,13 @@ def register(subparsers) -> None:
     p.add_argument("--frames", type=int, default=32, help="driven frames per video (default 32)")
     p.add_argument("--json", type=Path, required=True, metavar="OUT", help="every per-video and per-frame figure")
     p.add_argument("--markdown", type=Path, metavar="OUT", help="the tables as markdown (also printed)")
-    p.add_argument("--sheets", type=Path, metavar="DIR", help="a contact sheet PNG per video (source | driver | output)")
+    p.add_argument("--sheets", type=Path, metavar="DIR",
+                   help="per video a contact sheet PNG (source | driver | output) and a sheet of each method's six "
+                        "worst frames (driver | output); with --cross, a sheet per portrait and clip")
+    p.add_argument("--cross", nargs="+", type=Path, metavar="PORTRAIT",
+                   help="cross-reenactment instead: each portrait (image or .avatar's picture) driven by each video; "
+                        "reports the Pearson r of head pose, position, mouth, eyes and brows between driver and "
+                        "avatar, faces found, identity distance and jitter")
     p.set_defaults(handler=run)
 
 
@@ -41,12 +47,8 @@ def _check_output(path: Path, what: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
-
-    import cv2
     from tqdm import tqdm
 
-    from avatar_app.atomic import atomic_path
     from avatar_app.errors import NoFaceError, OutputPathError
     from avatar_app.evaluate import EvaluationSettings, evaluate, find_videos, markdown
 
@@ -61,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
         if not args.sheets.parent.is_dir():
             raise OutputPathError(f"{args.sheets}: folder '{args.sheets.parent}' does not exist - create it first")
     videos = find_videos(args.videos)
+    if args.cross:
+        return _run_cross(args, settings, videos)
 
     report = evaluate(videos, settings, progress=True, on_skip=lambda why: tqdm.write(f"skipped: {why}"))
     if not report.videos:
@@ -68,22 +72,54 @@ def run(args: argparse.Namespace) -> int:
         raise NoFaceError(f"no video could be scored ({reasons}) - give videos whose first frames show a face")
 
     text = markdown(report)
+    _write_reports(args, report.to_json(), text,
+                   {**report.sheets, **{f"{k}_worst": v for k, v in report.worst_sheets.items()}})
+    print(text)
+    if report.csim_model is None:
+        tqdm.write(f"CSIM unavailable: {report.csim_reason}")
+    return 0
+
+
+def _write_reports(args: argparse.Namespace, data: dict, text: str, sheets: dict) -> None:
+    """The JSON, the markdown and the sheets, each written atomically; a failed write is one line."""
+    import json
+
+    import cv2
+
+    from avatar_app.atomic import atomic_path
+    from avatar_app.errors import OutputPathError
+
     try:
         with atomic_path(args.json) as tmp:
-            tmp.write_text(json.dumps(report.to_json(), indent=2, allow_nan=False))
+            tmp.write_text(json.dumps(data, indent=2, allow_nan=False))
         if args.markdown is not None:
             with atomic_path(args.markdown) as tmp:
                 tmp.write_text(text + "\n", encoding="utf-8")
         if args.sheets is not None:
             args.sheets.mkdir(exist_ok=True)
-            for stem, sheet in report.sheets.items():
+            for stem, sheet in sheets.items():
                 out = args.sheets / f"{stem}.png"
                 with atomic_path(out) as tmp:
                     if not cv2.imwrite(str(tmp), sheet):
                         raise OutputPathError(f"{out}: could not write the contact sheet")
     except OSError as err:
         raise OutputPathError(f"{err.filename or args.json}: cannot write ({err.strerror or err})") from None
+
+
+def _run_cross(args: argparse.Namespace, settings, videos) -> int:
+    from avatar_app.errors import InputFileError, NoFaceError
+    from avatar_app.evaluate_cross import cross_markdown, evaluate_cross
+    from avatar_app.images import load_image
+
+    for p in args.cross:
+        if not p.is_file():
+            raise InputFileError(f"{p}: no such portrait - check the paths given to --cross")
+        load_image(p)  # not an image: one line naming it, before any work
+    report = evaluate_cross(args.cross, videos, settings, progress=True)
+    if not report.results:
+        reasons = "; ".join(f"{w}: {why}" for w, why in report.skipped)
+        raise NoFaceError(f"nothing could be scored ({reasons}) - give portraits and videos with a clear face")
+    text = cross_markdown(report)
+    _write_reports(args, report.to_json(), text, report.sheets)
     print(text)
-    if report.csim_model is None:
-        tqdm.write(f"CSIM unavailable: {report.csim_reason}")
     return 0

@@ -229,11 +229,18 @@ class Retargeter:
             now_gap = ((aligned[lower, :2] - aligned[upper, :2]) @ self._ref_down).mean()
             if ref_gap <= 1e-3:
                 continue
-            ratio = 1.0 + strength * (float(np.clip(now_gap / ref_gap, 0.0, 1.3)) - 1.0)
             own = (self.portrait[lower, :2] - self.portrait[upper, :2]) @ self._down
+            # Closing: the driver's share of its reference opening (a blink shuts any eye). Opening wider: the
+            # driver's extra opening in the portrait's proportion (bounded, so a squinting reference cannot
+            # make the portrait's eyes pop). Both agree to first order around the reference.
+            if now_gap <= ref_gap:
+                wanted = own * max(now_gap, 0.0) / ref_gap
+            else:
+                wanted = own + (now_gap - ref_gap) * float(np.clip(own.mean() / ref_gap, 0.5, 2.0))
+            wanted = own + strength * (wanted - own)
             gap = (out[lower, :2] - out[upper, :2]) @ self._down
-            # The upper lid moves (the lower one barely does in a blink): to the wanted share of its own gap.
-            out[upper, :2] += ((gap - np.where(own > 0, own * ratio, own))[:, None]) * self._down
+            # The upper lid moves (the lower one barely does in a blink): to the wanted opening.
+            out[upper, :2] += ((gap - np.where(own > 0, wanted, own))[:, None]) * self._down
 
     def _place_irises(self, out: np.ndarray, driver: np.ndarray) -> None:
         """Put each iris where the driver's gaze says, measured within the eye so it never leaves the eye."""

@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from naive_warp import naive_factory  # noqa: E402
 
-from avatar_app.evaluate import STATIC, EvaluationSettings, evaluate, json_safe  # noqa: E402
+from avatar_app.evaluate import EvaluationSettings, evaluate, json_safe  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 MEDIA = ROOT.parent / "shared" / "media"
@@ -191,6 +191,19 @@ def tears_beyond_naive(clips: list[dict], method: str = "mesh") -> list[tuple[st
     return out
 
 
+def generated_run(args, kind: str, make, title: str) -> tuple[dict, list[dict]]:
+    """Make the generated clips of one kind from SYNTH_FROM, score them, print their table."""
+    gen = args.out / "generated"
+    gen.mkdir(exist_ok=True)
+    paths = [make(MEDIA / s, gen / f"{kind}_{Path(s).stem}.mp4", k) for k, s in enumerate(SYNTH_FROM)]
+    clips = run_self(paths, args.out / f"sheets_{kind}", args.jobs)
+    return print_self(title, clips), clips
+
+
+def _plain(clips: list[dict]) -> list[dict]:
+    return [{k: v for k, v in c.items() if k != "frames"} for c in clips]
+
+
 def check(name: str, ok: bool, detail: str) -> bool:
     print(f"  {'PASS' if ok else 'MISS'}  {name}: {detail}")
     return ok
@@ -216,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     if "self" in args.only:
         self_clips = run_self(clips_all, args.out / "sheets_self", args.jobs)
         means = print_self("Self-reenactment", self_clips)
-        results["self"] = {"means": means, "clips": [{k: v for k, v in c.items() if k != "frames"} for c in self_clips]}
+        results["self"] = {"means": means, "clips": _plain(self_clips)}
         beyond = tears_beyond_naive(self_clips)
         results["self"]["tears_beyond_naive"] = beyond
         le = [c for c in self_clips if c["rows"]["mesh"]["lm"] is not None and c["rows"]["naive"]["lm"] is not None]
@@ -234,14 +247,9 @@ def main(argv: list[str] | None = None) -> int:
         ]
 
     if "synthetic" in args.only:
-        gen = args.out / "generated"
-        gen.mkdir(exist_ok=True)
-        synth = [synthetic_motion(MEDIA / s, gen / f"synthetic_{Path(s).stem}.mp4", k) for k, s in enumerate(SYNTH_FROM)]
-        sclips = run_self(synth, args.out / "sheets_synthetic", args.jobs)
-        means = print_self("Synthetic head motion (whole-frame similarity)", sclips)
+        means, sclips = generated_run(args, "synthetic", synthetic_motion, "Synthetic head motion (whole-frame similarity)")
         beyond = tears_beyond_naive(sclips)
-        results["synthetic"] = {"means": means, "tears_beyond_naive": beyond,
-                                "clips": [{k: v for k, v in c.items() if k != "frames"} for c in sclips]}
+        results["synthetic"] = {"means": means, "tears_beyond_naive": beyond, "clips": _plain(sclips)}
         print("\nTargets (synthetic motion):")
         verdicts += [
             check("no tear the naive warp does not also have", not beyond, f"{len(beyond)} frames"),
@@ -250,12 +258,8 @@ def main(argv: list[str] | None = None) -> int:
         ]
 
     if "still" in args.only:
-        gen = args.out / "generated"
-        gen.mkdir(exist_ok=True)
-        still = [still_clip(MEDIA / s, gen / f"still_{Path(s).stem}.mp4", k) for k, s in enumerate(SYNTH_FROM)]
-        stclips = run_self(still, args.out / "sheets_still", args.jobs)
-        means = print_self("Still driver (frame 0 repeated with sensor noise)", stclips)
-        results["still"] = {"means": means, "clips": [{k: v for k, v in c.items() if k != "frames"} for c in stclips]}
+        means, stclips = generated_run(args, "still", still_clip, "Still driver (frame 0 repeated with sensor noise)")
+        results["still"] = {"means": means, "clips": _plain(stclips)}
         worst = max((c["rows"]["mesh"]["jitter_px"] or 0.0) for c in stclips)
         print("\nTargets (still driver):")
         verdicts.append(check("jitter <= 0.5 px at 256 (mean, worst clip)",
@@ -263,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
                               f"{means['mesh']['jitter_px']:.3f} px mean, {worst:.3f} px worst clip"))
 
     if "cross" in args.only:
-        from avatar_app.evaluate_cross import cross_markdown, evaluate_cross
+        from avatar_app.evaluate_cross import cross_markdown
 
         if self_clips:
             moving = [c["clip"] for c in sorted(self_clips, key=lambda c: -(c["rows"]["static"]["lm"] or 0))[:8]]

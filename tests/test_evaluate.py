@@ -190,3 +190,136 @@ def test_csim_tells_the_same_face_from_another():
         detect.close()
     assert cosine(a, a) == pytest.approx(1.0)
     assert cosine(a, b) > cosine(a, c)
+
+
+# -- the independent judge, worst frames, tears, jitter, cross-reenactment ----------------------------------------
+def _needs_judge():
+    from avatar_app.face_measure import DlibLandmarks, EvalModelsMissing
+
+    try:
+        DlibLandmarks()
+    except (EvalModelsMissing, ImportError) as err:
+        pytest.skip(f"the independent judge is not installed: {err}")
+
+
+def test_landmark_error_is_judged_by_dlib_with_mediapipe_as_a_labelled_second_column(evaluated):
+    _needs_judge()
+    _, out = evaluated
+    report = _strict_json(out / "report.json")
+    assert "dlib" in report["protocol"]["lm"] and "MediaPipe" in report["protocol"]["lm_mp"]
+    row = _row(report["videos"][0], "mesh", 1)
+    assert all(s["lm"] is not None and s["lm_mp"] is not None for s in row["scores"])
+    assert any(abs(s["lm"] - s["lm_mp"]) > 1e-6 for s in row["scores"])  # two detectors, two readings
+    summary = row["summary"]
+    lms = [s["lm"] for s in row["scores"]]
+    assert summary["lm_worst"] == pytest.approx(max(lms))
+    assert summary["tears"] == sum(lm > 0.12 for lm in lms) + sum(not s["face_found"] for s in row["scores"])
+    table = (out / "table.md").read_text()
+    assert "LM dlib" in table and "LM MediaPipe" in table and "worst" in table
+
+
+def test_each_method_gets_a_sheet_of_its_worst_frames_worst_first(evaluated, generated_driver):
+    _needs_judge()
+    _, out = evaluated
+    sheet = cv2.imread(str(out / "sheets" / f"{generated_driver.stem}_mesh_worst.png"))
+    assert sheet is not None
+    assert sheet.shape == (4 * SIZE, 2 * SIZE, 3)  # 4 driven frames (fewer than six): driver | output each
+
+
+class _Scrambled:
+    """A renderer gone wrong: the face's inside torn into vertical strips (what a fold looks like, at worst)."""
+
+    def __init__(self, avatar, reference, t0, size):
+        self.image = cv2.resize(avatar.image, (size, size))
+
+    def __call__(self, driver, t):
+        out = self.image.copy()
+        h, w = out.shape[:2]
+        y0, y1, x0, x1 = h // 4, 3 * h // 4, w // 4, 3 * w // 4
+        strips = out[y0:y1, x0:x1].reshape(y1 - y0, -1, 8, 3)[:, ::-1]  # strips of 8 px in reverse order
+        out[y0:y1, x0:x1] = np.ascontiguousarray(strips[::-1]).reshape(y1 - y0, x1 - x0, 3)
+        return out
+
+    def close(self):
+        pass
+
+
+def test_a_torn_face_is_counted_as_a_tear_and_scores_worse_than_the_renderer(generated_driver):
+    _needs_judge()
+    from avatar_app.evaluate import evaluate
+
+    report = evaluate([generated_driver], EvaluationSettings(shots=(1,), size=SIZE, frames=6, mediapipe=False),
+                      csim=False, extra={"torn": _Scrambled})
+    video = report.videos[0]
+    torn, mesh = video.row("torn", 1).summary(), video.row("mesh", 1).summary()
+    assert torn["tears"] >= 5  # every frame is a visible failure: no face, or landmarks far off
+    assert mesh["tears"] == 0
+    assert "generated_driver_torn" in report.worst_sheets
+
+
+def test_jitter_is_the_outputs_motion_over_the_frames_where_the_real_face_is_still():
+    from avatar_app.evaluate import jitter
+
+    rng = np.random.default_rng(3)
+    face = rng.uniform(0, 100, (68, 2))
+    face[36:42] += [-30, 0]
+    face[42:48] += [30, 0]
+    real = {0: face, 1: face, 2: face + [20, 0], 3: face + [20, 0]}  # still, jump, still
+    out = {0: face, 1: face + [0.4, 0], 2: face + [9, 0], 3: face + [9.3, 0]}
+    px, real_px, pairs = jitter(out, real.get, [0, 1, 2, 3])
+    assert pairs == 2  # (0, 1) and (2, 3); the jump (1, 2) is motion, not jitter
+    assert px == pytest.approx(0.35)
+    assert real_px == pytest.approx(0.0)
+
+
+def test_cross_reenactment_reads_how_closely_the_avatar_follows(generated_driver, tmp_path, capsys):
+    """The Mona Lisa driven by a clip that opens its mouth and turns its head: the judge sees her follow."""
+    _needs_judge()
+    mona = PORTRAITS / "mona_lisa.jpg"
+    code = main(["evaluate", "--videos", str(generated_driver), "--cross", str(mona), "--size", str(SIZE),
+                 "--json", str(tmp_path / "cross.json"), "--sheets", str(tmp_path / "sheets")])
+    assert code == 0
+    report = _strict_json(tmp_path / "cross.json")
+    mesh = next(r for r in report["results"] if r["method"] == "mesh")
+    static = next(r for r in report["results"] if r["method"] == "static")
+    assert mesh["r"]["mouth"] > 0.8 and mesh["r"]["yaw"] > 0.8  # she opens her mouth and turns when the driver does
+    assert static["r"]["mouth"] is None  # a still picture follows nothing
+    assert mesh["face_found"] == 1.0
+    assert mesh["identity_distance"] < 0.6  # still the Mona Lisa to a face recogniser
+    assert list((tmp_path / "sheets").glob("mona_lisa__*.png"))
+    assert "Cross-reenactment" in capsys.readouterr().out
+
+
+def test_cross_with_a_missing_or_broken_portrait_is_one_line(tmp_path, capsys, generated_driver):
+    report = tmp_path / "r.json"
+    _one_line_error(capsys, main(["evaluate", "--videos", str(generated_driver), "--cross", str(tmp_path / "no.jpg"),
+                                  "--json", str(report)]), "no.jpg", "no such portrait")
+    junk = tmp_path / "junk.jpg"
+    junk.write_bytes(b"not a picture")
+    _one_line_error(capsys, main(["evaluate", "--videos", str(generated_driver), "--cross", str(junk),
+                                  "--json", str(report)]), "junk.jpg")
+    assert not report.exists()
+
+
+def test_the_judges_measures_read_a_turn_and_an_open_mouth(mona_avatar):
+    _needs_judge()
+    from avatar_app.face_measure import DlibLandmarks, measure
+    from avatar_app.render.mesh import MeshRenderer
+    from avatar_app.render.base import RenderSettings
+    from tests.conftest import open_mouth, turn_head
+
+    r = MeshRenderer()
+    r.prepare(mona_avatar, RenderSettings(size=512))
+    judge = DlibLandmarks()
+
+    def read(target, frames=1):
+        for _ in range(frames):
+            out = r.render(target)
+        return measure(judge(out), r.output_size)
+
+    rest = read(mona_avatar.landmarks)
+    left, right = read(turn_head(mona_avatar.landmarks, yaw=-20)), read(turn_head(mona_avatar.landmarks, yaw=20))
+    assert left.yaw < rest.yaw < right.yaw or right.yaw < rest.yaw < left.yaw  # monotonic in the turn
+    assert abs(right.yaw - left.yaw) > 0.1
+    assert read(open_mouth(mona_avatar.landmarks, 0.5), frames=3).mouth > rest.mouth + 0.1
+    assert abs(read(turn_head(mona_avatar.landmarks, roll=15)).roll - rest.roll) > 8

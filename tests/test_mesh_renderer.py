@@ -41,9 +41,12 @@ def test_at_the_reference_pose_the_output_is_the_portrait(mona, mona_avatar, gir
     assert psnr(girl.render(girl_avatar.landmarks), resized(girl_avatar, girl)) >= 35
 
 
-def test_opened_driver_mouth_opens_the_avatars_mouth(mona, mona_avatar):
+def test_opened_driver_mouth_opens_the_avatars_mouth(mona_avatar):
+    mona = MeshRenderer()
+    mona.prepare(mona_avatar, RenderSettings(size=512))
     target = open_mouth(mona_avatar.landmarks, 0.5)
-    out = mona.render(target)
+    for _ in range(3):  # the painting follows the mouth at a bounded rate: an open mouth is open within frames
+        out = mona.render(target)
     # A person looking at it sees an open mouth: the face tracker finds one in the image.
     seen = detect_portrait(out).points
     rest = detect_portrait(mona.render(mona_avatar.landmarks)).points
@@ -61,20 +64,42 @@ def test_opened_driver_mouth_opens_the_avatars_mouth(mona, mona_avatar):
     assert inside.max() > max(3 * np.percentile(inside, 25), 0.9 * lips.mean())  # teeth, lit like the face
 
 
-@pytest.mark.parametrize("yaw,pitch,roll", [(30, 0, 0), (-30, 0, 0), (0, 20, 0), (0, -20, 0), (0, 0, 20), (25, 15, -10)])
-def test_head_turns_without_a_flipped_triangle(mona, mona_avatar, yaw, pitch, roll):
-    target = turn_head(mona_avatar.landmarks, yaw, pitch, roll)
-    mesh = mona.target_mesh(target)
-    assert not mona.flipped(mesh).any()
+def visible_facing_away(renderer, target) -> float:
+    """Share of the face's drawn pixels where the topmost triangle faces away from the camera: a fold that shows
+    (a mirrored smear, a wedge). Rasterised in the renderer's own drawing order."""
+    dst = renderer.target_mesh(target)
+    order = renderer.draw_order(dst, np.asarray(target)[:, 2])
+    w, h = renderer.output_size
+    ids = np.full((h, w), -1, np.int32)
+    for t in order:
+        cv2.fillConvexPoly(ids, np.round(dst[renderer._tris[t]] * 16).astype(np.int32), int(t), shift=4)
+    away = renderer._face_tris[renderer.facing_away(dst)]
+    face = np.isin(ids, renderer._face_tris)
+    return float(np.isin(ids[face], away).mean())
+
+
+POSES = [(35, 0, 0), (-35, 0, 0), (0, 25, 0), (0, -25, 0), (0, 0, 20), (25, 15, -10), (-30, -20, 12)]
+
+
+@pytest.mark.parametrize("yaw,pitch,roll", POSES)
+def test_a_turned_and_moved_head_is_drawn_where_the_target_says_with_no_fold_showing(mona, mona_avatar, yaw, pitch, roll):
+    target = turn_head(mona_avatar.landmarks, yaw, pitch, roll) + [25.0, -15.0, 0.0]
+    scale = np.array(mona.output_size) / mona_avatar.size
+    # The face's mesh is exactly the target: nothing pulls it back towards the portrait's own pose.
+    np.testing.assert_allclose(mona.target_mesh(target)[:468], target[:468, :2] * scale, atol=1e-6)
+    # Turning folds the projection (the far cheek, the far side of the nose), but no fold is what shows.
+    assert visible_facing_away(mona, target) < 0.002
     out = mona.render(target)
-    # The head really turned: the face tracker reads a turn the same way on the rendered image (a warp of
-    # one photo shows less than a real turn, so a quarter of the angle is asked for).
-    rest = detect_portrait(mona.render(mona_avatar.landmarks)).points
+    # A face tracker finds the face where the target put it, turned as asked (a warp of one photo shows less
+    # of a turn than a real head, so half the angle is asked for).
     seen = detect_portrait(out).points
+    rest = detect_portrait(mona.render(mona_avatar.landmarks)).points
+    want = target[:, :2] * scale
+    assert np.linalg.norm(seen[L.RIGID, :2].mean(0) - want[L.RIGID].mean(0)) < 0.1 * np.ptp(want[L.FACE_OVAL, 0])
     read = head_pose_angles(fit_similarity(rest[L.RIGID], seen[L.RIGID]).rotation)
     asked = np.array([yaw, pitch, roll], float)
     main = np.argmax(np.abs(asked))
-    assert read[main] * np.sign(asked[main]) > 0.25 * abs(asked[main])
+    assert read[main] * np.sign(asked[main]) > 0.5 * abs(asked[main])
 
 
 def test_background_stays_still_and_hair_follows(mona, mona_avatar):
@@ -91,8 +116,8 @@ def test_background_stays_still_and_hair_follows(mona, mona_avatar):
     assert np.abs(out[y - 3 : y + 3, x - 10 : x + 10] - rest[y - 3 : y + 3, x - 10 : x + 10]).mean() > 3
 
 
-def test_real_driver_frames_never_flip_a_triangle(mona, mona_avatar):
-    """A whole talking clip through retarget: no frame folds the mesh."""
+def test_real_driver_frames_follow_the_driver_and_show_no_fold(mona, mona_avatar):
+    """A whole talking clip through retarget: every frame's face is at its target and no fold shows."""
     from avatar_app.render_video import track_video
     from avatar_app.retarget import Retargeter
     from tests.conftest import shared_media
@@ -101,8 +126,11 @@ def test_real_driver_frames_never_flip_a_triangle(mona, mona_avatar):
     rt = Retargeter(mona_avatar.landmarks)
     faces = [p for p in points if p is not None]
     rt.calibrate(faces[0])
+    scale = np.array(mona.output_size) / mona_avatar.size
     for p in faces[::4]:
-        assert not mona.flipped(mona.target_mesh(rt(p))).any()
+        target = rt(p)
+        np.testing.assert_allclose(mona.target_mesh(target)[:468], target[:468, :2] * scale, atol=1e-6)
+        assert visible_facing_away(mona, target) < 0.002
 
 
 def test_unknown_backend_is_a_one_line_user_error():
@@ -146,3 +174,39 @@ def test_gaze_slides_the_iris_and_a_wink_closes_one_eye(girl_avatar):
     assert (grey_shut < dark).sum() < 0.5 * (grey_open < dark).sum()  # the iris is covered by the lid
     other = _eye_box(rest, 0, scale)
     np.testing.assert_allclose(r.render(wink)[other], r.render(rest)[other], atol=2)  # only one eye winked
+
+
+def _teeth_pixels(out, target, scale, lips_grey):
+    """Pixels inside the target's inner lips brighter than the lips: painted teeth."""
+    poly = np.concatenate([target[L.LIP_INNER_UPPER], target[L.LIP_INNER_LOWER][1:-1][::-1]])[:, :2] * scale
+    mask = np.zeros(out.shape[:2], np.uint8)
+    cv2.fillPoly(mask, [np.round(poly).astype(np.int32)], 1)
+    grey = cv2.cvtColor(out, cv2.COLOR_BGR2GRAY).astype(float)
+    return int(((grey > lips_grey + 30) & (mask > 0)).sum())
+
+
+def test_teeth_never_flash_for_one_frame_nor_show_on_nearly_closed_lips(mona_avatar):
+    r = MeshRenderer()
+    r.prepare(mona_avatar, RenderSettings(size=1024))
+    rest_points = mona_avatar.landmarks
+    scale = np.array(r.output_size) / mona_avatar.size
+    rest = r.render(rest_points)
+    outer = np.concatenate([rest_points[L.LIP_OUTER_UPPER], rest_points[L.LIP_OUTER_LOWER][1:-1][::-1]])[:, :2]
+    lips = np.zeros(rest.shape[:2], np.uint8)
+    cv2.fillPoly(lips, [np.round(outer * scale).astype(np.int32)], 1)
+    lips_grey = float(np.median(cv2.cvtColor(rest, cv2.COLOR_BGR2GRAY)[lips > 0]))
+    wide = open_mouth(rest_points, 0.5)
+    for _ in range(4):
+        steady = _teeth_pixels(r.render(wide), wide, scale, lips_grey)
+    assert steady > 50
+    for _ in range(6):
+        r.render(rest_points)
+    spike = _teeth_pixels(r.render(wide), wide, scale, lips_grey)  # one frame of a tracking glitch
+    assert spike < 0.5 * steady
+    for _ in range(6):
+        r.render(rest_points)
+    # Lips parted by a sliver (a closed-lip smile as the tracker sees it): no teeth, no white line.
+    sliver = open_mouth(rest_points, 0.04)
+    for _ in range(6):
+        out = r.render(sliver)
+    assert _teeth_pixels(out, sliver, scale, lips_grey) == 0

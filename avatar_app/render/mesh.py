@@ -1,9 +1,14 @@
 """The mesh renderer: warps the whole portrait piecewise-affinely from its own landmarks to the target ones.
 
-Per frame: the target mesh is built (face from the landmarks, control rings from the head's 2-D motion), any
-triangle the motion would flip is relaxed until none does, the target mesh is rasterised into a coarse
-backward displacement field (target pixel -> portrait pixel), which is upsampled and applied with one
-cv2.remap; an opened mouth gets its inside painted (mouth.py). No weights, a few milliseconds on a CPU.
+Per frame: the target mesh is built (the face exactly at the target landmarks, control rings from the head's
+2-D motion), rasterised into a backward displacement field (target pixel -> portrait pixel) and applied with
+one cv2.remap; an opened mouth gets its inside painted (mouth.py). No weights, a few milliseconds on a CPU.
+
+A turned head folds its own projection (the far side of the nose, the far cheek): those triangles face away
+from the camera. They are drawn first and the surface that faces the camera is drawn over them, far to near,
+as a painter's-algorithm renderer would, so what shows is the near surface and the face stays exactly where
+the target says. (An earlier design moved the points instead until nothing folded; on real clips that
+flattened every turn towards the portrait's own pose and pinned the head.)
 """
 
 from __future__ import annotations
@@ -11,7 +16,6 @@ from __future__ import annotations
 import cv2
 import numba
 import numpy as np
-import scipy.sparse as sp
 
 from avatar_app import landmarks as L
 from avatar_app.render.base import RenderSettings, output_size
@@ -19,10 +23,6 @@ from avatar_app.render.mesh_layout import EYE, MOUTH, RING, SKIN, MeshLayout, si
 from avatar_app.render.mouth import MouthPainter
 from avatar_app.retarget import fit_similarity
 
-# A target triangle may shrink to this share of its portrait area, never further (and never flip).
-MIN_AREA_SHARE = 0.01
-UNFOLD_ITERATIONS = 40
-PARALLAX_ROUNDS = 30
 # The coarse displacement field has at least this many cells across the face.
 CELLS_ACROSS_FACE = 128
 # ... and the coarse one this many across the image's longer side.
@@ -49,46 +49,40 @@ class MeshRenderer:
         self._follow = mesh.follow.astype(np.float64)
         self._landmarks = avatar.landmarks.astype(np.float64)
         self._n_face = len(avatar.landmarks)
-        src_area = signed_areas(self._src, self._tris)
         face_scale = np.ptp(self._src[L.FACE_OVAL], axis=0).max()
-        # Only triangles that face the viewer in the portrait are kept from flipping: slivers (closed lips and
-        # lids) have no orientation worth keeping, and triangles the portrait's own projection already folds
-        # (the far cheek of a three-quarter view) may unfold as the head turns towards the camera.
+        groups = mesh.groups
+        # Slivers (closed lips and lids) have no orientation worth judging: they count as facing the camera.
+        src_area = signed_areas(self._src, self._tris)
         corners = self._src[self._tris]
         longest = np.max(np.sum((corners - np.roll(corners, 1, axis=1)) ** 2, axis=2), axis=1)
-        tiny = np.abs(src_area) < 0.01 * longest + 1e-9
-        groups = mesh.groups
-        # The mouth's inside is painted over when open and a sliver when closed; the eyes' insides follow the
-        # iris placed by gaze and close to slivers in a blink: neither is worth pulling the face back for.
-        inside = (groups == EYE) | (groups == MOUTH)
-        self._src_sign = np.where(tiny | inside | (src_area < 0), 0.0, 1.0)
-        self._min_area = MIN_AREA_SHARE * np.abs(src_area)
-        self._flip_buf = np.zeros(len(self._tris), np.bool_)
+        self._sliver = np.abs(src_area) < 0.01 * longest + 1e-9
         self._anchor = mesh.anchor
         self._anchored = np.flatnonzero(mesh.anchor >= 0)
-        self._movable = self._follow > 0
-        self._movable[: self._n_face] = True
-        # Smoothing must not pull an upper lip towards the lower one (or lids together) across the mouth's or
-        # eyes' inside: the neighbourhood used by _unfold() is the skin surface only.
-        self._adjacency = _neighbour_average(self._tris[~inside], len(self._src))
+        # Iris disks shrink as their eye closes (a rigid iris would poke out of a shut eye): the portrait's own
+        # opening at each iris, the lid points above and below it.
+        self._lid_mid = [(L.EYE_UPPER[e][4], L.EYE_LOWER[e][4]) for e in (0, 1)]
+        self._own_gap = [max(float(np.linalg.norm(self._src[lo] - self._src[up])), 1e-3) for up, lo in self._lid_mid]
+        self._disk_eye = np.array([0 if a == L.IRIS_CENTER[0] else 1 for a in mesh.anchor[self._anchored]], np.int64)
         # Fine cells over the face and its first ring, coarse ones over the rest (which moves smoothly).
         self._step = max(1, int(round(face_scale / CELLS_ACROSS_FACE)))
         self._coarse_step = max(4 * self._step, int(round(max(w, h) / COARSE_CELLS)))
         self._near_face = (groups != RING) | (self._tris < self._n_face).any(axis=1)
-        # Drawing order (later overwrites earlier): the rings, then the face far to near (where the portrait's
-        # own projection folds, as beside the nose of a three-quarter view, the nearer surface is what the
-        # portrait shows), the mouth's inside last.
+        # Drawing order (later overwrites earlier): the rings, the face's triangles that face away from the
+        # camera, those that face it far to near, the mouth's inside last (draw_order()).
         self._ring_tris = np.flatnonzero(groups == RING)
         self._face_tris = np.flatnonzero((groups == SKIN) | (groups == EYE))
         self._mouth_tris = np.flatnonzero(groups == MOUTH)
         # Depth of each mesh point's landmark (an iris disk point has its iris centre's) for that ordering.
         self._depth_source = np.where(mesh.anchor >= 0, mesh.anchor, np.arange(len(self._src)))
         self._rigid_src = self._src[L.RIGID]
-        # The portrait's 3-D landmarks at output scale (depth scaled like x), for the pose of each target.
+        # Each ring point sits on the ray of one face-outline point (build_mesh makes the rings as radial copies
+        # of the outline, after the iris disks); it follows that point's motion, by its share.
+        n_oval = len(L.FACE_OVAL)
+        ring_start = self._n_face + len(self._anchored)
+        self._ring_points = np.arange(ring_start, ring_start + 3 * n_oval)
+        self._ring_oval = np.tile(L.FACE_OVAL, 3)
+        self._ring_share = self._follow[self._ring_points][:, None]
         self._scale3 = np.array([self._scale[0], self._scale[1], self._scale[0]])
-        face3 = self._landmarks * self._scale3
-        self._rigid3 = face3[L.RIGID]
-        self._depth = face3[:, 2] - self._rigid3[:, 2].mean()
         self._mouth = MouthPainter(self._image, self._src[: self._n_face], face_scale)
         yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
         self._base = np.dstack([xx, yy])
@@ -102,81 +96,46 @@ class MeshRenderer:
 
     # ----------------------------------------------------------------------------------------------------
     def target_mesh(self, target: np.ndarray) -> np.ndarray:
-        """Positions of every mesh point (output pixels) for target landmarks in portrait pixels.
-
-        A turned head projects its far cheek (and the far side of the nose) over itself. Rather than fold,
-        the points of folding triangles give up part of their depth parallax, a little more each round and
-        spread softly to their neighbours, until the turn flips nothing: the far side compresses, the rest
-        keeps its full 3-D turn. What still flips (a mouth pressed thinner than the portrait's lips allow) is
-        smoothed towards the head's rigid motion by _unfold().
-        """
-        face = np.asarray(target, np.float64) * self._scale3
-        dst, rigid = self._mesh_at(face[:, :2])
-        bad = self.flipped(dst)
-        if not bad.any():
-            return dst
-        pose = fit_similarity(self._rigid3, face[L.RIGID])
-        # What each point's depth contributed to its image position under this rotation.
-        parallax = pose.scale * self._depth[:, None] * pose.rotation[:2, 2]
-        if np.abs(parallax).max() > 0.05:
-            base = dst[: self._n_face].copy()
-            flat = dst.copy()
-            flat[: self._n_face] -= parallax
-            not_the_turn = self.flipped(flat)  # flips a flat face would have too: expression, not the turn
-            share = np.ones(len(self._src))
-            for _ in range(PARALLAX_ROUNDS):
-                bad = self.flipped(dst) & ~not_the_turn
-                if not bad.any():
-                    break
-                share[np.unique(self._tris[bad])] *= 0.6
-                share = np.minimum(share, 0.5 * (share + self._adjacency @ share))
-                dst[: self._n_face] = base - (1.0 - share[: self._n_face, None]) * parallax
-            a = self._anchored
-            dst[a] = self._src[a] + dst[self._anchor[a]] - self._src[self._anchor[a]]
-        self._unfold(dst, rigid)
+        """Positions of every mesh point (output pixels) for target landmarks in portrait pixels: the face
+        exactly at the landmarks, the control rings following the head's 2-D motion, each iris disk with its
+        iris (smaller as its eye closes). Folds are left to draw_order()."""
+        face_xy = np.asarray(target, np.float64)[:, :2] * self._scale
+        head = fit_similarity(self._rigid_src, face_xy[L.RIGID])
+        dst = self._src.copy()
+        dst[: self._n_face] = face_xy
+        # The rings follow the head's rigid motion (hair turns and rolls with the skull) plus what the outline
+        # next to them does beyond it (a turn compresses one side of the face and widens the other, which a
+        # rigid ring would tear at the outline), smoothed along the outline; both fade to none at the fixed ring.
+        oval = self._src[L.FACE_OVAL]
+        extra = face_xy[L.FACE_OVAL] - head.apply(oval)
+        extra = (np.roll(extra, 2, 0) + 2 * np.roll(extra, 1, 0) + 3 * extra + 2 * np.roll(extra, -1, 0)
+                 + np.roll(extra, -2, 0)) / 9.0
+        ring = self._src[self._ring_points]
+        dst[self._ring_points] = ring + self._ring_share * (head.apply(ring) - ring + np.tile(extra, (3, 1)))
+        a = self._anchored
+        if len(a):
+            gap = np.array([np.linalg.norm(face_xy[lo] - face_xy[up]) / own
+                            for (up, lo), own in zip(self._lid_mid, self._own_gap)])
+            shrink = np.clip(gap, 0.0, 1.0)[self._disk_eye, None] * head.scale
+            centre = self._anchor[a]
+            dst[a] = face_xy[centre] + shrink * (self._src[a] - self._src[centre]) @ head.rotation.T
         return dst
 
-    def _mesh_at(self, face_xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The whole mesh for these face positions (control rings follow the head's 2-D motion), and where
-        every point would be under that head motion alone."""
-        head = fit_similarity(self._rigid_src, face_xy[L.RIGID])
-        ctrl = self._src[self._n_face :]
-        dst = np.empty_like(self._src)
-        dst[: self._n_face] = face_xy
-        dst[self._n_face :] = ctrl + self._follow[self._n_face :, None] * (head.apply(ctrl) - ctrl)
-        a = self._anchored
-        dst[a] = self._src[a] + face_xy[self._anchor[a]] - self._src[self._anchor[a]]  # iris disks
-        rigid = dst.copy()
-        rigid[: self._n_face] = head.apply(self._src[: self._n_face])
-        return dst, rigid
+    def facing_away(self, dst: np.ndarray) -> np.ndarray:
+        """Per face triangle (self._face_tris): does the target mesh turn it away from the camera?"""
+        area = signed_areas(dst, self._tris[self._face_tris])
+        return (area < 0) & ~self._sliver[self._face_tris]
 
-    def flipped(self, dst: np.ndarray) -> np.ndarray:
-        """Triangles whose orientation the target mesh reverses (or shrinks below the allowed share)."""
-        out = np.zeros(len(self._tris), np.bool_)
-        _flipped(dst, self._tris, self._src_sign, self._min_area, out)
-        return out
-
-    def _count_flipped(self, dst: np.ndarray) -> int:
-        return int(_flipped(dst, self._tris, self._src_sign, self._min_area, self._flip_buf))
-
-    def _unfold(self, dst: np.ndarray, rigid: np.ndarray) -> None:
-        """Smooth what the face does beyond the head's rigid motion, around what flips, until nothing does.
-
-        A similarity never folds a triangle, so the head keeps its pose and only the expression around the
-        fold is softened. Should that not be enough (control rings squeezed by a large move), the motion
-        around the fold is taken back towards the portrait, which never flips.
-        """
-        a = self._adjacency
-        left = _relax(dst, rigid, self._tris, self._src_sign, self._min_area, a.indptr, a.indices,
-                      self._movable, UNFOLD_ITERATIONS)
-        for anchor in (rigid, self._src):
-            for _ in range(UNFOLD_ITERATIONS):
-                if not left:
-                    return
-                verts = np.unique(self._tris[self.flipped(dst)])
-                dst[verts] = anchor[verts] + 0.5 * (dst[verts] - anchor[verts])
-                left = self._count_flipped(dst)
-        dst[:] = self._src
+    def draw_order(self, dst: np.ndarray, depth: np.ndarray) -> np.ndarray:
+        """Triangles in the order they are drawn: rings, face triangles facing away, face triangles facing the
+        camera far to near, the mouth's inside. ``depth``: the target landmarks' z (larger = farther)."""
+        t = self._tris[self._face_tris]
+        away = self.facing_away(dst)
+        vertex_depth = np.append(depth, 0.0)[np.minimum(self._depth_source, len(depth))]
+        face_depth = vertex_depth[t].sum(1)
+        front = np.flatnonzero(~away)
+        front = front[np.argsort(-face_depth[front], kind="stable")]
+        return np.concatenate([self._ring_tris, self._face_tris[away], self._face_tris[front], self._mouth_tris])
 
     # ----------------------------------------------------------------------------------------------------
     def render(self, target: np.ndarray) -> np.ndarray:
@@ -192,9 +151,7 @@ class MeshRenderer:
         face and its first ring (where detail lives). Fine cells start from the coarse field's values, so a
         cell no fine triangle covers still moves with its surroundings and the two join without a seam."""
         moving = np.abs(dst - self._src).max(1) > 1e-3
-        vertex_depth = np.append(depth, 0.0)[np.minimum(self._depth_source, len(depth))]
-        face_depth = vertex_depth[self._tris[self._face_tris]].sum(1)
-        order = np.concatenate([self._ring_tris, self._face_tris[np.argsort(-face_depth)], self._mouth_tris])
+        order = self.draw_order(dst, depth)
         order = order[moving[self._tris[order]].any(1)]
         if len(order) == 0:
             return self._image.copy()
@@ -239,73 +196,6 @@ class MeshRenderer:
             return cells
         gh, gw = cells.shape[:2]
         return cv2.resize(cells, (gw * step, gh * step), interpolation=cv2.INTER_LINEAR)
-
-
-def _neighbour_average(tris: np.ndarray, n: int) -> sp.csr_matrix:
-    """Row-normalised vertex adjacency: (A @ points)[i] is the mean of vertex i's neighbours."""
-    i = np.concatenate([tris[:, 0], tris[:, 1], tris[:, 2], tris[:, 1], tris[:, 2], tris[:, 0]])
-    j = np.concatenate([tris[:, 1], tris[:, 2], tris[:, 0], tris[:, 0], tris[:, 1], tris[:, 2]])
-    a = sp.csr_matrix((np.ones(len(i)), (i, j)), shape=(n, n))
-    a.data[:] = 1.0  # duplicates summed above; an edge counts once
-    deg = np.asarray(a.sum(1)).ravel()
-    deg[deg == 0] = 1
-    return sp.diags(1.0 / deg) @ a
-
-
-@numba.njit(cache=True, nogil=True)
-def _flipped(dst, tris, src_sign, min_area, out):  # pragma: no cover - compiled
-    """Mark (in out) and count the triangles whose signed area, in the portrait's orientation, fell below
-    min_area (slivers in the portrait have src_sign 0 and are never counted)."""
-    n = 0
-    for t in range(tris.shape[0]):
-        out[t] = False
-        if src_sign[t] == 0:
-            continue
-        a, b, c = tris[t, 0], tris[t, 1], tris[t, 2]
-        area = 0.5 * ((dst[b, 0] - dst[a, 0]) * (dst[c, 1] - dst[a, 1]) - (dst[c, 0] - dst[a, 0]) * (dst[b, 1] - dst[a, 1]))
-        if area * src_sign[t] < min_area[t]:
-            out[t] = True
-            n += 1
-    return n
-
-
-@numba.njit(cache=True, nogil=True)
-def _relax(dst, rigid, tris, src_sign, min_area, indptr, indices, movable, iterations):  # pragma: no cover
-    """Jacobi-smooth (dst - rigid) over a region that starts at the flipped triangles and grows by one ring
-    of neighbours per iteration; returns how many triangles still flip."""
-    n, nt = dst.shape[0], tris.shape[0]
-    flags = np.zeros(nt, np.bool_)
-    region = np.zeros(n, np.bool_)
-    grown = np.zeros(n, np.bool_)
-    res = np.empty((n, 2))
-    for _ in range(iterations):
-        if _flipped(dst, tris, src_sign, min_area, flags) == 0:
-            return 0
-        for t in range(nt):
-            if flags[t]:
-                region[tris[t, 0]] = True
-                region[tris[t, 1]] = True
-                region[tris[t, 2]] = True
-        grown[:] = region
-        for v in range(n):
-            if region[v]:
-                for k in range(indptr[v], indptr[v + 1]):
-                    grown[indices[k]] = True
-        region[:] = grown
-        for v in range(n):
-            res[v, 0] = dst[v, 0] - rigid[v, 0]
-            res[v, 1] = dst[v, 1] - rigid[v, 1]
-        for v in range(n):
-            count = indptr[v + 1] - indptr[v]
-            if region[v] and movable[v] and count > 0:
-                sx = 0.0
-                sy = 0.0
-                for k in range(indptr[v], indptr[v + 1]):
-                    sx += res[indices[k], 0]
-                    sy += res[indices[k], 1]
-                dst[v, 0] = rigid[v, 0] + 0.5 * (res[v, 0] + sx / count)
-                dst[v, 1] = rigid[v, 1] + 0.5 * (res[v, 1] + sy / count)
-    return _flipped(dst, tris, src_sign, min_area, flags)
 
 
 @numba.njit(cache=True, nogil=True)

@@ -20,9 +20,12 @@ from avatar_app import landmarks as L
 # between follows in proportion to its distance from both, so motion fades linearly with the radius and a ray
 # stays in order (no fold) until the head has travelled most of the room it has. Near the image border (a
 # tight crop) the rings close in on the face, keeping the same proportions of the room that is left.
+# The fixed ring sits 1.6 outline radii from the centre: a webcam does not move, so the background a little
+# way from the head stays still. (At 2.6 radii, as before, the background of all 38 benchmark clips moved with
+# the head and scored below a naive warp's on SSIM: 0.786 against 0.793.)
 HAIR_RING = 0.3  # beyond the outline, at most
 HAIR_RING_SHARE = 0.15  # of the room between outline and border, at most
-FIXED_RING = 1.6
+FIXED_RING = 0.6  # beyond the outline
 FIXED_RING_SHARE = 0.95
 
 

@@ -3,6 +3,12 @@
 A warp can only stretch what the portrait has; a closed mouth opened by warping smears the lips into the gap.
 So where the target's inner lips open wider than the portrait's own, the gap is painted in colours taken from
 the portrait (its lips and its brightest skin), so a dim painting gets dim teeth and a photo bright ones.
+
+What opens it is the gap between the inner lips in the middle of the mouth, not the area between them: a
+closed-lip smile stretches the lip contours apart at the corners without opening the mouth. Teeth need a gap
+wider than a sliver (a thin white line across nearly closed lips looks wrong), the painting fades out towards
+the corners, and its strength changes by at most a share per frame, so a one-frame jump of the tracked lips
+does not flash teeth in and out.
 """
 
 from __future__ import annotations
@@ -12,9 +18,15 @@ import numpy as np
 
 from avatar_app import landmarks as L
 
-# Opening (inner-lip area / mouth width²) beyond the portrait's own at which painting starts, and fades in.
-OPEN_START = 0.004
-OPEN_FULL = 0.03
+# Gap between the inner lips (middle of the mouth, in mouth widths) beyond the portrait's own at which the
+# painting starts, and over which it fades in; the gap teeth need, and over which they fade in.
+GAP_START = 0.025
+GAP_FULL = 0.08
+TEETH_GAP = 0.07
+TEETH_FADE = 0.05
+# Largest change of the painting's strength from one frame to the next (rising, falling).
+RISE_PER_FRAME = 0.4
+FALL_PER_FRAME = 0.3
 TEETH_BASE = np.array([0.9, 0.95, 0.98])  # BGR, a warm off-white relative to the brightest skin
 
 
@@ -25,6 +37,19 @@ def _polygon(points: np.ndarray) -> np.ndarray:
 def _area(poly: np.ndarray) -> float:
     x, y = poly[:, 0], poly[:, 1]
     return 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
+
+
+def central_gap(points: np.ndarray) -> float:
+    """Gap between the inner lips over the middle third of the mouth, in mouth widths (0 when closed)."""
+    left, right = points[L.MOUTH_CORNERS[0], :2], points[L.MOUTH_CORNERS[1], :2]
+    width = max(float(np.linalg.norm(right - left)), 1e-6)
+    ax = (right - left) / width
+    nrm = np.array([-ax[1], ax[0]])
+    if nrm @ (points[L.CHIN, :2] - left) < 0:
+        nrm = -nrm
+    mid = slice(3, 8)
+    gap = (points[L.LIP_INNER_LOWER[mid], :2] - points[L.LIP_INNER_UPPER[mid], :2]) @ nrm
+    return float(max(gap.max(), 0.0) / width)
 
 
 def mouth_opening(points: np.ndarray) -> float:
@@ -55,13 +80,19 @@ class MouthPainter:
         self.teeth = np.clip(bright * (0.75 * TEETH_BASE + 0.25 * tint * 0.92), 0, 255)
         self.cavity = self.lip * 0.18 + 4.0
         self.tongue = self.lip * 0.62
-        self.own_opening = mouth_opening(points)
+        self.own_gap = central_gap(points)
+        self.strength = 0.0  # what the last frame showed
 
     def paint(self, out: np.ndarray, points: np.ndarray) -> None:
-        """Paint the mouth's inside into out (in place) for target points (478 x 2, output pixels)."""
-        strength = np.clip((mouth_opening(points) - self.own_opening - OPEN_START) / OPEN_FULL, 0.0, 1.0)
+        """Paint the mouth's inside into out (in place) for target points (478 x 2, output pixels).
+        Frames are expected in order: the strength follows the mouth at a bounded rate."""
+        gap = central_gap(points)
+        wanted = float(np.clip((gap - self.own_gap - GAP_START) / GAP_FULL, 0.0, 1.0))
+        self.strength = float(np.clip(wanted, self.strength - FALL_PER_FRAME, self.strength + RISE_PER_FRAME))
+        strength = self.strength
         if strength <= 0:
             return
+        teeth_share = float(np.clip((gap - TEETH_GAP) / TEETH_FADE, 0.0, 1.0))
         poly = _polygon(points[:, :2])
         h, w = out.shape[:2]
         x0, y0 = np.maximum(np.floor(poly.min(0)).astype(int) - 2, 0)
@@ -109,11 +140,13 @@ class MouthPainter:
         phase = (u - 0.5) * 12
         gaps = 1.0 - 0.12 * np.exp(-((np.abs(phase - np.round(phase)) * width / 12 / 0.8) ** 2))
         edge = 1.0 - 0.25 * np.clip((v - v_up) / max(teeth_h, 1e-3), 0, 1) ** 3
-        colour += upper[..., None] * (self.teeth * fall * (gaps * edge)[..., None] - colour)
-        colour += lower[..., None] * (self.teeth * 0.72 * fall - colour)
+        colour += (teeth_share * upper)[..., None] * (self.teeth * fall * (gaps * edge)[..., None] - colour)
+        colour += (teeth_share * lower)[..., None] * (self.teeth * 0.72 * fall - colour)
 
         mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
         cv2.fillPoly(mask, [np.round((poly - [x0, y0]) * 4).astype(np.int32)], 255, cv2.LINE_AA, shift=2)
-        alpha = (mask.astype(np.float32) / 255.0 * strength)[..., None]
+        # The corners, where the lips meet at a sharp angle, keep the warped lips (no dark wedges there).
+        corners = np.clip((1.0 - side) / 0.3, 0.0, 1.0)
+        alpha = (mask.astype(np.float32) / 255.0 * strength * corners)[..., None]
         roi = out[y0:y1, x0:x1].astype(np.float32)
         out[y0:y1, x0:x1] = np.clip(roi + alpha * (colour - roi), 0, 255).astype(np.uint8)
