@@ -216,6 +216,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", choices=("self", "synthetic", "still", "cross"),
                         default=["self", "synthetic", "still", "cross"])
     parser.add_argument("--clips", nargs="+", type=Path, help="self-reenactment clips (default: all of ../shared/media)")
+    parser.add_argument("--cross-clips", nargs="+", metavar="NAME",
+                        help="clip names to drive the portraits (default: the 8 with the most head motion in the "
+                             "self-reenactment run, i.e. the highest static landmark error)")
     args = parser.parse_args(argv)
     if not MEDIA.is_dir():
         sys.exit(f"{MEDIA}: shared media not found - this benchmark needs the developers' ../shared/media")
@@ -269,13 +272,16 @@ def main(argv: list[str] | None = None) -> int:
     if "cross" in args.only:
         from avatar_app.evaluate_cross import cross_markdown
 
-        if self_clips:
+        if args.cross_clips:
+            moving = list(args.cross_clips)
+        elif self_clips:
             moving = [c["clip"] for c in sorted(self_clips, key=lambda c: -(c["rows"]["static"]["lm"] or 0))[:8]]
         else:
-            moving = ["driving_man_talking_vox.mp4"]
+            sys.exit("--only cross needs --cross-clips (or run 'self' too, to pick the clips with the most motion)")
         paths = [p for p in clips_all if p.name in moving]
         portraits = [p for p in PORTRAITS + SHIPPED if p.is_file()]
-        print(f"\n## Cross-reenactment: {len(portraits)} portraits x {len(paths)} clips with the most head motion")
+        print(f"\n## Cross-reenactment: {len(portraits)} portraits x {len(paths)} clips with the most head motion"
+              f" (same pictures counted once)")
         settings = EvaluationSettings(shots=(1,), size=SIZE, mediapipe=False)
         with ProcessPoolExecutor(max_workers=args.jobs) as pool:
             parts = list(pool.map(_cross_one, [str(p) for p in paths], [[str(p) for p in portraits]] * len(paths),
