@@ -105,13 +105,16 @@ class MeshRenderer:
         dst[: self._n_face] = face_xy
         # The rings follow the head's rigid motion (hair turns and rolls with the skull) plus what the outline
         # next to them does beyond it (a turn compresses one side of the face and widens the other, which a
-        # rigid ring would tear at the outline), smoothed along the outline; both fade to none at the fixed ring.
+        # rigid ring would tear at the outline); both fade to none at the fixed ring. The first ring takes the
+        # outline's own motion point for point, so the band between them moves as one and never folds (a
+        # smoothed copy let raised brows push the forehead over the hair: a seam); the middle ring a smoothed
+        # copy.
         oval = self._src[L.FACE_OVAL]
         extra = face_xy[L.FACE_OVAL] - head.apply(oval)
-        extra = (np.roll(extra, 2, 0) + 2 * np.roll(extra, 1, 0) + 3 * extra + 2 * np.roll(extra, -1, 0)
-                 + np.roll(extra, -2, 0)) / 9.0
+        smooth = (np.roll(extra, 2, 0) + 2 * np.roll(extra, 1, 0) + 3 * extra + 2 * np.roll(extra, -1, 0)
+                  + np.roll(extra, -2, 0)) / 9.0
         ring = self._src[self._ring_points]
-        dst[self._ring_points] = ring + self._ring_share * (head.apply(ring) - ring + np.tile(extra, (3, 1)))
+        dst[self._ring_points] = ring + self._ring_share * (head.apply(ring) - ring + np.concatenate([extra, smooth, smooth]))
         a = self._anchored
         if len(a):
             gap = np.array([np.linalg.norm(face_xy[lo] - face_xy[up]) / own
@@ -127,15 +130,20 @@ class MeshRenderer:
         return (area < 0) & ~self._sliver[self._face_tris]
 
     def draw_order(self, dst: np.ndarray, depth: np.ndarray) -> np.ndarray:
-        """Triangles in the order they are drawn: rings, face triangles facing away, face triangles facing the
-        camera far to near, the mouth's inside. ``depth``: the target landmarks' z (larger = farther)."""
+        """Triangles in the order they are drawn: ring triangles facing away, the other ring triangles, face
+        triangles facing away, face triangles facing the camera far to near, the mouth's inside. ``depth``: the
+        target landmarks' z (larger = farther)."""
         t = self._tris[self._face_tris]
         away = self.facing_away(dst)
         vertex_depth = np.append(depth, 0.0)[np.minimum(self._depth_source, len(depth))]
         face_depth = vertex_depth[t].sum(1)
         front = np.flatnonzero(~away)
         front = front[np.argsort(-face_depth[front], kind="stable")]
-        return np.concatenate([self._ring_tris, self._face_tris[away], self._face_tris[front], self._mouth_tris])
+        # A ring band folds where the head moves further than the room to the border allows: the folded part
+        # goes under the part that still faces the camera, as on the face.
+        ring_away = signed_areas(dst, self._tris[self._ring_tris]) < 0
+        return np.concatenate([self._ring_tris[ring_away], self._ring_tris[~ring_away], self._face_tris[away],
+                               self._face_tris[front], self._mouth_tris])
 
     # ----------------------------------------------------------------------------------------------------
     def render(self, target: np.ndarray) -> np.ndarray:
