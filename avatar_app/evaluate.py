@@ -211,13 +211,6 @@ class StillDetector:
         self.tracker.close()
 
 
-class CsimUnavailable(Exception):
-    """The face-recognition model for CSIM is not installed; the message says why and what to install."""
-
-
-FaceEmbedder = FaceDescriptor  # the name the CSIM code used before the judge moved to face_measure.py
-
-
 def load_face_embedder() -> tuple[FaceDescriptor | None, str]:
     """The CSIM model, or None with the reason it is unavailable."""
     try:
