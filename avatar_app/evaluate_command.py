@@ -31,7 +31,7 @@ def register(subparsers) -> None:
                    help="per video a contact sheet PNG (source | driver | output) and a sheet of each method's six "
                         "worst frames (driver | output); with --cross, a sheet per portrait and clip")
     p.add_argument("--cross", nargs="+", type=Path, metavar="PORTRAIT",
-                   help="cross-reenactment instead: each portrait (image or .avatar's picture) driven by each video; "
+                   help="cross-reenactment instead: each portrait image driven by each video; "
                         "reports the Pearson r of head pose, position, mouth, eyes and brows between driver and "
                         "avatar, faces found, identity distance and jitter")
     p.set_defaults(handler=run)
