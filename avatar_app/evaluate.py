@@ -42,7 +42,7 @@ from avatar_app.avatar import Avatar, create_avatar
 from avatar_app.errors import AvatarAppError, InputFileError, NoFaceError
 from avatar_app.face_measure import INSTALL_EVAL, DlibLandmarks, EvalModelsMissing, FaceDescriptor
 from avatar_app.landmarks import to_dlib68
-from avatar_app.metrics import l1, landmark_error, psnr, ssim
+from avatar_app.metrics import inter_ocular, l1, landmark_error, psnr, ssim
 from avatar_app.render.base import RenderSettings
 from avatar_app.render_video import track_video
 from avatar_app.retarget import RetargetSettings
@@ -282,7 +282,7 @@ def jitter(points: dict[int, np.ndarray | None], reference: Callable[[int], np.n
         ra, rb, oa, ob = reference(a), reference(b), points.get(a), points.get(b)
         if ra is None or rb is None or oa is None or ob is None:
             continue
-        iod = np.linalg.norm(ra[36:42].mean(0) - ra[42:48].mean(0))
+        iod = inter_ocular(ra)
         moved = float(np.linalg.norm(rb - ra, axis=1).mean())
         if moved < STILL_IOD * iod:
             real.append(moved)

@@ -17,6 +17,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from avatar_app.metrics import inter_ocular
+
 INSTALL_EVAL = "pip install -e '.[eval]'"
 
 # 68-point iBUG layout (0-based).
@@ -114,11 +116,6 @@ def eye_centres(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return p[EYE_R].mean(axis=0), p[EYE_L].mean(axis=0)
 
 
-def inter_ocular(p: np.ndarray) -> float:
-    a, b = eye_centres(p)
-    return float(np.linalg.norm(a - b))
-
-
 def head_pose(p: np.ndarray, image_size: tuple[int, int] | None = None) -> tuple[float, float, float]:
     """(yaw, pitch, roll) read off 68 points: roll in degrees from the line through the eyes; yaw and pitch
     as the nose tip's offset in the face's own (roll-free) frame, which grows monotonically with the turn.
@@ -168,7 +165,7 @@ class FaceMeasures:
 
 def measure(p: np.ndarray, image_size: tuple[int, int]) -> FaceMeasures:
     w, h = image_size
-    iod = inter_ocular(p) + 1e-9
+    iod = inter_ocular(p) + 1e-9  # the same eye centres as metrics.landmark_error's scale
     yaw, pitch, roll = head_pose(p)
     centre = p.mean(axis=0)
     mouth = float(np.linalg.norm(p[[61, 62, 63]].mean(0) - p[[67, 66, 65]].mean(0)) / iod)

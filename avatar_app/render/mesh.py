@@ -47,7 +47,6 @@ class MeshRenderer:
         self._tris = mesh.triangles
         self._src = mesh.points.astype(np.float64) * self._scale
         self._follow = mesh.follow.astype(np.float64)
-        self._landmarks = avatar.landmarks.astype(np.float64)
         self._n_face = len(avatar.landmarks)
         face_scale = np.ptp(self._src[L.FACE_OVAL], axis=0).max()
         groups = mesh.groups
@@ -67,8 +66,7 @@ class MeshRenderer:
         self._step = max(1, int(round(face_scale / CELLS_ACROSS_FACE)))
         self._coarse_step = max(4 * self._step, int(round(max(w, h) / COARSE_CELLS)))
         self._near_face = (groups != RING) | (self._tris < self._n_face).any(axis=1)
-        # Drawing order (later overwrites earlier): the rings, the face's triangles that face away from the
-        # camera, those that face it far to near, the mouth's inside last (draw_order()).
+        # Triangle groups for the drawing order (draw_order()).
         self._ring_tris = np.flatnonzero(groups == RING)
         self._face_tris = np.flatnonzero((groups == SKIN) | (groups == EYE))
         self._mouth_tris = np.flatnonzero(groups == MOUTH)
@@ -80,9 +78,7 @@ class MeshRenderer:
         n_oval = len(L.FACE_OVAL)
         ring_start = self._n_face + len(self._anchored)
         self._ring_points = np.arange(ring_start, ring_start + 3 * n_oval)
-        self._ring_oval = np.tile(L.FACE_OVAL, 3)
         self._ring_share = self._follow[self._ring_points][:, None]
-        self._scale3 = np.array([self._scale[0], self._scale[1], self._scale[0]])
         self._mouth = MouthPainter(self._image, self._src[: self._n_face], face_scale)
         yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
         self._base = np.dstack([xx, yy])
