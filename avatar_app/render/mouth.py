@@ -39,14 +39,20 @@ def _area(poly: np.ndarray) -> float:
     return 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
 
 
-def central_gap(points: np.ndarray) -> float:
-    """Gap between the inner lips over the middle third of the mouth, in mouth widths (0 when closed)."""
+def mouth_frame(points: np.ndarray) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
+    """The mouth's own axes: its left corner, its width, the unit vector along it and the one towards the chin."""
     left, right = points[L.MOUTH_CORNERS[0], :2], points[L.MOUTH_CORNERS[1], :2]
-    width = max(float(np.linalg.norm(right - left)), 1e-6)
+    width = max(float(np.linalg.norm(right - left)), 1e-3)
     ax = (right - left) / width
     nrm = np.array([-ax[1], ax[0]])
     if nrm @ (points[L.CHIN, :2] - left) < 0:
         nrm = -nrm
+    return left, width, ax, nrm
+
+
+def central_gap(points: np.ndarray) -> float:
+    """Gap between the inner lips over the middle third of the mouth, in mouth widths (0 when closed)."""
+    _, width, _, nrm = mouth_frame(points)
     mid = slice(3, 8)
     gap = (points[L.LIP_INNER_LOWER[mid], :2] - points[L.LIP_INNER_UPPER[mid], :2]) @ nrm
     return float(max(gap.max(), 0.0) / width)
@@ -86,13 +92,13 @@ class MouthPainter:
     def paint(self, out: np.ndarray, points: np.ndarray) -> None:
         """Paint the mouth's inside into out (in place) for target points (478 x 2, output pixels).
         Frames are expected in order: the strength follows the mouth at a bounded rate."""
-        gap = central_gap(points)
-        wanted = float(np.clip((gap - self.own_gap - GAP_START) / GAP_FULL, 0.0, 1.0))
+        lip_gap = central_gap(points)
+        wanted = float(np.clip((lip_gap - self.own_gap - GAP_START) / GAP_FULL, 0.0, 1.0))
         self.strength = float(np.clip(wanted, self.strength - FALL_PER_FRAME, self.strength + RISE_PER_FRAME))
         strength = self.strength
         if strength <= 0:
             return
-        teeth_share = float(np.clip((gap - TEETH_GAP) / TEETH_FADE, 0.0, 1.0))
+        teeth_share = float(np.clip((lip_gap - TEETH_GAP) / TEETH_FADE, 0.0, 1.0))
         poly = _polygon(points[:, :2])
         h, w = out.shape[:2]
         x0, y0 = np.maximum(np.floor(poly.min(0)).astype(int) - 2, 0)
@@ -100,12 +106,7 @@ class MouthPainter:
         if x1 - x0 < 2 or y1 - y0 < 2:
             return
         # Mouth frame: u along the corners (0..1), v across, towards the chin.
-        left, right = points[L.MOUTH_CORNERS[0], :2], points[L.MOUTH_CORNERS[1], :2]
-        width = max(np.linalg.norm(right - left), 1e-3)
-        ax = (right - left) / width
-        nrm = np.array([-ax[1], ax[0]])
-        if nrm @ (points[L.CHIN, :2] - left) < 0:
-            nrm = -nrm
+        left, width, ax, nrm = mouth_frame(points)
         yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
         qx, qy = xx - left[0], yy - left[1]
         u = (qx * ax[0] + qy * ax[1]) / width
