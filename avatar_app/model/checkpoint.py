@@ -19,6 +19,7 @@ from avatar_app.model.config import ModelConfig
 from avatar_app.model.discriminator import Discriminator
 from avatar_app.model.embedder import Embedder
 from avatar_app.model.generator import Generator
+from avatar_app.model.warp_generator import WarpGenerator
 
 CHECKPOINT_FORMAT = "avatar_app.checkpoint"
 CHECKPOINT_VERSION = 1
@@ -28,7 +29,7 @@ CHECKPOINT_VERSION = 1
 class Networks:
     config: ModelConfig
     embedder: Embedder
-    generator: Generator
+    generator: Generator | WarpGenerator
     discriminator: Discriminator
 
     @property
@@ -39,7 +40,8 @@ class Networks:
 def build_networks(config: ModelConfig, num_videos: int = 1, seed: int | None = 0) -> Networks:
     if seed is not None:
         torch.manual_seed(seed)
-    return Networks(config, Embedder(config), Generator(config), Discriminator(config, num_videos))
+    generator = WarpGenerator(config) if config.conditioning == "warp" else Generator(config)
+    return Networks(config, Embedder(config), generator, Discriminator(config, num_videos))
 
 
 def model_id(nets: Networks) -> str:

@@ -12,6 +12,7 @@ _LIMITS = {
     "encoder_blocks": (1, 10), "encoder_attention": (0, 1024), "gen_stem_stride": (1, 4), "gen_middle_blocks": (0, 8),
     "landmark_thickness": (1, 32),
 }
+CONDITIONINGS = ("landmarks", "warp")
 _LIST_LIMITS = {"gen_channels": (1, 1024, 6), "gen_attention_down": (1, 1024, 4), "gen_attention_up": (1, 1024, 4)}
 
 
@@ -37,11 +38,16 @@ class ModelConfig:
     gen_attention_down: tuple[int, ...] = (32,)
     gen_attention_up: tuple[int, ...] = (64,)
     landmark_thickness: int = 2  # polyline width at image_size
+    # What G is drawn from: "landmarks" (the paper's: the landmark image alone) or "warp" (the app's own mesh
+    # warp of the portrait plus the landmark image; G predicts a correction and a blend mask).
+    conditioning: str = "landmarks"
 
     def __post_init__(self) -> None:
         # Sizes come from files too (checkpoints, --config JSON): checked here, before any network is allocated.
         if not isinstance(self.name, str):
             raise ValueError(f"name must be text, got {self.name!r}"[:160])
+        if self.conditioning not in CONDITIONINGS:
+            raise ValueError(f"conditioning must be one of {', '.join(CONDITIONINGS)}, got {self.conditioning!r}"[:160])
         for name, (lo, hi) in _LIMITS.items():
             value = getattr(self, name)
             if not _whole(value, lo, hi):
@@ -75,18 +81,23 @@ class ModelConfig:
 CONFIGS = {
     # The paper's sizes: 256², 64 base channels up to 512, attention at 32² (down) and 64² (up).
     "paper": ModelConfig(name="paper"),
-    # Small enough for >= 25 FPS at 256² on a 2-core CPU through onnxruntime: a stride-2 stem, thin layers,
-    # one attention layer at the 32² bottleneck, two AdaIN blocks there.
+    # Warp-conditioned, small enough to train on a 2-core CPU and to run inside a frame there: G is a 128² U-Net
+    # (~1.5 GFLOP, avatar_app/model/warp_generator.py) that corrects the mesh renderer's warp; E and D are the
+    # paper's trunk at a quarter of its widths, with attention at 16².
     "realtime": ModelConfig(
         name="realtime",
-        base_channels=32,
-        max_channels=256,
-        encoder_attention=32,
-        gen_channels=(12, 24, 48),
-        gen_stem_stride=2,
-        gen_middle_blocks=2,
+        image_size=128,
+        embed_dim=256,
+        base_channels=16,
+        max_channels=128,
+        encoder_blocks=5,
+        encoder_attention=16,
+        gen_channels=(16, 32, 64, 128),
+        gen_middle_blocks=1,
         gen_attention_down=(),
         gen_attention_up=(),
+        landmark_thickness=1,
+        conditioning="warp",
     ),
 }
 

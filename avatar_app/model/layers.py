@@ -17,13 +17,14 @@ def sn_linear(cin: int, cout: int) -> nn.Module:
 
 
 def adain(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
-    """Adaptive instance norm: normalise each channel of each image, then scale by gamma and shift by beta.
+    """Adaptive instance norm: normalise each channel of each image, then scale by 1 + gamma and shift by beta.
 
-    x: (B, C, H, W); gamma, beta: (B, C).
+    x: (B, C, H, W); gamma, beta: (B, C). The scale is 1 + gamma, not gamma: ψ = P·ê starts centred on 0, and a
+    raw gamma would make the output's contrast proportional to |ê|, so a shrinking ê (the embedding-match term
+    pulls it towards D's small rows) flattened every face to grey.
     """
-    mean = x.mean(dim=(2, 3), keepdim=True)
-    var = x.var(dim=(2, 3), keepdim=True, unbiased=False)
-    return (x - mean) / torch.sqrt(var + eps) * gamma[:, :, None, None] + beta[:, :, None, None]
+    # F.instance_norm exports as one ONNX InstanceNormalization (a fused kernel in onnxruntime).
+    return F.instance_norm(x, eps=eps) * (1 + gamma[:, :, None, None]) + beta[:, :, None, None]
 
 
 class SelfAttention(nn.Module):

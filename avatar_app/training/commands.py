@@ -14,7 +14,8 @@ from avatar_app.errors import AvatarAppError
 _TRAIN_FLAGS = {  # option -> TrainingConfig field; left out (None) means the default, or the resumed run's own
     "steps": "steps", "batch_size": "batch_size", "shots": "shots", "seed": "seed",
     "checkpoint_every": "checkpoint_every", "sample_every": "sample_every", "log_every": "log_every",
-    "loader_workers": "loader_workers",
+    "loader_workers": "loader_workers", "lr_generator": "lr_generator", "lr_discriminator": "lr_discriminator",
+    "match_ramp_steps": "match_ramp_steps", "ssim_weight": "ssim_weight", "mouth_weight": "mouth_weight",
 }
 
 
@@ -39,6 +40,9 @@ def register(sub) -> None:
     p.add_argument("--min-frames", type=int, default=16, help="skip clips with fewer usable frames (default 16)")
     p.add_argument("--max-frames", type=int, default=0,
                    help="keep at most this many frames per clip, evenly spaced (default 0: all)")
+    p.add_argument("--warp-sources", type=int, default=4,
+                   help="frames per clip that the mesh renderer warps to every other frame, the input of the "
+                   "warp-conditioned (realtime) generator (default 4; 0: none, for the paper configuration)")
     p.set_defaults(handler=run_prepare)
 
     t = sub.add_parser("train", help="meta-learn the neural model from prepared data (one GPU, or many with torchrun)",
@@ -65,6 +69,15 @@ def register(sub) -> None:
     t.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: CUDA when present")
     t.add_argument("--loader-workers", type=int, default=None, help="data loading processes (default 0 on CPU, 4 on CUDA)")
     t.add_argument("--no-amp", action="store_true", help="full precision on CUDA too")
+    t.add_argument("--hold-out", nargs="+", default=None, metavar="CLIP",
+                   help="clip ids (or patterns like 'train_0*') kept out of training, for validation")
+    t.add_argument("--lr-generator", type=float, default=None, help="E and G's learning rate (default 5e-5, the paper's)")
+    t.add_argument("--lr-discriminator", type=float, default=None, help="D's learning rate (default 2e-4, the paper's)")
+    t.add_argument("--match-ramp-steps", type=int, default=None,
+                   help="steps over which the embedding-match weight rises from 0 to 80 (default 2000)")
+    t.add_argument("--ssim-weight", type=float, default=None, help="weight of 1 - SSIM in the content loss (default 0)")
+    t.add_argument("--mouth-weight", type=float, default=None,
+                   help="extra pixel L1 weight inside the target's mouth, for the warp-conditioned G (default 0)")
     t.set_defaults(handler=run_train)
 
     f = sub.add_parser("finetune", help="fine-tune a trained model on a few images of one person -> model + avatar",
@@ -112,7 +125,8 @@ def run_prepare(args: argparse.Namespace) -> int:
     from avatar_app.training.config import PrepareConfig
     from avatar_app.training.prepare import prepare_data
 
-    config = PrepareConfig(size=args.size, image_format=args.format, min_frames=args.min_frames, max_frames=args.max_frames)
+    config = PrepareConfig(size=args.size, image_format=args.format, min_frames=args.min_frames, max_frames=args.max_frames,
+                            warp_sources=args.warp_sources)
     report = prepare_data(args.videos, args.out, config, workers=args.workers)
     reused = sum(c.reused for c in report.prepared + report.skipped)
     print(f"{args.out}: {len(report.prepared)} clips prepared ({report.frames} frames at {config.size}x{config.size}), "
@@ -133,6 +147,8 @@ def run_train(args: argparse.Namespace) -> int:
     given = {field: getattr(args, opt) for opt, field in _TRAIN_FLAGS.items() if getattr(args, opt) is not None}
     if args.no_amp:
         given["amp"] = False
+    if args.hold_out is not None:
+        given["hold_out"] = tuple(args.hold_out)
     config = TrainingConfig(**given)
     model = model_config(args.config)
     ctx = distributed.start(args.device)

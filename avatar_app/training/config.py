@@ -13,6 +13,7 @@ class PrepareConfig:
     image_format: str = "jpg"  # "jpg" (quality 95) or "png"
     min_frames: int = 16  # clips with fewer usable frames are skipped (an episode needs K + 1)
     max_frames: int = 0  # keep at most this many frames per clip, evenly spaced (0: all)
+    warp_sources: int = 4  # frames per clip warped to every other frame (the warp-conditioned G's input; 0: none)
 
     def __post_init__(self) -> None:
         if not 32 <= self.size <= 1024:
@@ -21,6 +22,8 @@ class PrepareConfig:
             raise ValueError(f"frame format must be jpg or png, got {self.image_format!r}")
         if self.min_frames < 2:
             raise ValueError(f"--min-frames must be at least 2, got {self.min_frames}")
+        if not 0 <= self.warp_sources <= 64:
+            raise ValueError(f"--warp-sources must be from 0 to 64, got {self.warp_sources}")
         if self.max_frames and self.max_frames < self.min_frames:
             raise ValueError(f"--max-frames ({self.max_frames}) must be 0 or at least --min-frames ({self.min_frames})")
 
@@ -47,6 +50,13 @@ class TrainingConfig:
     l1_weight: float = 10.0  # pixel L1, the content loss when no perceptual weights are given
     feature_matching_weight: float = 10.0
     match_weight: float = 80.0
+    # The match term is ramped from 0 to match_weight over this many steps: at initialisation E gives nearly the
+    # same ê for every face, so the only way to pull all of them towards D's rows is to shrink ê, and at full
+    # weight that gradient is ~10x the content one (ê collapsed towards 0 in 20 steps).
+    match_ramp_steps: int = 2000
+    ssim_weight: float = 0.0  # 1 - SSIM (pytorch-msssim) added to the content loss
+    mouth_weight: float = 0.0  # extra pixel L1 inside the target's mouth (warp-conditioned G)
+    hold_out: tuple[str, ...] = ()  # clip ids (or fnmatch patterns) kept out of training, for validation
     checkpoint_every: int = 1000
     sample_every: int = 500
     log_every: int = 10
@@ -57,6 +67,9 @@ class TrainingConfig:
     RESUMABLE_CHANGES = ("steps", "checkpoint_every", "sample_every", "log_every", "loader_workers")
 
     def __post_init__(self) -> None:
+        for name in ("match_ramp_steps",):
+            if getattr(self, name) < 0:
+                raise ValueError(f"--{name.replace('_', '-')} must be 0 or more, got {getattr(self, name)}")
         for name in ("steps", "batch_size", "shots", "checkpoint_every", "sample_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
@@ -64,12 +77,19 @@ class TrainingConfig:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["betas"] = list(self.betas)
+        d["hold_out"] = list(self.hold_out)
         return d
+
+    def match_weight_at(self, step: int) -> float:
+        """The match term's weight at ``step`` (counted from 1): ramped up linearly, then match_weight."""
+        if self.match_ramp_steps == 0:
+            return self.match_weight
+        return self.match_weight * min(1.0, step / self.match_ramp_steps)
 
     @classmethod
     def from_dict(cls, data: dict) -> TrainingConfig:
         known = {f.name for f in fields(cls)}
-        return cls(**{k: tuple(v) if k == "betas" else v for k, v in data.items() if k in known})
+        return cls(**{k: tuple(v) if k in ("betas", "hold_out") else v for k, v in data.items() if k in known})
 
 
 @dataclass(frozen=True)

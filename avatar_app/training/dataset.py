@@ -31,6 +31,7 @@ class Clip:
     video: int  # row of the discriminator's W
     frames: int
     directory: Path
+    warps: tuple[int, ...] = ()  # frames warped to every frame by prepare-data (the warp-conditioned G's input)
 
 
 @dataclass(frozen=True)
@@ -60,18 +61,19 @@ def read_index(root: str | Path) -> TrainingData:
         raise InputFileError(
             f"{path}: index version {shown(index.get('version'))}, this app reads {INDEX_VERSION} - {_PREPARE}")
     try:
-        entries = [(str(c["id"]), str(c["video"]), int(c["frames"])) for c in index["clips"]]
+        entries = [(str(c["id"]), str(c["video"]), int(c["frames"]), tuple(int(w) for w in c.get("warps", ())))
+                   for c in index["clips"]]
         size, fmt = int(index["size"]), str(index["image_format"])
     except (KeyError, TypeError, ValueError, OverflowError):  # OverflowError: int(Infinity)
         raise InputFileError(f"{path}: index is missing fields - {_PREPARE}") from None
     # Clip ids name folders under clips/ (VoxCeleb2's 'id/video/clip'): an edited index must not point elsewhere.
-    if size < 1 or any(not _inside(cid) or n < 1 for cid, _, n in entries):
+    if size < 1 or any(not _inside(cid) or n < 1 or any(not 0 <= w < n for w in ws) for cid, _, n, ws in entries):
         raise InputFileError(f"{path}: index has malformed clips or size - {_PREPARE}")
     if not entries:
         raise InputFileError(f"{root}: the index lists no clips (see report.json for why each was skipped)")
-    videos = sorted({v for _, v, _ in entries})
+    videos = sorted({v for _, v, _, _ in entries})
     row = {v: i for i, v in enumerate(videos)}
-    clips = [Clip(cid, row[v], n, root / "clips" / cid) for cid, v, n in entries]
+    clips = [Clip(cid, row[v], n, root / "clips" / cid, ws) for cid, v, n, ws in entries]
     missing = [c for c in clips if not (c.directory / "landmarks.npy").is_file()]
     if missing:
         more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
@@ -89,13 +91,20 @@ class EpisodeDataset(Dataset):
     """Item (clip number, episode seed) -> one episode as tensors at the model's image size.
 
     frames (K, 3, S, S) RGB in [-1, 1]; landmarks (K, 3, S, S) in [0, 1]; target, target_landmarks (3, S, S);
-    video (W's row); unreadable (frames that could not be read and were replaced by others of the clip);
+    with ``warps``, also warp (3, S, S): the mesh renderer's warp of frames[0] to the target's landmarks (the
+    warp-conditioned G's input); mouth (1, S, S): the target's mouth, inside the outer lip line (the content
+    loss weighs it more: it is where a warp is most wrong); video (W's row); unreadable (frames that could not be read and were replaced by others of the clip);
     problem ("" or one line when the clip itself cannot be used - raised by the training loop, so the message
     reaches the user whole even from a loader worker).
     """
 
-    def __init__(self, data: TrainingData, image_size: int, shots: int, thickness: int):
-        self.data, self.size, self.shots, self.thickness = data, image_size, shots, thickness
+    def __init__(self, data: TrainingData, image_size: int, shots: int, thickness: int, warps: bool = False):
+        self.data, self.size, self.shots, self.thickness, self.warps = data, image_size, shots, thickness, warps
+        if warps:
+            bare = [c for c in data.clips if not c.warps]
+            if bare:
+                raise InputFileError(f"{bare[0].directory}: the clip has no warps, which the warp-conditioned "
+                                     f"generator needs - {_PREPARE} (with --warp-sources above 0)")
 
     def __len__(self) -> int:
         return len(self.data.clips)
@@ -110,6 +119,8 @@ class EpisodeDataset(Dataset):
             "target": torch.zeros(3, s, s), "target_landmarks": torch.zeros(3, s, s),
             "video": torch.tensor(clip.video), "unreadable": torch.tensor(0), "problem": "",
         }
+        if self.warps:
+            item.update(warp=torch.zeros(3, s, s), mouth=torch.zeros(1, s, s))
         try:
             points = np.load(clip.directory / "landmarks.npy", allow_pickle=False, mmap_mode="r")
         except (OSError, ValueError) as err:
@@ -118,9 +129,14 @@ class EpisodeDataset(Dataset):
         n = len(points)
         # K distinct sources and a target that is none of them (sources repeat only in clips shorter than K + 1).
         order = rng.permutation(n)
+        if self.warps and n > 1:  # the first source is one of the warped frames, the target any other
+            first = int(clip.warps[rng.integers(len(clip.warps))])
+            rest = order[order != first]
+            order = np.concatenate([rest[:1], [first], rest[1:]])
         target_at, sources = order[0], order[1:]
         if len(sources) < k:
-            sources = rng.choice(sources if len(sources) else order, size=k, replace=True)
+            pool = sources if len(sources) else order
+            sources = np.concatenate([pool[:1], rng.choice(pool, size=k - 1, replace=True)])
         chosen = [int(target_at)] + [int(i) for i in sources[:k]]
         spares = [int(i) for i in order[k + 1:]]
         images, marks, unreadable = [], [], 0
@@ -135,20 +151,39 @@ class EpisodeDataset(Dataset):
                 image = self._read(clip, frame_no)
             images.append(image)
             marks.append(draw_landmarks(points[frame_no], (0.0, 0.0, float(self.data.size)), s, self.thickness))
+        if self.warps:
+            warp = self._read(clip, chosen[0], source=chosen[1])
+            if warp is None:
+                item["problem"] = f"{clip.directory}: warp {chosen[1]}->{chosen[0]} is unreadable - {_PREPARE}"
+                return item
+            item["warp"] = torch.from_numpy(warp).permute(2, 0, 1).float() / 127.5 - 1.0
+            item["mouth"] = torch.from_numpy(mouth_mask(points[chosen[0]], float(self.data.size), s))[None]
         rgb = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
         lms = torch.from_numpy(np.stack(marks)).permute(0, 3, 1, 2).contiguous()
         item.update(frames=rgb[1:], landmarks=lms[1:], target=rgb[0], target_landmarks=lms[0],
                     unreadable=torch.tensor(unreadable))
         return item
 
-    def _read(self, clip: Clip, frame_no: int) -> np.ndarray | None:
-        """A frame as RGB uint8 at the model's size, or None when the file is missing or damaged."""
-        image = cv2.imread(str(clip.directory / "frames" / f"{frame_no:05d}.{self.data.image_format}"), cv2.IMREAD_COLOR)
+    def _read(self, clip: Clip, frame_no: int, source: int | None = None) -> np.ndarray | None:
+        """A frame (or, from ``source``, its warp to that frame) as RGB uint8 at the model's size, or None when
+        the file is missing or damaged."""
+        folder = clip.directory / ("frames" if source is None else f"warps/{source:05d}")
+        image = cv2.imread(str(folder / f"{frame_no:05d}.{self.data.image_format}"), cv2.IMREAD_COLOR)
         if image is None:
             return None
         if image.shape[0] != self.size:
             image = cv2.resize(image, (self.size, self.size), interpolation=cv2.INTER_AREA)
         return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def mouth_mask(points: np.ndarray, crop_side: float, size: int) -> np.ndarray:
+    """(size, size) float32: 1 inside the outer lip line of 478 landmarks given in a crop of ``crop_side`` pixels."""
+    from avatar_app.landmarks import to_dlib68
+
+    lips = to_dlib68(np.asarray(points, np.float64))[48:60, :2] * (size / crop_side)
+    mask = np.zeros((size, size), np.uint8)
+    cv2.fillPoly(mask, [np.round(lips * 16).astype(np.int32)], 1, cv2.LINE_AA, 4)
+    return mask.astype(np.float32)
 
 
 class EpisodePlan:

@@ -57,17 +57,22 @@ class TrainResult:
 
 
 class MetaLearner(nn.Module):
-    """E and G as one module (one DDP wrapper): K frames per episode and the target's landmarks -> output, e_hat."""
+    """E and G as one module (one DDP wrapper): K frames per episode and the target's landmarks (and, for the
+    warp-conditioned G, the warp of the first frame to them) -> output, e_hat."""
 
     def __init__(self, embedder: nn.Module, generator: nn.Module):
         super().__init__()
         self.embedder, self.generator = embedder, generator
 
-    def forward(self, frames: torch.Tensor, landmarks: torch.Tensor, target_landmarks: torch.Tensor):
+    def forward(self, frames: torch.Tensor, landmarks: torch.Tensor, target_landmarks: torch.Tensor,
+                warp: torch.Tensor | None = None):
         b, k = frames.shape[:2]
         e = self.embedder(frames.flatten(0, 1), landmarks.flatten(0, 1)).view(b, k, -1)  # (B, K, E)
         e_hat = e.mean(dim=1)  # (B, E)
-        return self.generator(target_landmarks, self.generator.project(e_hat)), e_hat  # (B, 3, S, S), (B, E)
+        psi = self.generator.project(e_hat)
+        if warp is None:
+            return self.generator(target_landmarks, psi), e_hat  # (B, 3, S, S), (B, E)
+        return self.generator(warp, target_landmarks, psi)[0], e_hat
 
 
 def rng_state() -> dict:
@@ -131,6 +136,11 @@ def train(data_dir: str | Path, run_dir: str | Path, config: TrainingConfig, mod
     explicit = set(explicit if explicit is not None else [f.name for f in dataclasses.fields(TrainingConfig)])
     ckpt_path = _check_run_dir(run_dir, resume)
     data = read_index(data_dir)
+    if resume:  # the run's own hold-out, before the data is compared with the run's
+        saved = (read_checkpoint_settings(ckpt_path).get("training") or {}).get("hold_out")
+        data = hold_out(data, tuple(saved) if saved is not None else config.hold_out)
+    else:
+        data = hold_out(data, config.hold_out)
 
     raw: dict = {}
     if resume:
@@ -162,7 +172,7 @@ def train(data_dir: str | Path, run_dir: str | Path, config: TrainingConfig, mod
     device = ctx.device
     content_loss = ContentLoss(
         load_perceptual(VGG19, vgg19) if vgg19 else None, load_perceptual(VGGFACE, vggface) if vggface else None,
-        config.vgg19_weight, config.vggface_weight, config.l1_weight).to(device)
+        config.vgg19_weight, config.vggface_weight, config.l1_weight, config.ssim_weight, config.mouth_weight).to(device)
     if not content_loss.perceptual and ctx.is_main:
         warnings.warn("no --vgg19-weights / --vggface-weights: the content loss is pixel L1 (with feature matching) "
                       "instead of the paper's perceptual loss; faces come out blurrier", stacklevel=2)
@@ -192,7 +202,8 @@ def train(data_dir: str | Path, run_dir: str | Path, config: TrainingConfig, mod
             return contextlib.nullcontext()
         return torch.autocast(device_type="cuda", dtype=amp_dtype)
 
-    dataset = EpisodeDataset(data, nets.config.image_size, config.shots, nets.config.landmark_thickness)
+    warped = nets.config.conditioning == "warp"
+    dataset = EpisodeDataset(data, nets.config.image_size, config.shots, nets.config.landmark_thickness, warps=warped)
     plan = EpisodePlan(dataset, config.batch_size, ctx.rank, ctx.world_size, config.seed, start_step + 1, config.steps)
     workers = config.loader_workers if config.loader_workers >= 0 else (4 if device.type == "cuda" else 0)
     loader = DataLoader(dataset, batch_sampler=plan, num_workers=workers, pin_memory=device.type == "cuda",
@@ -243,16 +254,17 @@ def train(data_dir: str | Path, run_dir: str | Path, config: TrainingConfig, mod
             # E and G: one step on the generator's losses; D judges but does not learn here.
             disc.requires_grad_(False)
             with autocast():
-                fake, e_hat = eg_run(b["frames"], b["landmarks"], b["target_landmarks"])
+                fake, e_hat = eg_run(b["frames"], b["landmarks"], b["target_landmarks"], b.get("warp"))
                 fake_score, fake_features = disc(fake, b["target_landmarks"], b["video"])
                 with torch.no_grad():
                     _, real_features = disc(b["target"], b["target_landmarks"], b["video"])
-                content, parts = content_loss(fake, b["target"])
+                content, parts = content_loss(fake, b["target"], b.get("mouth"))
             fake, content = fake.float(), content.float()
             adversarial = generator_adversarial(fake_score.float())
             fm = feature_matching([f.float() for f in fake_features], [f.float() for f in real_features])
             match = embedding_match(e_hat.float(), disc.W(b["video"]).detach())
-            loss_g = content + adversarial + config.feature_matching_weight * fm + config.match_weight * match
+            match_weight = config.match_weight_at(step + 1)
+            loss_g = content + adversarial + config.feature_matching_weight * fm + match_weight * match
             opt_g.zero_grad(set_to_none=True)
             scalers["generator"].scale(loss_g).backward()
             scalers["generator"].step(opt_g)
@@ -265,7 +277,7 @@ def train(data_dir: str | Path, run_dir: str | Path, config: TrainingConfig, mod
                                   torch.cat([b["target_landmarks"]] * 2), torch.cat([b["video"]] * 2))
             real_score, fake_score_d = scores.float().chunk(2)
             loss_d = discriminator_hinge(real_score, fake_score_d) + \
-                config.match_weight * embedding_match(disc.W(b["video"]), e_hat.detach().float())
+                match_weight * embedding_match(disc.W(b["video"]), e_hat.detach().float())
             opt_d.zero_grad(set_to_none=True)
             scalers["discriminator"].scale(loss_d).backward()
             scalers["discriminator"].step(opt_d)
@@ -282,10 +294,11 @@ def train(data_dir: str | Path, run_dir: str | Path, config: TrainingConfig, mod
                        **{f"content_{k}": v.item() for k, v in parts.items()},
                        "adversarial": adversarial.item(), "feature_matching": fm.item(), "match": match.item(),
                        "real_score": real_score.mean().item(), "fake_score": fake_score_d.mean().item(),
+                       "e_hat_norm": e_hat.detach().norm(dim=1).mean().item(),
                        "seconds": seconds, "unreadable": float(unreadable)}
             monitor.step(step, scalars, log)
             if step % config.sample_every == 0 or step == config.steps:
-                monitor.samples(step, b["target_landmarks"], b["target"], fake)
+                monitor.samples(step, b["target_landmarks"], b["target"], fake, warp=b.get("warp"))
             if step % config.checkpoint_every == 0 or step == config.steps:
                 save()
     except KeyboardInterrupt:
@@ -301,8 +314,37 @@ def train(data_dir: str | Path, run_dir: str | Path, config: TrainingConfig, mod
     return TrainResult(step, ckpt_path, float(np.mean(warm)) if warm else 0.0, unreadable, content_loss.perceptual)
 
 
+def read_checkpoint_settings(path: Path) -> dict:
+    from avatar_app.model.checkpoint import read_weights_file
+
+    try:
+        raw = read_weights_file(path)
+    except ValueError as err:
+        raise InputFileError(f"{path}: not a usable checkpoint ({err}) - give a .pt file written by avatar-app") from None
+    return raw if isinstance(raw, dict) else {}
+
+
+def hold_out(data, patterns: tuple[str, ...]):
+    """The data without the clips that ``patterns`` (clip ids or fnmatch patterns) name; each must name one."""
+    import fnmatch
+
+    if not patterns:
+        return data
+    for p in patterns:
+        if not any(fnmatch.fnmatchcase(c.id, p) for c in data.clips):
+            raise InputFileError(f"{data.root}: --hold-out {p} names no clip of this data - see its index.json")
+    kept = [c for c in data.clips if not any(fnmatch.fnmatchcase(c.id, p) for p in patterns)]
+    if not kept:
+        raise InputFileError(f"{data.root}: --hold-out leaves no clip to train on")
+    videos = sorted({data.videos[c.video] for c in kept})
+    row = {v: i for i, v in enumerate(videos)}
+    clips = [dataclasses.replace(c, video=row[data.videos[c.video]]) for c in kept]
+    return dataclasses.replace(data, clips=clips, videos=videos)
+
+
 def _write_run_info(run_dir: Path, model: ModelConfig, config: TrainingConfig, data, ctx) -> None:
     info = {"model": model.to_dict(), "training": config.to_dict(), "data": str(data.root), "clips": len(data.clips),
+            "clip_ids": [c.id for c in data.clips],
             "videos": len(data.videos), "processes": ctx.world_size, "device": str(ctx.device)}
     with atomic_path(run_dir / "run.json") as tmp:
         tmp.write_text(json.dumps(info, indent=1))

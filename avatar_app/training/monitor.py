@@ -70,13 +70,14 @@ class Monitor:
         with open(path, "a", newline="") as f:
             csv.writer(f).writerow([step, *(f"{scalars.get(k, float('nan')):.6g}" for k in self.columns[1:])])
 
-    def samples(self, step: int, landmarks: torch.Tensor, target: torch.Tensor, output: torch.Tensor) -> Path | None:
+    def samples(self, step: int, landmarks: torch.Tensor, target: torch.Tensor, output: torch.Tensor,
+                warp: torch.Tensor | None = None) -> Path | None:
         if not self.enabled:
             return None
         from avatar_app.images import save_image_atomic
 
         path = self.run_dir / "samples" / f"step_{step:07d}.png"
-        save_image_atomic(path, sample_grid(landmarks, target, output))
+        save_image_atomic(path, sample_grid(landmarks, target, output, warp=warp))
         return path
 
     def plot(self) -> Path | None:
@@ -91,8 +92,9 @@ class Monitor:
             self.writer.close()
 
 
-def sample_grid(landmarks: torch.Tensor, target: torch.Tensor, output: torch.Tensor, rows: int = 4) -> np.ndarray:
-    """BGR uint8: one row per episode, landmark image | target | output."""
+def sample_grid(landmarks: torch.Tensor, target: torch.Tensor, output: torch.Tensor, rows: int = 4,
+                warp: torch.Tensor | None = None) -> np.ndarray:
+    """BGR uint8: one row per episode, landmark image | (the warp G corrects |) target | output."""
     def to_u8(x: torch.Tensor, signed: bool) -> np.ndarray:
         x = x.detach().float().cpu()
         x = (x + 1) / 2 if signed else x
@@ -100,7 +102,8 @@ def sample_grid(landmarks: torch.Tensor, target: torch.Tensor, output: torch.Ten
 
     n = min(rows, len(target))
     lm, tg, out = to_u8(landmarks[:n], False), to_u8(target[:n], True), to_u8(output[:n], True)
-    grid = np.concatenate([np.concatenate([lm[i], tg[i], out[i]], axis=1) for i in range(n)], axis=0)
+    columns = [lm] + ([to_u8(warp[:n], True)] if warp is not None else []) + [tg, out]
+    grid = np.concatenate([np.concatenate([c[i] for c in columns], axis=1) for i in range(n)], axis=0)
     return np.ascontiguousarray(grid[:, :, ::-1])
 
 

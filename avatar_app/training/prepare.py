@@ -8,6 +8,9 @@ What DATA_DIR holds:
   clips/<id>/frames/00000.jpg ...  the crop at size x size (RGB JPEG or PNG)
   clips/<id>/landmarks.npy         (N, 478, 3) float32 MediaPipe points in crop pixels (z on x's scale)
   clips/<id>/skipped.json          instead, for a clip that was skipped (so a re-run does not try it again)
+  clips/<id>/warps/<s>/00000.jpg   the app's mesh warp of source frame s to every frame's landmarks (the input
+  clips/<id>/warps.json            of the warp-conditioned generator), for --warp-sources frames spread over
+                                   the clip; warps.json, written last, lists them
 Clip ids mirror the videos' paths; clips two or more folders deep (VoxCeleb2's id/video/clip.mp4) share their
 folder's row of the discriminator's per-video matrix W, other clips have a row each.
 
@@ -33,12 +36,13 @@ from avatar_app.landmark_image import crop_box
 from avatar_app.training.config import PrepareConfig
 
 INDEX_FORMAT = "avatar_app.training_data"
-INDEX_VERSION = 1
+INDEX_VERSION = 2  # 2: clips list their warp sources
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
 # The face crop the networks see, as a multiple of the landmarks' larger extent: the exporter's, so a model
 # trained here sees faces framed as the app frames them (avatar_app.model.export.CROP_SCALE, not imported
 # because that module needs torch).
 CROP_SCALE = 1.8
+WARP_RENDERER = "mesh-2"  # bumped when the mesh renderer changes what it draws, so warps are made again
 
 
 @dataclass
@@ -50,6 +54,7 @@ class ClipResult:
     frames: int = 0
     reason: str = ""
     reused: bool = False  # found finished by an earlier run
+    warps: list[int] = field(default_factory=list)  # frames whose warps to every frame were rendered
 
 
 @dataclass
@@ -118,7 +123,8 @@ def _source_stamp(path: Path) -> dict:
 
 
 def _settings_stamp(config: PrepareConfig) -> dict:
-    return {**config.to_dict(), "crop_scale": CROP_SCALE}
+    settings = {k: v for k, v in config.to_dict().items() if k != "warp_sources"}  # warps have their own stamp
+    return {**settings, "crop_scale": CROP_SCALE}
 
 
 def _finished(clip_dir: Path, source: Path, config: PrepareConfig) -> ClipResult | None:
@@ -226,6 +232,58 @@ def prepare_clip(source: str, root: str, out: str, clip_id: str, video: str, con
     return result
 
 
+def warp_sources(frames: int, count: int) -> list[int]:
+    """``count`` source frames spread evenly over a clip (its first among them)."""
+    return sorted({int(round(i * (frames - 1) / max(count, 1))) for i in range(count)}) if count else []
+
+
+def _warps_finished(clip_dir: Path, config: PrepareConfig) -> list[int] | None:
+    try:
+        meta = json.loads((clip_dir / "warps.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if meta.get("settings") != {"warp_sources": config.warp_sources, "renderer": WARP_RENDERER}:
+        return None
+    return [int(s) for s in meta["sources"]]
+
+
+def render_warps(clip_dir: str, config: PrepareConfig) -> list[int]:
+    """The mesh renderer's warp of each source frame to every frame of the clip, as the app draws it: an avatar
+    made from the source crop and its landmarks, rendered at the crop's size with the frame's landmarks."""
+    from avatar_app.avatar import Avatar
+    from avatar_app.render.base import RenderSettings
+    from avatar_app.render.mesh import MeshRenderer
+    from avatar_app.render.mesh_layout import build_mesh
+
+    clip_dir = Path(clip_dir)
+    done = _warps_finished(clip_dir, config)
+    if done is not None:
+        return done
+    meta = json.loads((clip_dir / "clip.json").read_text())
+    points = np.load(clip_dir / "landmarks.npy", allow_pickle=False)
+    ext = "." + meta["image_format"]
+    params = [cv2.IMWRITE_JPEG_QUALITY, 95] if ext == ".jpg" else [cv2.IMWRITE_PNG_COMPRESSION, 3]
+    sources = warp_sources(len(points), config.warp_sources)
+    shutil.rmtree(clip_dir / "warps", ignore_errors=True)
+    renderer = MeshRenderer()
+    for s in sources:
+        image = cv2.imread(str(clip_dir / "frames" / f"{s:05d}{ext}"), cv2.IMREAD_COLOR)
+        if image is None:
+            raise OutputPathError(f"{clip_dir}: frame {s} is unreadable - delete the clip's folder and prepare again")
+        h, w = image.shape[:2]
+        avatar = Avatar(name=f"{clip_dir.name}:{s}", image=image, landmarks=points[s], mesh=build_mesh(points[s], (w, h)))
+        renderer.prepare(avatar, RenderSettings(size=max(w, h)))
+        folder = clip_dir / "warps" / f"{s:05d}"
+        folder.mkdir(parents=True)
+        for t in range(len(points)):
+            if not cv2.imwrite(str(folder / f"{t:05d}{ext}"), renderer.render(points[t]), params):
+                raise OutputPathError(f"{folder}: cannot write warps (disk full or no permission?)")
+    with atomic_path(clip_dir / "warps.json") as tmp:
+        tmp.write_text(json.dumps({"sources": sources, "settings": {"warp_sources": config.warp_sources,
+                                                                    "renderer": WARP_RENDERER}}, indent=1))
+    return sources
+
+
 def write_index(out: Path, config: PrepareConfig, report: PrepareReport) -> Path:
     clips = sorted(report.prepared, key=lambda c: c.id)
     index = {
@@ -235,7 +293,9 @@ def write_index(out: Path, config: PrepareConfig, report: PrepareReport) -> Path
         "image_format": config.image_format,
         "crop_scale": CROP_SCALE,
         "landmarks": "mediapipe-478, crop pixels (N x 478 x 3 float32, z on x's scale)",
-        "clips": [{"id": c.id, "video": c.video, "frames": c.frames, "source": c.source} for c in clips],
+        "warp_sources": config.warp_sources,
+        "clips": [{"id": c.id, "video": c.video, "frames": c.frames, "source": c.source, "warps": c.warps}
+                  for c in clips],
     }
     summary = {
         "prepared": [{"id": c.id, "source": c.source, "frames": c.frames} for c in clips],
@@ -249,6 +309,27 @@ def write_index(out: Path, config: PrepareConfig, report: PrepareReport) -> Path
     except OSError as err:
         raise OutputPathError(f"{out}: cannot write the index ({err.strerror or err}) - free some space and run again") from None
     return out / "index.json"
+
+
+def _run_all(fn, jobs: list[tuple], workers: int, bar) -> list:
+    """fn(*job) for every job, in order; in `workers` processes when more than one."""
+    if workers == 1 or len(jobs) <= 1:
+        out = []
+        for job in jobs:
+            out.append(fn(*job))
+            bar.update()
+        return out
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        futures = [pool.submit(fn, *job) for job in jobs]
+        try:
+            out = []
+            for f in futures:
+                out.append(f.result())
+                bar.update()
+            return out
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
 
 
 def prepare_data(videos_dir: str | Path, out: str | Path, config: PrepareConfig = PrepareConfig(),
@@ -302,6 +383,13 @@ def prepare_data(videos_dir: str | Path, out: str | Path, config: PrepareConfig 
                 except BaseException:
                     pool.shutdown(wait=False, cancel_futures=True)
                     raise
+        bar.close()
+        if config.warp_sources:
+            bar = tqdm(total=len(report.prepared), desc="warping", unit="clip", disable=not progress, dynamic_ncols=True)
+            jobs = [(str(out / "clips" / c.id), config) for c in report.prepared]
+            results = _run_all(render_warps, jobs, workers, bar)
+            for c, sources in zip(report.prepared, results):
+                c.warps = sources
     except OSError as err:
         raise OutputPathError(f"{out}: cannot write the clips ({err.strerror or err}) - free some space and run again; "
                               "finished clips are kept") from None
