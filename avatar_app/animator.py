@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from avatar_app.avatar import Avatar
+from avatar_app.avatar import Avatar, keep_identity
 from avatar_app.render.base import Renderer, RenderSettings, create_renderer
 from avatar_app.retarget import FaceLossEasing, Retargeter, RetargetSettings
 
@@ -23,6 +23,8 @@ class Animator:
         self.avatar = avatar
         self.renderer = renderer or create_renderer(render)
         self.renderer.prepare(avatar, render)
+        if getattr(self.renderer, "identity_made", False):  # first use with this model: keep ê and ψ
+            keep_identity(avatar)
         self.retargeter = Retargeter(avatar.landmarks, retarget)
         self.easing = FaceLossEasing(avatar.landmarks)
         self._calibrate_next = False

@@ -55,7 +55,8 @@ class Avatar:
     landmarks: np.ndarray  # 478 x 3 float32, portrait pixels
     mesh: MeshLayout
     faces_found: int = 1
-    neural: NeuralIdentity | None = None  # ê and ψ for one exported model (avatar create --model)
+    neural: NeuralIdentity | None = None  # ê and ψ for one exported model (made on first use with it)
+    file: Path | None = None  # the .avatar file it was read from (where a new ê and ψ are kept)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -74,6 +75,19 @@ def create_avatar(image: np.ndarray, name: str) -> Avatar:
     h, w = image.shape[:2]
     points = face.points.astype(np.float32)
     return Avatar(name=name, image=image, landmarks=points, mesh=build_mesh(points, (w, h)), faces_found=face.faces_found)
+
+
+def keep_identity(avatar: Avatar) -> Path | None:
+    """Write an avatar's new ê and ψ back into the .avatar file it came from (None: it came from a picture,
+    whose identity lives for this run only). A file that cannot be written costs only the recomputation next
+    time, so that is a warning, not an error."""
+    if avatar.file is None:
+        return None
+    try:
+        return save_avatar(avatar, avatar.file)
+    except OutputPathError as err:
+        warnings.warn(f"{err} - its neural identity is made again next time", stacklevel=2)
+        return None
 
 
 def is_avatar_file(path: str | Path) -> bool:
@@ -233,6 +247,7 @@ def load_avatar(path: str | Path) -> Avatar:
         mesh=mesh,
         faces_found=int(manifest.get("faces_found", 1)) if isinstance(manifest.get("faces_found", 1), int) else 1,
         neural=neural,
+        file=path,
     )
 
 

@@ -6,11 +6,15 @@ core path is testable on a fresh clone without ../shared.
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from avatar_app.model.config import ModelConfig as _ModelConfig
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
@@ -96,3 +100,50 @@ def generated_driver(tmp_path_factory, girl_avatar) -> Path:
         for t in targets:
             sink.write(renderer.render(t))
     return path
+
+
+# -- training data and a tiny network configuration (tests/test_training.py, tests/test_learning.py) -----------
+# At 64 x 64 each step takes well under a second on a CPU; the data is the painted clip above beside a clip with
+# no face in it.
+TINY = _ModelConfig(
+    name="tiny", image_size=64, embed_dim=64, base_channels=8, max_channels=32, encoder_blocks=4, encoder_attention=16,
+    gen_channels=(8, 16, 32), gen_stem_stride=2, gen_middle_blocks=1, gen_attention_down=(), gen_attention_up=(),
+    landmark_thickness=1,
+)
+
+
+@pytest.fixture(scope="session")
+def tiny_json(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("cfg") / "tiny.json"
+    path.write_text(json.dumps(TINY.to_dict()))
+    return path
+
+
+@pytest.fixture(scope="session")
+def videos(tmp_path_factory, generated_driver) -> Path:
+    """VoxCeleb2-like layout: id/video/clip.mp4 for the painted face, and a clip of a wall at the top."""
+    from avatar_app.sinks import VideoFileSink
+
+    root = tmp_path_factory.mktemp("videos")
+    (root / "id001" / "paintingA").mkdir(parents=True)
+    shutil.copy(generated_driver, root / "id001" / "paintingA" / "00001.mp4")
+    rng = np.random.default_rng(0)
+    with VideoFileSink(root / "wall.mp4", fps=25, size=(96, 96)) as sink:
+        for _ in range(20):
+            sink.write(np.full((96, 96, 3), 120, np.uint8) + rng.integers(0, 8, (96, 96, 3), dtype=np.uint8))
+    return root
+
+
+@pytest.fixture(scope="session")
+def data(videos, tmp_path_factory) -> Path:
+    from avatar_app.cli import main
+
+    out = tmp_path_factory.mktemp("prepared") / "data"
+    assert main(["prepare-data", str(videos), "--out", str(out), "--size", "64", "--min-frames", "10"]) == 0
+    return out
+# The same sizes with the warp-conditioned generator (the realtime configuration's design).
+TINY_WARP = _ModelConfig(
+    name="tiny-warp", image_size=64, embed_dim=64, base_channels=8, max_channels=32, encoder_blocks=4,
+    encoder_attention=16, gen_channels=(8, 16, 32), gen_middle_blocks=1, gen_attention_down=(), gen_attention_up=(),
+    landmark_thickness=1, conditioning="warp",
+)

@@ -22,13 +22,8 @@ from avatar_app.model.checkpoint import build_networks, load_checkpoint  # noqa:
 from avatar_app.model.config import ModelConfig  # noqa: E402
 from avatar_app.sinks import VideoFileSink  # noqa: E402
 from avatar_app.sources import probe_video  # noqa: E402
-from tests.conftest import PORTRAITS, REPO, shared_media  # noqa: E402
+from tests.conftest import PORTRAITS, REPO, TINY, shared_media  # noqa: E402
 
-TINY = ModelConfig(
-    name="tiny", image_size=64, embed_dim=64, base_channels=8, max_channels=32, encoder_blocks=4, encoder_attention=16,
-    gen_channels=(8, 16, 32), gen_stem_stride=2, gen_middle_blocks=1, gen_attention_down=(), gen_attention_up=(),
-    landmark_thickness=1,
-)
 PROGRESS = ("training:", "preparing:", "fine-tuning:", "tracking:", "rendering:", "avatar-app: warning:")
 
 
@@ -47,33 +42,6 @@ def _one_line(capsys, code, *fragments):
     assert len(err) == 1 and err[0].startswith("avatar-app: error:"), err
     for f in fragments:
         assert f in err[0], err[0]
-
-
-@pytest.fixture(scope="module")
-def tiny_json(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("cfg") / "tiny.json"
-    path.write_text(json.dumps(TINY.to_dict()))
-    return path
-
-
-@pytest.fixture(scope="module")
-def videos(tmp_path_factory, generated_driver) -> Path:
-    """VoxCeleb2-like layout: id/video/clip.mp4 for the painted face, and a clip of a wall at the top."""
-    root = tmp_path_factory.mktemp("videos")
-    (root / "id001" / "paintingA").mkdir(parents=True)
-    shutil.copy(generated_driver, root / "id001" / "paintingA" / "00001.mp4")
-    rng = np.random.default_rng(0)
-    with VideoFileSink(root / "wall.mp4", fps=25, size=(96, 96)) as sink:
-        for _ in range(20):
-            sink.write(np.full((96, 96, 3), 120, np.uint8) + rng.integers(0, 8, (96, 96, 3), dtype=np.uint8))
-    return root
-
-
-@pytest.fixture(scope="module")
-def data(videos, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("prepared") / "data"
-    assert main(["prepare-data", str(videos), "--out", str(out), "--size", "64", "--min-frames", "10"]) == 0
-    return out
 
 
 def _train(data, run, tiny_json, *extra) -> int:

@@ -29,7 +29,7 @@ from avatar_app.model.checkpoint import Networks, load_checkpoint, model_id
 from avatar_app.model.layers import bake_spectral_norm
 
 MODEL_FORMAT = "avatar_app.model"
-MODEL_VERSION = 1
+MODEL_VERSION = 2  # 2: the manifest names G's conditioning; a warp-conditioned G takes the warp too
 PARITY_TOLERANCE = 1e-4
 CROP_SCALE = 1.8  # the face crop the networks see: this many times the landmarks' larger extent
 
@@ -43,6 +43,41 @@ class GeneratorRuntime(nn.Module):
 
     def forward(self, landmarks: torch.Tensor, psi: torch.Tensor) -> torch.Tensor:
         return self.generator(landmarks, psi)
+
+
+class WarpGeneratorRuntime(nn.Module):
+    """Per frame: the app's warp at the face crop, the landmark image and ψ -> correction RGB and blend mask."""
+
+    def __init__(self, nets: Networks):
+        super().__init__()
+        self.generator = nets.generator
+
+    def forward(self, warp: torch.Tensor, landmarks: torch.Tensor, psi: torch.Tensor):
+        return self.generator.correction(warp, landmarks, psi)
+
+
+def generator_runtime(nets: Networks) -> nn.Module:
+    return WarpGeneratorRuntime(nets) if nets.config.conditioning == "warp" else GeneratorRuntime(nets)
+
+
+# Names of the exported generator's inputs and outputs, per conditioning.
+GENERATOR_IO = {
+    "landmarks": (["landmarks", "psi"], ["image"]),
+    "warp": (["warp", "landmarks", "psi"], ["rgb", "mask"]),
+}
+
+
+def _generator_sample(nets: Networks, frames: torch.Tensor, landmarks: torch.Tensor, psi: torch.Tensor) -> tuple:
+    """The exported generator's sample inputs, in GENERATOR_IO order."""
+    if nets.config.conditioning == "warp":
+        return frames[:1], landmarks[:1], psi
+    return landmarks[:1], psi
+
+
+def _run_generator(gen: nn.Module, args: tuple) -> dict:
+    out = gen(*args)
+    out = out if isinstance(out, tuple) else (out,)
+    return {f"generator_{i}": o.detach().numpy() for i, o in enumerate(out)}
 
 
 class IdentityRuntime(nn.Module):
@@ -81,28 +116,31 @@ def _export_onnx(gen: nn.Module, ident: nn.Module, nets: Networks, out: Path) ->
 
     frames, landmarks, psi = _samples(nets)
     k = torch.export.Dim("K", min=1, max=64)
-    torch.onnx.export(gen, (landmarks[:1], psi), out / "generator.onnx", input_names=["landmarks", "psi"],
-                      output_names=["image"], dynamo=True, verbose=False)
+    args = _generator_sample(nets, frames, landmarks, psi)
+    inputs, outputs = GENERATOR_IO[nets.config.conditioning]
+    torch.onnx.export(gen, args, out / "generator.onnx", input_names=inputs, output_names=outputs, dynamo=True,
+                      verbose=False)
     torch.onnx.export(ident, (frames, landmarks), out / "identity.onnx", input_names=["frames", "landmarks"],
                       output_names=["embedding", "psi"], dynamo=True, verbose=False,
                       dynamic_shapes={"frames": {0: k}, "landmarks": {0: k}})
     g = ort.InferenceSession(str(out / "generator.onnx"), providers=["CPUExecutionProvider"])
     i = ort.InferenceSession(str(out / "identity.onnx"), providers=["CPUExecutionProvider"])
-    got_g = g.run(None, {"landmarks": landmarks[:1].numpy(), "psi": psi.numpy()})[0]
+    got_g = g.run(None, {name: a.numpy() for name, a in zip(inputs, args)})
     got_i = i.run(None, {"frames": frames.numpy(), "landmarks": landmarks.numpy()})
-    return {"generator": got_g, "embedding": got_i[0], "psi": got_i[1]}
+    return {**{f"generator_{n}": o for n, o in enumerate(got_g)}, "embedding": got_i[0], "psi": got_i[1]}
 
 
 def _export_torchscript(gen: nn.Module, ident: nn.Module, nets: Networks, out: Path) -> dict:
     frames, landmarks, psi = _samples(nets)
-    tg = torch.jit.trace(gen, (landmarks[:1], psi))
+    args = _generator_sample(nets, frames, landmarks, psi)
+    tg = torch.jit.trace(gen, args)
     ti = torch.jit.trace(ident, (frames, landmarks))
     tg.save(str(out / "generator.ts"))
     ti.save(str(out / "identity.ts"))
     lg, li = torch.jit.load(str(out / "generator.ts")), torch.jit.load(str(out / "identity.ts"))
     with torch.no_grad():
         e, p = li(frames, landmarks)
-        return {"generator": lg(landmarks[:1], psi).numpy(), "embedding": e.numpy(), "psi": p.numpy()}
+        return {**_run_generator(lg, args), "embedding": e.numpy(), "psi": p.numpy()}
 
 
 FORMATS = {
@@ -128,13 +166,8 @@ def build_manifest(nets: Networks, formats: list[str], reports: list[ExportRepor
             "groups": [{"name": n, "points": [a, b], "closed": c, "rgb": list(rgb)} for n, a, b, c, rgb in GROUPS],
         },
         "crop": {"scale": CROP_SCALE, "description": "square around the 478 landmarks, scale x their larger extent"},
-        "generator": {
-            "inputs": [
-                {"name": "landmarks", "shape": [1, 3, s, s], "dtype": "float32", "range": [0.0, 1.0]},
-                {"name": "psi", "shape": [1, n_psi], "dtype": "float32"},
-            ],
-            "outputs": [{"name": "image", "shape": [1, 3, s, s], "dtype": "float32", "range": [-1.0, 1.0], "channels": "RGB"}],
-        },
+        "conditioning": cfg.conditioning,
+        "generator": _generator_contract(cfg.conditioning, s, n_psi),
         "identity": {
             "inputs": [
                 {"name": "frames", "shape": ["K", 3, s, s], "dtype": "float32", "range": [-1.0, 1.0], "channels": "RGB"},
@@ -149,6 +182,23 @@ def build_manifest(nets: Networks, formats: list[str], reports: list[ExportRepor
     }
 
 
+def _generator_contract(conditioning: str, s: int, n_psi: int) -> dict:
+    landmarks = {"name": "landmarks", "shape": [1, 3, s, s], "dtype": "float32", "range": [0.0, 1.0]}
+    psi = {"name": "psi", "shape": [1, n_psi], "dtype": "float32"}
+    if conditioning == "warp":
+        return {
+            "inputs": [{"name": "warp", "shape": [1, 3, s, s], "dtype": "float32", "range": [-1.0, 1.0], "channels": "RGB",
+                        "description": "the mesh renderer's output at the face crop"}, landmarks, psi],
+            "outputs": [
+                {"name": "rgb", "shape": [1, 3, s, s], "dtype": "float32", "range": [-1.0, 1.0], "channels": "RGB"},
+                {"name": "mask", "shape": [1, 1, s, s], "dtype": "float32", "range": [0.0, 1.0],
+                 "description": "output = mask * rgb + (1 - mask) * warp"},
+            ],
+        }
+    return {"inputs": [landmarks, psi],
+            "outputs": [{"name": "image", "shape": [1, 3, s, s], "dtype": "float32", "range": [-1.0, 1.0], "channels": "RGB"}]}
+
+
 def export_checkpoint(checkpoint: str | Path, out: str | Path, formats: list[str]) -> list[ExportReport]:
     """Write `out/` (replacing it only once every format has exported and verified) and its manifest."""
     unknown = [f for f in formats if f not in FORMATS]
@@ -161,11 +211,12 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, formats: list[str
     eager = copy.deepcopy(nets)
     for m in (eager.embedder, eager.generator):
         bake_spectral_norm(m).eval()
-    gen, ident = GeneratorRuntime(eager).eval(), IdentityRuntime(eager).eval()
+    gen, ident = generator_runtime(eager).eval(), IdentityRuntime(eager).eval()
     frames, landmarks, psi = _samples(eager)
     with torch.no_grad():
         want_e, want_p = ident(frames, landmarks)
-        want = {"generator": gen(landmarks[:1], psi).numpy(), "embedding": want_e.numpy(), "psi": want_p.numpy()}
+        want = {**_run_generator(gen, _generator_sample(eager, frames, landmarks, psi)), "embedding": want_e.numpy(),
+                "psi": want_p.numpy()}
 
     tmp = out.with_name(f".{out.name}.partial")
     shutil.rmtree(tmp, ignore_errors=True)

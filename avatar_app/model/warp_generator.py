@@ -56,6 +56,12 @@ class WarpGenerator(nn.Module):
     def forward(self, warp: torch.Tensor, landmarks: torch.Tensor, psi: torch.Tensor):
         """warp (B,3,S,S) RGB in [-1,1], landmarks (B,3,S,S) in [0,1], psi (B, n_psi)
         -> image (B,3,S,S) in [-1,1] (the corrected warp), mask (B,1,S,S) in [0,1]."""
+        rgb, mask = self.correction(warp, landmarks, psi)
+        return mask * rgb + (1 - mask) * warp, mask
+
+    def correction(self, warp: torch.Tensor, landmarks: torch.Tensor, psi: torch.Tensor):
+        """What the exported model runs: -> rgb (B,3,S,S) in [-1,1], mask (B,1,S,S) in [0,1]. The app blends
+        rgb over its own full-resolution warp with the mask, so the portrait keeps its detail where G agrees."""
         h = self.stem(torch.cat([warp, landmarks], dim=1))  # (B, c0, S, S)
         skips = []
         for block in self.down:
@@ -72,5 +78,4 @@ class WarpGenerator(nn.Module):
             offset += block.n_params
         gamma, beta = torch.split(psi[:, offset:], [self.final_channels, self.final_channels], dim=1)
         out = self.to_out(F.relu(adain(h, gamma, beta)))  # (B, 4, S, S)
-        rgb, mask = torch.tanh(out[:, :3]), torch.sigmoid(out[:, 3:])
-        return mask * rgb + (1 - mask) * warp, mask
+        return torch.tanh(out[:, :3]), torch.sigmoid(out[:, 3:])

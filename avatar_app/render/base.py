@@ -19,7 +19,7 @@ class RenderSettings:
 
     size: int = 512
     backend: str = "mesh"
-    model: str | None = None  # the neural backend's model folder (from `avatar-app export`)
+    model: str | None = None  # the neural backend's model folder (from `avatar-app export`; None: the shipped one)
     runtime: str = "onnx"  # neural: onnx (onnxruntime) or torchscript
     provider: str | None = None  # neural with onnx: auto (CUDA when present, else CPU), cpu or cuda
     trust_code: bool = False  # neural with torchscript: the user vouches for the model folder (it runs code)
@@ -78,9 +78,8 @@ def create_renderer(settings: RenderSettings | str = "mesh") -> Renderer:
 
         return MeshRenderer()
     if settings.backend == "neural":
-        if not settings.model:
-            raise AvatarAppError("the neural renderer needs a model folder - pass --model export/NAME (made by 'avatar-app export')")
-        from avatar_app.render.neural import NeuralRenderer
+        from avatar_app.render.neural import NeuralRenderer, default_model
 
-        return NeuralRenderer(settings.model, settings.runtime, settings.provider, settings.trust_code)
+        model = settings.model or default_model()
+        return NeuralRenderer(model, settings.runtime, settings.provider, settings.trust_code)
     raise AvatarAppError(f"renderer '{settings.backend}' is not available - choose one of: {', '.join(BACKENDS)}")

@@ -1,6 +1,10 @@
-"""The neural backend: an exported generator (onnxruntime, CUDA when present, else CPU; or TorchScript) renders
-the face from the retargeted landmarks, with the avatar's precomputed ψ; the mesh renderer animates the rest of
-the portrait and the generated face is blended over it.
+"""The neural backend: an exported generator (onnxruntime, CUDA when present, else CPU; or TorchScript) with the
+avatar's precomputed ψ. The mesh renderer animates the portrait first. A warp-conditioned model (the `realtime`
+configuration) then takes that warp at the face crop with the landmark image and returns a correction and a
+mask, blended over the full-resolution warp; a landmark-conditioned one (the paper's) draws the face from the
+landmarks alone, blended inside the face's outline.
+
+The avatar's ê and ψ are made the first time it meets a model (from its portrait, K = 1).
 
 The app needs no torch for this with the ONNX runtime; see export/README.md for the model folder's contract.
 """
@@ -24,7 +28,8 @@ from avatar_app.render.base import RenderSettings, untrusted_torchscript
 from avatar_app.render.mesh import MeshRenderer
 
 MODEL_FORMAT = "avatar_app.model"  # the exporter writes these (avatar_app/model/export.py); kept here so the
-MODEL_VERSION = 1  # app reads manifests without importing torch
+MODEL_VERSION = 2  # app reads manifests without importing torch
+READABLE_VERSIONS = (1, 2)  # 1: landmark-conditioned only, before the manifest named its conditioning
 RUNTIMES = ("onnx", "torchscript")
 
 
@@ -56,6 +61,7 @@ class ExportedModel:
         self.thickness = int(self.manifest["landmark_image"]["thickness"])
         self.crop_scale = float(self.manifest["crop"]["scale"])
         self.model_id = str(self.manifest["model_id"])
+        self.conditioning = str(self.manifest.get("conditioning", "landmarks"))
         self._files = {k: self.directory / v for k, v in files.items()}
         for path in self._files.values():
             if not path.is_file():
@@ -100,6 +106,19 @@ class ExportedModel:
             with torch.no_grad():
                 return s(torch.from_numpy(landmarks), torch.from_numpy(psi)).numpy()
 
+    def correct(self, warp: np.ndarray, landmarks: np.ndarray, psi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A warp-conditioned model: (1, 3, S, S) warp in [-1, 1], landmark image, ψ -> rgb (1, 3, S, S) in
+        [-1, 1] and mask (1, 1, S, S) in [0, 1]."""
+        s = self._session("generator")
+        with self._running("generator"):
+            if self.runtime == "onnx":
+                rgb, mask = s.run(None, {"warp": warp, "landmarks": landmarks, "psi": psi})
+                return rgb, mask
+            torch = _import_torch()
+            with torch.no_grad():
+                rgb, mask = s(torch.from_numpy(warp), torch.from_numpy(landmarks), torch.from_numpy(psi))
+            return rgb.numpy(), mask.numpy()
+
     def identity(self, frames: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """K frames (K, 3, S, S) RGB in [-1, 1] and their landmark images -> ê (1, E), ψ (1, n_psi)."""
         s = self._session("identity")
@@ -128,11 +147,40 @@ class ExportedModel:
         box = crop_box(points, self.crop_scale)
         x0, y0, side = box
         k = self.size / side
-        affine = np.array([[k, 0, -x0 * k], [0, k, -y0 * k]], np.float32)
-        patch = cv2.warpAffine(image, affine, (self.size, self.size), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
+        patch = face_crop(image, np.array([[k, 0, -x0 * k], [0, k, -y0 * k]], np.float32), self.size)
         rgb = cv2.cvtColor(patch, cv2.COLOR_BGR2RGB).astype(np.float32) / 127.5 - 1.0
         lm = draw_landmarks(points, box, self.size, self.thickness)
         return rgb.transpose(2, 0, 1), lm.transpose(2, 0, 1)
+
+
+def shipped_models_dir() -> Path:
+    """Where the app's own trained models are installed: avatar_app.assets/models (package data), one folder each."""
+    from importlib.resources import files
+
+    return Path(str(files("avatar_app.assets") / "models"))
+
+
+def shipped_models() -> list[Path]:
+    """The model folders shipped with the app (each with a manifest.json), in name order."""
+    root = shipped_models_dir()
+    return sorted(m.parent for m in root.glob("*/manifest.json") if not m.parent.name.startswith(".")) if root.is_dir() else []
+
+
+def default_model() -> Path:
+    """The model `--backend neural` uses when no --model is given: the shipped one (the first by name)."""
+    models = shipped_models()
+    if not models:
+        raise AvatarAppError(f"no model is shipped in {shipped_models_dir()} - pass --model export/NAME "
+                             "(made by 'avatar-app export'), or reinstall the app")
+    return models[0]
+
+
+def face_crop(image: np.ndarray, affine: np.ndarray, size: int) -> np.ndarray:
+    """The square crop ``affine`` maps to size x size: cut at twice the size, then area-averaged down, as
+    training's crops were (prepare-data's crop at 256, the data loader's resize to the model's size)."""
+    patch = cv2.warpAffine(image, affine * np.float32(2), (2 * size, 2 * size), flags=cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_REPLICATE)
+    return cv2.resize(patch, (size, size), interpolation=cv2.INTER_AREA)
 
 
 def read_manifest(directory: Path) -> dict:
@@ -149,7 +197,7 @@ def read_manifest(directory: Path) -> dict:
         raise InputFileError(f"{path}: cannot read ({err.strerror or err}) - check you can read the model folder") from None
     if not isinstance(manifest, dict) or manifest.get("format") != MODEL_FORMAT:
         raise InputFileError(f"{path}: not an avatar_app model manifest - export the model again")
-    if manifest.get("version") != MODEL_VERSION:
+    if manifest.get("version") not in READABLE_VERSIONS:
         raise InputFileError(
             f"{path}: model format version {shown(manifest.get('version'))}, this app reads {MODEL_VERSION} - export it again with this version"
         )
@@ -181,6 +229,8 @@ def _manifest_problem(manifest: dict) -> str | None:
     image = manifest["landmark_image"]
     if not isinstance(image, dict) or not whole(image.get("size"), 16, 2048) or not whole(image.get("thickness"), 1, 64):
         return "'landmark_image' needs a size of 16 to 2048 and a thickness of 1 to 64"
+    if manifest.get("conditioning", "landmarks") not in ("landmarks", "warp"):
+        return "'conditioning' must be landmarks or warp"
     scale = manifest["crop"].get("scale") if isinstance(manifest["crop"], dict) else None
     if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not (math.isfinite(scale) and 0 < scale <= 10):
         return "'crop' needs a scale above 0 and at most 10"
@@ -231,20 +281,29 @@ class NeuralRenderer:
                  trust_code: bool = False):
         self.model = ExportedModel(model_dir, runtime, provider, trust_code)
         self.mesh = MeshRenderer()
+        self.identity_made = False  # prepare() gave the avatar its ê and ψ (the caller may save the avatar)
 
     def prepare(self, avatar, settings: RenderSettings = RenderSettings()) -> None:
         neural = getattr(avatar, "neural", None)
-        if neural is None or neural.model_id != self.model.model_id:
-            made = "no model" if neural is None else f"model {neural.model_id}"
-            raise AvatarAppError(
-                f"avatar '{avatar.name}' was made for {made}, not for {self.model.directory} ({self.model.model_id}) - "
-                f"run: avatar-app avatar create PORTRAIT --model {self.model.directory} --out NAME.avatar"
-            )
+        self.identity_made = neural is None or neural.model_id != self.model.model_id
+        if self.identity_made:  # first use with this model: ê and ψ from the portrait itself (K = 1)
+            avatar.neural = make_identity(self.model, [avatar.image], [avatar.landmarks])
         self.mesh.prepare(avatar, settings)
-        self._psi = neural.psi[None].astype(np.float32)
-        self._scale = np.array(self.mesh.output_size) / np.array(avatar.size)
-        # The face crop is fixed per avatar (the portrait's own), so a head that moves stays in the model's view.
-        self._box = crop_box(avatar.landmarks, self.model.crop_scale)
+        self._psi = avatar.neural.psi[None].astype(np.float32)
+        w, h = self.mesh.output_size
+        scale = np.array([w, h]) / np.array(avatar.size)
+        # The face crop is fixed per avatar (the portrait's own, in output pixels), so a head that moves stays
+        # in the model's view, as the face moved inside each clip's fixed crop in training.
+        x0, y0, side = crop_box(avatar.landmarks, self.model.crop_scale)
+        self._box = (x0, y0, side)
+        self._scale = scale
+        s = self.model.size
+        k = s / (side * scale[0])
+        self._to_crop = np.array([[k, 0, -x0 * scale[0] * k], [0, k, -y0 * scale[1] * k]], np.float32)
+        self._from_crop = cv2.invertAffineTransform(self._to_crop)
+        # The correction fades out over the crop's outer eighth: no seam where the crop ends.
+        ramp = np.clip(np.minimum(np.arange(s), np.arange(s)[::-1]) / (s / 8), 0, 1).astype(np.float32)
+        self._taper = np.minimum.outer(ramp, ramp)
 
     @property
     def output_size(self) -> tuple[int, int]:
@@ -254,21 +313,27 @@ class NeuralRenderer:
         out = self.mesh.render(target)
         s = self.model.size
         lm = draw_landmarks(target, self._box, s, self.model.thickness).transpose(2, 0, 1)[None]
-        face = self.model.generate(np.ascontiguousarray(lm, dtype=np.float32), self._psi)[0]
+        lm = np.ascontiguousarray(lm, dtype=np.float32)
+        w, h = self.output_size
+        if self.model.conditioning == "warp":
+            crop = face_crop(out, self._to_crop, s)
+            warp = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB).astype(np.float32).transpose(2, 0, 1)[None] / 127.5 - 1.0
+            rgb, mask = self.model.correct(np.ascontiguousarray(warp), lm, self._psi)
+            face = cv2.cvtColor(((rgb[0].transpose(1, 2, 0) + 1.0) * 127.5).clip(0, 255).astype(np.uint8), cv2.COLOR_RGB2BGR)
+            m = (mask[0, 0] * self._taper).astype(np.float32)
+            placed = cv2.warpAffine(face, self._from_crop, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            full = cv2.warpAffine(m, self._from_crop, (w, h), flags=cv2.INTER_LINEAR, borderValue=0)[..., None]
+            return (out * (1 - full) + placed * full + 0.5).astype(np.uint8)
+        face = self.model.generate(lm, self._psi)[0]
         face = cv2.cvtColor(((face.transpose(1, 2, 0) + 1.0) * 127.5).clip(0, 255).astype(np.uint8), cv2.COLOR_RGB2BGR)
         # Place the generated crop over the output, blended inside the target face's outline.
-        x0, y0, side = self._box
-        k = side / s
-        affine = np.array([[k * self._scale[0], 0, x0 * self._scale[0]], [0, k * self._scale[1], y0 * self._scale[1]]], np.float32)
-        w, h = self.output_size
-        placed = cv2.warpAffine(face, affine, (w, h), flags=cv2.INTER_LINEAR)
+        placed = cv2.warpAffine(face, self._from_crop, (w, h), flags=cv2.INTER_LINEAR)
         mask = np.zeros((h, w), np.float32)
         outline = np.round(np.asarray(target)[L.FACE_OVAL, :2] * self._scale).astype(np.int32)
         cv2.fillPoly(mask, [outline], 1.0)
-        feather = max(3, int(side * self._scale[0] / 40) | 1)
+        feather = max(3, int(self._box[2] * self._scale[0] / 40) | 1)
         mask = cv2.GaussianBlur(mask, (feather, feather), 0)[..., None]
         return (out * (1 - mask) + placed * mask).astype(np.uint8)
 
     def close(self) -> None:
         self.mesh.close()
-

@@ -1,8 +1,9 @@
 """The meta-learning loop: episodes in, E/G and D updated in turn (TTUR), checkpoints that resume exactly.
 
-One step: E embeds the K frames of each episode and averages them (e_hat); G renders the target frame from its
-landmarks with psi = P e_hat; E and G take one Adam step on content + adversarial + feature matching + match;
-then D takes one on the hinge loss (+ the match term for its row W_i). Under torchrun, E+G and D are each
+One step (steps.py): E embeds the K frames of each episode and averages them (e_hat); G renders the target frame
+from its landmarks (and, warp-conditioned, the warp of the first frame) with psi = P e_hat; E and G take one Adam
+step on content + adversarial + feature matching + match; then D takes one on the hinge loss (+ the match term
+for its row W_i). Under torchrun, E+G and D are each
 wrapped in DistributedDataParallel, so every process computes its share of the batch and gradients are
 averaged across processes; only the main process logs and writes checkpoints.
 
@@ -34,15 +35,10 @@ from avatar_app.model.config import ModelConfig
 from avatar_app.training import distributed
 from avatar_app.training.config import TrainingConfig
 from avatar_app.training.dataset import EpisodeDataset, EpisodePlan, read_index
-from avatar_app.training.losses import (
-    ContentLoss,
-    discriminator_hinge,
-    embedding_match,
-    feature_matching,
-    generator_adversarial,
-)
+from avatar_app.training.losses import ContentLoss
 from avatar_app.training.monitor import Monitor
 from avatar_app.training.perceptual import VGG19, VGGFACE, load_perceptual
+from avatar_app.training.steps import discriminator_step, generator_step
 
 CHECKPOINT_NAME = "checkpoint.pt"
 
@@ -251,54 +247,21 @@ def train(data_dir: str | Path, run_dir: str | Path, config: TrainingConfig, mod
             unreadable += int(batch.pop("unreadable").sum())
             b = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
-            # E and G: one step on the generator's losses; D judges but does not learn here.
-            disc.requires_grad_(False)
-            with autocast():
-                fake, e_hat = eg_run(b["frames"], b["landmarks"], b["target_landmarks"], b.get("warp"))
-                fake_score, fake_features = disc(fake, b["target_landmarks"], b["video"])
-                with torch.no_grad():
-                    _, real_features = disc(b["target"], b["target_landmarks"], b["video"])
-                content, parts = content_loss(fake, b["target"], b.get("mouth"))
-            fake, content = fake.float(), content.float()
-            adversarial = generator_adversarial(fake_score.float())
-            fm = feature_matching([f.float() for f in fake_features], [f.float() for f in real_features])
-            match = embedding_match(e_hat.float(), disc.W(b["video"]).detach())
-            match_weight = config.match_weight_at(step + 1)
-            loss_g = content + adversarial + config.feature_matching_weight * fm + match_weight * match
-            opt_g.zero_grad(set_to_none=True)
-            scalers["generator"].scale(loss_g).backward()
-            scalers["generator"].step(opt_g)
-            scalers["generator"].update()
-
-            # D: hinge on real and (detached) fake in one pass, and its row of W pulled towards e_hat.
-            disc.requires_grad_(True)
-            with autocast():
-                scores, _ = d_run(torch.cat([b["target"], fake.detach()]),
-                                  torch.cat([b["target_landmarks"]] * 2), torch.cat([b["video"]] * 2))
-            real_score, fake_score_d = scores.float().chunk(2)
-            loss_d = discriminator_hinge(real_score, fake_score_d) + \
-                match_weight * embedding_match(disc.W(b["video"]), e_hat.detach().float())
-            opt_d.zero_grad(set_to_none=True)
-            scalers["discriminator"].scale(loss_d).backward()
-            scalers["discriminator"].step(opt_d)
-            scalers["discriminator"].update()
+            g = generator_step(eg_run, disc, content_loss, opt_g, b, config, step + 1,
+                               scaler=scalers["generator"], autocast=autocast)
+            d = discriminator_step(disc, opt_d, b, g, disc_run=d_run, scaler=scalers["discriminator"], autocast=autocast)
             step += 1
 
-            if not (torch.isfinite(loss_g) and torch.isfinite(loss_d)):
+            if not (torch.isfinite(g.loss) and torch.isfinite(d.pop("loss"))):
                 raise AvatarAppError(f"losses became NaN or infinite at step {step} - resume from {ckpt_path} "
                                      f"(step {saved_step}) with a lower learning rate or a new --seed")
             seconds = time.perf_counter() - t0
             times.append(seconds)
             log = step % config.log_every == 0 or step == config.steps
-            scalars = {"G": loss_g.item(), "D": loss_d.item(), "content": content.item(),
-                       **{f"content_{k}": v.item() for k, v in parts.items()},
-                       "adversarial": adversarial.item(), "feature_matching": fm.item(), "match": match.item(),
-                       "real_score": real_score.mean().item(), "fake_score": fake_score_d.mean().item(),
-                       "e_hat_norm": e_hat.detach().norm(dim=1).mean().item(),
-                       "seconds": seconds, "unreadable": float(unreadable)}
+            scalars = {**g.scalars, **d, "seconds": seconds, "unreadable": float(unreadable)}
             monitor.step(step, scalars, log)
             if step % config.sample_every == 0 or step == config.steps:
-                monitor.samples(step, b["target_landmarks"], b["target"], fake, warp=b.get("warp"))
+                monitor.samples(step, b["target_landmarks"], b["target"], g.fake, warp=b.get("warp"))
             if step % config.checkpoint_every == 0 or step == config.steps:
                 save()
     except KeyboardInterrupt:

@@ -10,12 +10,12 @@ import shutil
 import threading
 import zipfile
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-import avatar_app
 from avatar_app.avatar import (
     AVATAR_SUFFIX,
     Avatar,
@@ -27,7 +27,7 @@ from avatar_app.avatar import (
 )
 from avatar_app.images import load_image
 
-SHIPPED_PORTRAITS = Path(avatar_app.__file__).resolve().parents[1] / "assets" / "portraits"
+SHIPPED_PORTRAITS = Path(str(files("avatar_app.assets") / "portraits"))  # package data, in a wheel too
 SHIPPED, MINE, FILE = "shipped", "mine", "file"
 
 

@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
 from avatar_app.avatar import Avatar
 from avatar_app.errors import AvatarAppError, first_line
 from avatar_app.render.base import BACKENDS, RenderSettings, output_size
+from avatar_app.render.neural import shipped_models_dir
 from avatar_app.virtual_camera import VirtualCameraError, VirtualCameraSettings, VirtualCameraSink
 from avatar_app.ui.cameras import find_cameras
 from avatar_app.ui.library import FILE, AvatarLibrary, GalleryEntry, thumbnail
@@ -50,7 +51,8 @@ VIDEO_FILTER = "Videos (*.mp4 *.mov *.mkv *.avi *.webm *.m4v);;All files (*)"
 PORTRAIT_FILTER = "Portraits (*.jpg *.jpeg *.png *.webp *.bmp *.tif *.tiff *.avatar);;All files (*)"
 NO_SOURCE_TEXT = ("No camera found.\n\nChoose \u201cVideo file\u2026\u201d in the Source list to drive the avatar "
                   "with a video of a face (it plays in a loop).")
-MODELS_IN_REPO = Path(__file__).resolve().parents[2] / "export"  # where `avatar-app export` puts them
+# Besides the shipped models (package data): a checkout's export/ folder, where `avatar-app export` puts them.
+MODELS_IN_REPO = Path(__file__).resolve().parents[2] / "export"
 HUD_INTERVAL_MS = 500
 WARM_UP_MS = 2000
 
@@ -63,8 +65,9 @@ def renderer_choices(model_dirs: list[Path]) -> list[tuple[str, str | None]]:
         if backend != "neural":
             out.append((backend, backend))
             continue
-        models = sorted(m.parent for d in model_dirs if d.is_dir() for m in d.glob("*/manifest.json")
-                        if not m.parent.name.startswith("."))  # hidden: an export's temp or old folder
+        found = {m.parent.resolve(): m.parent for d in model_dirs if d.is_dir() for m in d.glob("*/manifest.json")
+                 if not m.parent.name.startswith(".")}  # hidden: an export's temp or old folder
+        models = sorted(found.values(), key=lambda m: (m.name, str(m)))
         out += [(f"neural: {m.name}", f"neural:{m}") for m in models]
         if not models:
             out.append(("neural (no exported model)", None))
@@ -190,7 +193,7 @@ class MainWindow(QMainWindow):
         self.renderer_combo = QComboBox()
         self.renderer_combo.setToolTip("mesh: warps the portrait, no model needed. neural: an exported model"
                                        " (export/NAME or the data folder's models/NAME)")
-        choices = renderer_choices([MODELS_IN_REPO, self.library.folder.parent / "models"])
+        choices = renderer_choices([shipped_models_dir(), MODELS_IN_REPO, self.library.folder.parent / "models"])
         for label, value in choices:
             self.renderer_combo.addItem(label, value)
             if value is None:  # listed so the user knows it exists, but there is nothing to run it with
