@@ -30,17 +30,23 @@ def test_shapes_through_embedder_generator_and_discriminator(name):
         assert e.shape == (2, cfg.embed_dim)
         psi = nets.generator.project(e)
         assert psi.shape == (2, nets.generator.n_psi)
-        out = nets.generator(lms, psi)
+        if cfg.conditioning == "warp":
+            out, mask = nets.generator(frames, lms, psi)
+            assert mask.shape == (2, 1, s, s) and 0 <= mask.min() <= mask.max() <= 1
+        else:
+            out = nets.generator(lms, psi)
         assert out.shape == (2, 3, s, s) and out.abs().max() <= 1
         score, features = nets.discriminator(frames, lms, torch.tensor([0, 4]))
         assert score.shape == (2,) and len(features) >= cfg.encoder_blocks
 
 
-def test_adain_applies_psi_exactly():
+def test_adain_scales_by_one_plus_gamma():
+    """psi = P e_hat is centred on 0: gamma 0 must keep the normalised contrast (a raw gamma made the output's
+    contrast proportional to |e_hat|, and a shrinking e_hat drew grey faces)."""
     x = torch.tensor([[[[1.0, 3.0], [5.0, 7.0]]]])  # one channel: mean 4, std sqrt(5)
     out = adain(x, torch.tensor([[2.0]]), torch.tensor([[10.0]]), eps=0.0)
-    expected = (x - 4) / np.sqrt(5) * 2 + 10
-    torch.testing.assert_close(out, expected)
+    torch.testing.assert_close(out, (x - 4) / np.sqrt(5) * 3 + 10)
+    torch.testing.assert_close(adain(x, torch.tensor([[0.0]]), torch.tensor([[0.0]]), eps=0.0), (x - 4) / np.sqrt(5))
 
 
 def test_identity_is_the_mean_embedding_over_k_frames():
@@ -80,8 +86,10 @@ def test_export_matches_eager_torch(tmp_path, name):
     assert {r.format for r in reports} == {"onnx", "torchscript"}
     assert all(r.max_difference <= 1e-4 and r.bytes > 0 for r in reports)
     manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
-    assert manifest["format"] == "avatar_app.model" and manifest["version"] == 1
-    assert manifest["generator"]["inputs"][1]["shape"][1] == build_networks(CONFIGS[name]).generator.n_psi
+    assert manifest["format"] == "avatar_app.model" and manifest["version"] == 2
+    assert manifest["conditioning"] == CONFIGS[name].conditioning
+    psi = next(i for i in manifest["generator"]["inputs"] if i["name"] == "psi")
+    assert psi["shape"][1] == build_networks(CONFIGS[name]).generator.n_psi
     assert not list(tmp_path.glob(".m.*"))  # no temp folder left
 
 
@@ -150,28 +158,40 @@ def test_bad_models_and_mismatched_avatars(tmp_path, capsys, exported, neural_av
     empty.mkdir()
     _one_line(capsys, render(empty), "no manifest.json")
 
-    other_version = tmp_path / "v2"
+    other_version = tmp_path / "v3"
     shutil.copytree(exported, other_version)
     manifest = json.loads((other_version / "manifest.json").read_text())
-    manifest["version"] = 2
+    manifest["version"] = 3
     (other_version / "manifest.json").write_text(json.dumps(manifest))
-    _one_line(capsys, render(other_version), "format version 2")
+    _one_line(capsys, render(other_version), "format version 3")
 
     corrupt = tmp_path / "corrupt"
     shutil.copytree(exported, corrupt)
     (corrupt / "generator.onnx").write_bytes(b"garbage")
     _one_line(capsys, render(corrupt), "generator.onnx", "cannot load the model")
 
+    assert not (tmp_path / "o.mp4").exists()
+
+
+def test_an_avatar_gets_its_identity_the_first_time_it_meets_a_model(tmp_path, exported, generated_driver):
+    """No extra step: a mesh-only avatar (or one made for another model) is given e_hat and psi from its portrait
+    on first use, and they are kept in its file, so the next run does not compute them again."""
+    from avatar_app.avatar import load_avatar
+
     mesh_only = tmp_path / "mesh_only.avatar"
     assert main(["avatar", "create", str(PORTRAITS / "mona_lisa.jpg"), "--out", str(mesh_only)]) == 0
-    capsys.readouterr()
-    _one_line(capsys, render(exported, mesh_only), "was made for no model")
-
+    assert load_avatar(mesh_only).neural is None
     other = tmp_path / "other"
     save_checkpoint(tmp_path / "o.pt", build_networks(CONFIGS["realtime"], seed=99))
     export_checkpoint(tmp_path / "o.pt", other, ["onnx"])
-    _one_line(capsys, render(other), "was made for model")
-    assert not (tmp_path / "o.mp4").exists()
+    for model in (exported, other):
+        out = tmp_path / f"{model.name}.mp4"
+        assert main(["render", "--driver", str(generated_driver), "--avatar", str(mesh_only), "--backend", "neural",
+                     "--model", str(model), "--out", str(out), "--size", "128"]) == 0
+        kept = load_avatar(mesh_only).neural
+        assert kept is not None and kept.model_id == json.loads((model / "manifest.json").read_text())["model_id"]
+        assert out.is_file()
+
 
 
 def test_cuda_asked_for_without_cuda_is_one_line(tmp_path, capsys, exported, neural_avatar, generated_driver):
@@ -184,8 +204,62 @@ def test_cuda_asked_for_without_cuda_is_one_line(tmp_path, capsys, exported, neu
     _one_line(capsys, code, "CUDA was asked for", "--provider cpu")
 
 
-def test_neural_without_a_model_is_a_user_error():
+def test_neural_without_a_model_uses_the_shipped_one_or_says_none_is_shipped(monkeypatch, tmp_path):
+    from avatar_app.render import neural
     from avatar_app.render.base import RenderSettings, create_renderer
 
+    shipped = neural.shipped_models()
+    monkeypatch.setattr(neural, "shipped_models_dir", lambda: tmp_path / "none")
     with pytest.raises(AvatarAppError, match="--model"):
         create_renderer(RenderSettings(backend="neural"))
+    monkeypatch.undo()
+    if not shipped:
+        pytest.skip("no model is shipped in this checkout")
+    renderer = create_renderer(RenderSettings(backend="neural"))
+    assert renderer.model.directory == shipped[0] and renderer.model.conditioning == "warp"
+
+
+def test_the_neural_render_is_the_generated_correction_blended_over_the_warp(exported, tmp_path):
+    """Open the exported model's mask (a G that repaints everywhere): the output inside the face crop must be
+    what the generator drew, not the mesh warp - so a renderer that dropped the generated part fails here."""
+    import cv2
+
+    from avatar_app.avatar import create_avatar
+    from avatar_app.images import load_image
+    from avatar_app.landmark_image import draw_landmarks
+    from avatar_app.render.base import RenderSettings
+    from avatar_app.render.mesh import MeshRenderer
+    from avatar_app.render.neural import NeuralRenderer, face_crop
+    from tests.conftest import open_mouth
+
+    nets, _ = load_checkpoint(exported.parent / "rt.pt")
+    with torch.no_grad():
+        nets.generator.to_out.bias[3].fill_(8.0)  # mask = sigmoid(8 + ...) ~ 1
+    save_checkpoint(tmp_path / "open.pt", nets)
+    export_checkpoint(tmp_path / "open.pt", tmp_path / "open", ["onnx"])
+
+    avatar = create_avatar(load_image(PORTRAITS / "mona_lisa.jpg"), "mona")
+    target = open_mouth(avatar.landmarks, 0.6)
+    settings = RenderSettings(size=256)
+    neural_r, mesh_r = NeuralRenderer(tmp_path / "open"), MeshRenderer()
+    neural_r.prepare(avatar, settings)
+    mesh_r.prepare(avatar, settings)
+    assert neural_r.identity_made and avatar.neural.model_id == neural_r.model.model_id
+    got, warp = neural_r.render(target).astype(np.float32), mesh_r.render(target)
+
+    # What the generator drew, placed back by hand: its rgb at the crop, in output pixels.
+    s = neural_r.model.size
+    crop = face_crop(warp, neural_r._to_crop, s)
+    x = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB).astype(np.float32).transpose(2, 0, 1)[None] / 127.5 - 1
+    lm = draw_landmarks(target, neural_r._box, s, neural_r.model.thickness).transpose(2, 0, 1)[None].astype(np.float32)
+    rgb, mask = neural_r.model.correct(x, lm, avatar.neural.psi[None])
+    assert mask.min() > 0.99
+    drawn = cv2.cvtColor(((rgb[0].transpose(1, 2, 0) + 1) * 127.5).clip(0, 255).astype(np.uint8), cv2.COLOR_RGB2BGR)
+    w, h = neural_r.output_size
+    placed = cv2.warpAffine(drawn, neural_r._from_crop, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    inner = np.zeros((h, w), bool)  # the middle of the crop, where the taper leaves the correction whole
+    x0, y0, side = np.array(neural_r._box) * neural_r._scale[0]
+    inner[max(0, int(y0 + side / 4)): int(y0 + 3 * side / 4), max(0, int(x0 + side / 4)): int(x0 + 3 * side / 4)] = True
+    assert np.abs(got - placed)[inner].mean() < 3.0  # the generator's picture, to rounding
+    assert np.abs(got - warp.astype(np.float32))[inner].mean() > 10.0  # and not the warp it was given
+
