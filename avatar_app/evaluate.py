@@ -24,6 +24,7 @@ source frames'). Overall figures are means over videos, each video weighing the 
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import math
 import subprocess
@@ -57,7 +58,8 @@ SHEET_ROWS = 4
 WORST_FRAMES = 6
 TEAR_IOD = 0.12  # a frame this far off (or with no face where the real frame has one) is a visible failure
 STILL_IOD = 0.01  # the real face moved less than this between two frames: it is still (for jitter)
-METRICS = ("ssim", "psnr", "l1", "lm", "lm_mp", "csim", "face_found")
+METRICS = ("ssim", "psnr", "l1", "mouth_l1", "lm", "lm_mp", "csim", "face_found")
+FINETUNED = "neural-ft"  # the neural row after the paper's few-shot fine-tuning on the T frames
 
 
 class BackendNotAvailable(AvatarAppError):
@@ -79,6 +81,8 @@ class EvaluationSettings:
     frames: int = 32
     model: str | None = None  # the neural backend's model folder
     mediapipe: bool = True
+    finetune_steps: int = 0  # > 0: also a neural-ft row, fine-tuned on the T frames from `checkpoint`
+    checkpoint: str | None = None  # the model's training checkpoint (fine-tuning needs the full networks)
 
     def __post_init__(self) -> None:
         shots = tuple(sorted({int(t) for t in self.shots}))
@@ -93,11 +97,15 @@ class EvaluationSettings:
             raise ValueError(f"size must be between 32 and 4096 pixels, got {self.size}")
         if self.frames < 1:
             raise ValueError(f"frames must be at least 1, got {self.frames}")
+        if self.finetune_steps and (self.backend != "neural" or not self.checkpoint):
+            raise BackendNotAvailable("fine-tuned rows need --backend neural and the model's --checkpoint (.pt)")
 
     @property
     def methods(self) -> tuple[str, ...]:
         """The rows: the static baseline, the mesh renderer, and the backend under test when it is not mesh."""
-        return (STATIC, "mesh") if self.backend == "mesh" else (STATIC, "mesh", self.backend)
+        if self.backend == "mesh":
+            return (STATIC, "mesh")
+        return (STATIC, "mesh", self.backend) + ((FINETUNED,) if self.finetune_steps else ())
 
 
 # -- methods: what turns driver landmarks into an output ----------------------------------------------------------
@@ -116,8 +124,8 @@ class AnimatorMethod:
     """The app's own animation path (retarget, face-loss easing, renderer), calibrated on the source frame."""
 
     def __init__(self, avatar: Avatar, reference: np.ndarray, t0: float, render: RenderSettings,
-                 retarget: RetargetSettings = RetargetSettings()) -> None:
-        self.animator = Animator(avatar, render, retarget)
+                 retarget: RetargetSettings = RetargetSettings(), renderer=None) -> None:
+        self.animator = Animator(avatar, render, retarget, renderer=renderer)
         self.animator.calibrate(reference)  # the source frame's own pose is the reference
         self.animator.target(reference, t0)  # start the face-loss easing there
 
@@ -300,6 +308,7 @@ class FrameScore:
     ssim: float
     psnr: float
     l1: float
+    mouth_l1: float | None  # L1 inside the real frame's outer lip line (dlib's), None without a dlib face
     lm: float | None  # dlib: None when no face in the output or the real frame
     lm_mp: float | None  # MediaPipe, the same way (None when not measured)
     csim: float | None  # None: no face in the output, or CSIM unavailable
@@ -342,6 +351,7 @@ class RowResult:
             "ssim": _mean(x.ssim for x in s),
             "psnr": _mean(x.psnr for x in s),
             "l1": _mean(x.l1 for x in s),
+            "mouth_l1": _mean(x.mouth_l1 for x in s),
             "lm": _mean(lms),
             "lm_median": float(np.median(lms)) if lms else None,
             "lm_worst": max(lms) if lms else None,
@@ -491,14 +501,22 @@ def nearest_source(sources: dict[int, np.ndarray], target: np.ndarray) -> int:
     return min(sources, key=lambda s: landmark_error(sources[s], target))
 
 
-def builtin_factory(method: str, settings: EvaluationSettings, identity=None) -> MethodFactory:
-    """The app's renderer ``method`` as a MethodFactory (``identity()`` gives a neural avatar its ê and ψ)."""
+def builtin_factory(method: str, settings: EvaluationSettings, identity=None, tuned=None) -> MethodFactory:
+    """The app's renderer ``method`` as a MethodFactory (``identity()`` gives a neural avatar its ê and ψ;
+    ``tuned()`` the fine-tuned model of the shot, for the neural-ft row)."""
 
     def make(avatar: Avatar, reference: np.ndarray, t0: float, size: int) -> Method:
-        render = RenderSettings(size=size, backend=method, model=settings.model)
+        render = RenderSettings(size=size, backend="neural" if method == FINETUNED else method, model=settings.model)
+        renderer = None
         if method == "neural" and identity is not None:
             avatar.neural = identity(render)
-        m = AnimatorMethod(avatar, reference, t0, render)
+        if method == FINETUNED:
+            from avatar_app.render.neural import NeuralRenderer
+
+            model = tuned()
+            avatar = dataclasses.replace(avatar, neural=model.identity_of_person)
+            renderer = NeuralRenderer(model=model)
+        m = AnimatorMethod(avatar, reference, t0, render, renderer=renderer)
         if m.output_size != (size, size):
             m.close()
             raise AvatarAppError(f"renderer gave {m.output_size}, expected {size}x{size}")
@@ -515,8 +533,8 @@ class _Shot:
         self.candidates = [s for s in range(t) if clip.driver[s] is not None]
         self._driver68 = {s: to_dlib68(clip.driver[s]) for s in self.candidates}
         self._methods: dict[int, dict[str, Method]] = {}
-        self._identity = None
-        self.factories = {m: builtin_factory(m, settings, self.identity) for m in settings.methods[1:]}
+        self._identity = self._tuned = None
+        self.factories = {m: builtin_factory(m, settings, self.identity, self.tuned) for m in settings.methods[1:]}
         self.factories.update(extra)
         self.notes: list[str] = []
 
@@ -549,6 +567,16 @@ class _Shot:
             self._identity = make_identity(model, [c.crops[s] for s in self.candidates],
                                            [c.driver[s] for s in self.candidates])
         return self._identity
+
+    def tuned(self):
+        """The model fine-tuned on the first T frames (the paper's FT), made once per shot."""
+        if self._tuned is None:
+            from avatar_app.training.finetune import TunedModel
+
+            c = self.clip
+            self._tuned = TunedModel.finetune(self.settings.checkpoint, [c.crops[s] for s in self.candidates],
+                                              [c.driver[s] for s in self.candidates], self.settings.finetune_steps)
+        return self._tuned
 
     def close(self) -> None:
         for methods in self._methods.values():
@@ -638,7 +666,8 @@ def _score_shot(shot: _Shot, real: MeasuredFrames, scored: list[int], sheet_fram
             lm = None if o68 is None or real_lm is None else landmark_error(o68, real_lm)
             score = FrameScore(
                 frame=i, source=source, ssim=ssim(output, clip.crops[i]), psnr=psnr(output, clip.crops[i]),
-                l1=l1(output, clip.crops[i]), lm=lm,
+                l1=l1(output, clip.crops[i]), mouth_l1=None if real_lm is None else mouth_l1(output, clip.crops[i], real_lm),
+                lm=lm,
                 lm_mp=None if o_mp is None or real_mp is None else landmark_error(o_mp, real_mp),
                 csim=None if o_emb is None or identity is None else cosine(o_emb, identity),
                 face_found=o68 is not None,
@@ -655,6 +684,17 @@ def _score_shot(shot: _Shot, real: MeasuredFrames, scored: list[int], sheet_fram
         row.sources = sorted({s.source for s in row.scores})
         row.jitter_px, row.real_jitter_px, row.still_pairs = jitter(out68[name], real.dlib, scored)
     return list(rows.values())
+
+
+def mouth_l1(output: np.ndarray, real: np.ndarray, real68: np.ndarray) -> float | None:
+    """Mean |output - real| (a fraction of 255, like l1) inside the outer lip line of the real frame's 68 points:
+    where a warp is most wrong (teeth, the inside of the mouth). None when the outline covers no pixel."""
+    mask = np.zeros(real.shape[:2], np.uint8)
+    cv2.fillPoly(mask, [np.round(np.asarray(real68)[48:60, :2] * 16).astype(np.int32)], 1, cv2.LINE_8, 4)
+    inside = mask.astype(bool)
+    if not inside.any():
+        return None
+    return float(np.abs(output.astype(np.float32) - real.astype(np.float32))[inside].mean()) / 255.0
 
 
 def _label(tile: np.ndarray, text: str) -> np.ndarray:
@@ -733,6 +773,7 @@ _COLUMNS = (  # key, header, format
     ("ssim", "SSIM ↑", ".3f"),
     ("psnr", "PSNR dB ↑", ".2f"),
     ("l1", "L1 ↓", ".4f"),
+    ("mouth_l1", "L1 mouth ↓", ".4f"),
     ("lm", "LM dlib ↓", ".4f"),
     ("lm_worst", "worst ↓", ".3f"),
     ("tears", f">{TEAR_IOD} ↓", "d"),

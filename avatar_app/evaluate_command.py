@@ -22,7 +22,11 @@ def register(subparsers) -> None:
     p.add_argument("--shots", nargs="+", type=int, default=[1, 8, 32], metavar="T",
                    help="how many first frames make the avatar (default: 1 8 32)")
     p.add_argument("--backend", default="mesh", choices=("mesh", "neural"), help="renderer to score (default: mesh)")
-    p.add_argument("--model", type=Path, metavar="DIR", help="model folder made by 'avatar-app export' (neural backend)")
+    p.add_argument("--model", type=Path, metavar="DIR",
+                   help="model folder made by 'avatar-app export' (neural backend; default: the shipped model)")
+    p.add_argument("--finetune-steps", type=int, default=0, metavar="N",
+                   help="neural: also score the model fine-tuned for N steps on the T frames (the paper's FT; needs --checkpoint)")
+    p.add_argument("--checkpoint", type=Path, metavar="FILE.pt", help="the model's training checkpoint, for --finetune-steps")
     p.add_argument("--size", type=int, default=256, help="side of the square face crop and output (default 256)")
     p.add_argument("--frames", type=int, default=32, help="driven frames per video (default 32)")
     p.add_argument("--json", type=Path, required=True, metavar="OUT", help="every per-video and per-frame figure")
@@ -49,11 +53,19 @@ def _check_output(path: Path, what: str) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from avatar_app.errors import NoFaceError, OutputPathError
+    from avatar_app.errors import AvatarAppError, NoFaceError, OutputPathError
     from avatar_app.evaluate import EvaluationSettings, evaluate, find_videos, markdown
 
+    model = args.model
+    if args.backend == "neural" and model is None:
+        from avatar_app.render.neural import default_model
+
+        model = default_model()
+    if args.finetune_steps < 0:
+        raise AvatarAppError(f"--finetune-steps must be 0 or more, got {args.finetune_steps}")
     settings = EvaluationSettings(shots=tuple(args.shots), backend=args.backend, size=args.size, frames=args.frames,
-                                  model=None if args.model is None else str(args.model))
+                                  model=None if model is None else str(model), finetune_steps=args.finetune_steps,
+                                  checkpoint=None if args.checkpoint is None else str(args.checkpoint))
     _check_output(args.json, "JSON report")
     if args.markdown is not None:
         _check_output(args.markdown, "markdown report")

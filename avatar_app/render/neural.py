@@ -277,9 +277,10 @@ def make_identity(model: ExportedModel, images: list[np.ndarray], points: list[n
 class NeuralRenderer:
     name = "neural"
 
-    def __init__(self, model_dir: str | Path, runtime: str = "onnx", provider: str | None = None,
-                 trust_code: bool = False):
-        self.model = ExportedModel(model_dir, runtime, provider, trust_code)
+    def __init__(self, model_dir: str | Path | None = None, runtime: str = "onnx", provider: str | None = None,
+                 trust_code: bool = False, model=None):
+        """``model``: an object with ExportedModel's interface instead of a folder (evaluation's fine-tuned G)."""
+        self.model = model if model is not None else ExportedModel(model_dir, runtime, provider, trust_code)
         self.mesh = MeshRenderer()
         self.identity_made = False  # prepare() gave the avatar its ê and ψ (the caller may save the avatar)
 

@@ -175,6 +175,47 @@ def finetune_networks(nets, pictures: list[np.ndarray], points: list[np.ndarray]
     return Tuned(G, D, e_hat.detach(), psi.detach(), before, after, frames, marks, l1(before), l1(after), seconds)
 
 
+class TunedModel:
+    """A fine-tuned G (in torch) behind ExportedModel's interface, so the app's NeuralRenderer runs it as it runs
+    an export: what `evaluate` uses for its neural-ft rows, without writing a model folder per person."""
+
+    def __init__(self, nets, tuned: Tuned):
+        from avatar_app.model.export import CROP_SCALE
+        from avatar_app.render.neural import NeuralIdentity
+
+        cfg = nets.config
+        self.size, self.thickness, self.crop_scale = cfg.image_size, cfg.landmark_thickness, CROP_SCALE
+        self.conditioning, self.runtime, self.provider = cfg.conditioning, "torch", "cpu"
+        self.generator = tuned.generator.cpu().eval()
+        self.model_id = f"finetuned-{id(self):x}"
+        self.identity_of_person = NeuralIdentity(self.model_id, tuned.e_hat[0].cpu().numpy().astype(np.float32),
+                                                 tuned.psi[0].cpu().numpy().astype(np.float32))
+        self.tuned = tuned
+
+    @classmethod
+    def finetune(cls, checkpoint: str | Path, pictures: list[np.ndarray], points: list[np.ndarray], steps: int,
+                 seed: int = 0) -> TunedModel:
+        """FT from a training checkpoint on K pictures (BGR) with their 478 landmarks, at the rates the shipped
+        model was meta-learned with (FinetuneConfig's are the paper's, too slow for a few dozen steps)."""
+        from avatar_app.model.checkpoint import load_checkpoint
+
+        nets, raw = load_checkpoint(checkpoint)
+        training = raw.get("training") or {}
+        config = FinetuneConfig(steps=steps, seed=seed, lr_generator=float(training.get("lr_generator", 5e-5)),
+                                lr_discriminator=float(training.get("lr_discriminator", 2e-4)))
+        tuned = finetune_networks(nets, pictures, points, config, torch.device("cpu"), progress=False)
+        return cls(nets, tuned)
+
+    def correct(self, warp: np.ndarray, landmarks: np.ndarray, psi: np.ndarray):
+        with torch.no_grad():
+            rgb, mask = self.generator.correction(torch.from_numpy(warp), torch.from_numpy(landmarks), torch.from_numpy(psi))
+        return rgb.numpy(), mask.numpy()
+
+    def generate(self, landmarks: np.ndarray, psi: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return self.generator(torch.from_numpy(landmarks), torch.from_numpy(psi)).numpy()
+
+
 def finetune(checkpoint: str | Path, images: list[str | Path], out_dir: str | Path,
              config: FinetuneConfig = FinetuneConfig(), *, name: str | None = None,
              formats: tuple[str, ...] = ("onnx", "torchscript"), vgg19: str | Path | None = None,
