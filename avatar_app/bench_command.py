@@ -21,7 +21,7 @@ def register(subparsers) -> None:
     )
     p.add_argument("--driver", type=Path, required=True, help="video of a face; it loops as long as needed")
     _add_avatar_choice(p)
-    p.add_argument("--backend", default="mesh", help="renderer: mesh (default) or neural (needs --model)")
+    p.add_argument("--backend", default="mesh", help="renderer: mesh (default) or neural (the shipped model, or --model DIR)")
     _add_model_options(p)
     p.add_argument("--size", type=int, default=512, help="longer side of the output in pixels (default 512)")
     p.add_argument("--frames", type=int, default=300, help="frames to measure (default 300)")

@@ -32,7 +32,7 @@ def _add_motion_options(p: argparse.ArgumentParser) -> None:
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default=None, help="model folder made by 'avatar-app export' (neural backend)")
+    p.add_argument("--model", default=None, help="model folder made by 'avatar-app export' (neural backend; default: the shipped model)")
     p.add_argument("--runtime", default="onnx", choices=["onnx", "torchscript"], help="how to run the model (default onnx)")
     _add_trust_model(p)
     p.add_argument("--provider", default=None, choices=["auto", "cpu", "cuda"],
@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_avatar_choice(r)
     r.add_argument("--out", type=Path, required=True, help="output video (.mp4, .mov or .mkv)")
     r.add_argument("--size", type=int, default=512, help="longer side of the output in pixels (default 512)")
-    r.add_argument("--backend", default="mesh", help="renderer: mesh (default, needs no weights) or neural (needs --model)")
+    r.add_argument("--backend", default="mesh", help="renderer: mesh (default, needs no weights) or neural (the shipped model, or --model DIR)")
     _add_model_options(r)
     r.add_argument("--reference-frame", type=int, default=None, metavar="N",
                    help="driver frame whose pose is the portrait's own (default: the first with a face)")

@@ -67,6 +67,18 @@ def test_prepare_data_writes_crops_landmarks_index_and_reports_the_faceless_clip
     points = np.load(data / "clips" / clip["id"] / "landmarks.npy", allow_pickle=False)
     assert len(frames) == clip["frames"] == len(points) >= 36 and points.shape[1:] == (478, 3)
     assert points[..., :2].min() >= 0 and points[..., :2].max() < 64  # the face stays inside the clip's one crop
+    # The mesh renderer's warps of 4 frames spread over the clip to every frame: the warp-conditioned G's input.
+    import cv2
+
+    folder = data / "clips" / clip["id"]
+    assert len(clip["warps"]) == 4 and clip["warps"][0] == 0 and clip["warps"][-1] < clip["frames"]
+    for s in clip["warps"]:
+        assert len(list((folder / "warps" / f"{s:05d}").glob("*.jpg"))) == clip["frames"]
+    s, t = clip["warps"][1], clip["warps"][2]
+    frame, other = (cv2.imread(str(folder / "frames" / f"{i:05d}.jpg")).astype(float) for i in (s, t))
+    own, to_other = (cv2.imread(str(folder / "warps" / f"{s:05d}" / f"{i:05d}.jpg")).astype(float) for i in (s, t))
+    assert np.abs(own - frame).mean() < 3  # a frame warped to its own landmarks is itself
+    assert np.abs(to_other - other).mean() < np.abs(frame - other).mean()  # warped towards the other frame
     report = json.loads((data / "report.json").read_text())
     assert [s["source"] for s in report["skipped"]] == ["wall.mp4"] and "no face" in report["skipped"][0]["reason"]
 

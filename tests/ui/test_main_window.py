@@ -324,6 +324,17 @@ def test_the_renderer_picker_lists_what_can_run(tmp_path):
     assert not any(".tiny.old" in label for label, _ in renderer_choices([tmp_path]))
 
 
+def test_the_picker_offers_the_shipped_model_from_package_data(make_window):
+    from avatar_app.render.neural import shipped_models
+
+    shipped = shipped_models()
+    if not shipped:
+        pytest.skip("no model is shipped in this checkout")
+    window = make_window()
+    offered = {window.renderer_combo.itemData(i) for i in range(window.renderer_combo.count())}
+    assert f"neural:{shipped[0]}" in offered
+
+
 def test_a_renderer_that_cannot_run_is_explained_and_the_last_one_comes_back(qtbot, make_window, generated_driver):
     window = _running(qtbot, make_window, generated_driver)
     window.renderer_combo.addItem("neural: broken", f"neural:{generated_driver.parent / 'no_such_model'}")
