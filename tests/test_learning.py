@@ -166,3 +166,19 @@ def test_finetuning_starts_at_p_e_hat_and_w0_plus_e_hat_and_its_error_falls(gene
                               torch.device("cpu"), progress=False)
     assert tuned.l1_after < 0.9 * tuned.l1_before, (tuned.l1_before, tuned.l1_after)
     assert not torch.allclose(tuned.psi, start.psi), "psi' did not learn"
+
+
+def test_the_content_loss_weighs_the_mouth_and_structure():
+    """The shipped model's content loss: pixel L1, 1 - SSIM, and extra L1 inside the mouth, where a warp is most
+    wrong. An error inside the mouth must cost more than the same error elsewhere."""
+    loss = ContentLoss(None, None, 0, 0, l1_weight=10.0, ssim_weight=2.0, mouth_weight=2.0)
+    g = torch.Generator().manual_seed(0)
+    real = torch.rand(1, 3, 32, 32, generator=g) * 2 - 1
+    mouth = torch.zeros(1, 1, 32, 32)
+    mouth[..., 20:26, 10:22] = 1
+    same, parts = loss(real, real, mouth)
+    assert float(same) == pytest.approx(0.0, abs=1e-5) and set(parts) == {"l1", "mouth", "ssim"}
+    inside, outside = real.clone(), real.clone()
+    inside[..., 20:26, 10:22] += 0.5
+    outside[..., 2:8, 10:22] += 0.5
+    assert float(loss(inside, real, mouth)[0]) > 2 * float(loss(outside, real, mouth)[0])
