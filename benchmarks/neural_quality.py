@@ -9,7 +9,8 @@ the independent judge (dlib) - with PASS/MISS per target of issue 13:
     python benchmarks/neural_quality.py --out bench_out/neural [--model DIR --checkpoint FILE.pt]
                                         [--frames 24] [--finetune-steps 40] [--jobs 2]
 
-Without --model it scores the shipped model, fine-tuned from the checkpoint its card names when given.
+Without --model it scores the shipped model; the neural-ft rows fine-tune from the model folder's
+checkpoint.pt (a shipped model carries one) or --checkpoint.
 Writes report.json, report.md and every sheet (contact sheets: the same frames for every row).
 """
 
@@ -138,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     from avatar_app.render.neural import default_model
 
     model = args.model or default_model()
+    if args.checkpoint is None and (model / "checkpoint.pt").is_file():
+        args.checkpoint = model / "checkpoint.pt"  # a shipped model carries its networks for fine-tuning
     clips = args.clips or validation_clips(model)
     if not clips:
         print(f"no validation clips found under {SHARED}", file=sys.stderr)

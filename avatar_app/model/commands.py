@@ -23,6 +23,8 @@ def register(sub) -> None:
     e.add_argument("--checkpoint", type=Path, required=True, help="checkpoint (.pt) from 'avatar-app train'")
     e.add_argument("--out", type=Path, required=True, help="model folder to write, e.g. export/my_model")
     e.add_argument("--format", nargs="+", default=["onnx", "torchscript"], choices=["onnx", "torchscript"])
+    e.add_argument("--with-networks", action="store_true",
+                   help="also write checkpoint.pt: E, G and D without optimiser state (what fine-tuning needs)")
     e.set_defaults(handler=run_export)
 
     c = sub.add_parser("checkpoint", help="checkpoint utilities")
@@ -38,7 +40,7 @@ def run_export(args: argparse.Namespace) -> int:
     _need_torch()
     from avatar_app.model.export import export_checkpoint
 
-    reports = export_checkpoint(args.checkpoint, args.out, args.format)
+    reports = export_checkpoint(args.checkpoint, args.out, args.format, with_networks=args.with_networks)
     print(f"{args.out}: exported")
     print(f"{'format':<12} {'seconds':>8} {'MB':>8} {'max |diff| vs eager':>20}")
     for r in reports:

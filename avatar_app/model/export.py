@@ -199,15 +199,17 @@ def _generator_contract(conditioning: str, s: int, n_psi: int) -> dict:
             "outputs": [{"name": "image", "shape": [1, 3, s, s], "dtype": "float32", "range": [-1.0, 1.0], "channels": "RGB"}]}
 
 
-def export_checkpoint(checkpoint: str | Path, out: str | Path, formats: list[str]) -> list[ExportReport]:
-    """Write `out/` (replacing it only once every format has exported and verified) and its manifest."""
+def export_checkpoint(checkpoint: str | Path, out: str | Path, formats: list[str],
+                      with_networks: bool = False) -> list[ExportReport]:
+    """Write `out/` (replacing it only once every format has exported and verified) and its manifest; with
+    ``with_networks`` also checkpoint.pt, the networks without optimiser state, so the folder can be fine-tuned."""
     unknown = [f for f in formats if f not in FORMATS]
     if unknown or not formats:
         raise AvatarAppError(f"unknown export format {', '.join(unknown) or '(none)'} - choose from: {', '.join(FORMATS)}")
     out = Path(out)
     if not out.parent.is_dir():
         raise OutputPathError(f"{out}: folder '{out.parent}' does not exist - create it first")
-    nets, _ = load_checkpoint(checkpoint)
+    nets, raw = load_checkpoint(checkpoint)
     eager = copy.deepcopy(nets)
     for m in (eager.embedder, eager.generator):
         bake_spectral_norm(m).eval()
@@ -229,6 +231,15 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, formats: list[str
             # ops this project never uses): not the user's business.
             warnings.simplefilter("ignore")
             quiet.setLevel(logging.ERROR)
+            if with_networks:
+                from avatar_app.model.checkpoint import save_checkpoint
+
+                try:
+                    save_checkpoint(tmp / "checkpoint.pt", nets, step=int(raw.get("step", 0)),
+                                    extra={"training": raw.get("training") or {}})
+                except BaseException:
+                    shutil.rmtree(tmp, ignore_errors=True)
+                    raise
             return _export_all(gen, ident, eager, nets, tmp, out, formats, want)
     finally:
         quiet.setLevel(level)

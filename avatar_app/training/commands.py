@@ -84,7 +84,8 @@ def register(sub) -> None:
                        description="The paper's fine-tuning: psi' from P e_hat and D's row from w0 + e_hat, then G and D "
                        "train on the images. Writes OUT/model (an exported model folder), OUT/NAME.avatar (its "
                        "identity) and OUT/finetune.png (landmarks | image | before | after).")
-    f.add_argument("--checkpoint", type=Path, required=True, help="checkpoint (.pt) from 'avatar-app train'")
+    f.add_argument("--checkpoint", type=Path, default=None,
+                   help="checkpoint (.pt) from 'avatar-app train' (default: the shipped model's own networks)")
     f.add_argument("--images", type=Path, nargs="+", required=True, metavar="IMG", help="photos of one person")
     f.add_argument("--out", type=Path, required=True, metavar="DIR")
     f.add_argument("--steps", type=int, default=100, help="fine-tuning steps (default 100)")
@@ -168,7 +169,15 @@ def run_finetune(args: argparse.Namespace) -> int:
     from avatar_app.training.config import FinetuneConfig
     from avatar_app.training.finetune import finetune
 
-    result = finetune(args.checkpoint, args.images, args.out, FinetuneConfig(steps=args.steps, seed=args.seed),
+    checkpoint = args.checkpoint
+    if checkpoint is None:
+        from avatar_app.render.neural import default_model
+
+        checkpoint = default_model() / "checkpoint.pt"
+        if not checkpoint.is_file():
+            raise AvatarAppError(f"{checkpoint.parent}: the shipped model has no checkpoint.pt to fine-tune - "
+                                 "pass --checkpoint FILE.pt from 'avatar-app train'")
+    result = finetune(checkpoint, args.images, args.out, FinetuneConfig(steps=args.steps, seed=args.seed),
                       name=args.name, formats=tuple(args.format), vgg19=args.vgg19_weights,
                       vggface=args.vggface_weights, device=args.device)
     print(f"{result.model_dir}: fine-tuned model {result.model_id} ({result.steps} steps, {result.seconds:.0f} s; "
