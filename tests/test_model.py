@@ -96,9 +96,15 @@ def test_export_matches_eager_torch(tmp_path, name):
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     root = tmp_path_factory.mktemp("model")
-    save_checkpoint(root / "rt.pt", build_networks(CONFIGS["realtime"], seed=3))
-    export_checkpoint(root / "rt.pt", root / "rt", ["onnx", "torchscript"])
+    save_checkpoint(root / "rt.pt", build_networks(CONFIGS["realtime"], seed=3), step=5)
+    export_checkpoint(root / "rt.pt", root / "rt", ["onnx", "torchscript"], with_networks=True)
     return root / "rt"
+
+
+def test_a_model_folder_can_carry_its_networks_for_fine_tuning(exported):
+    nets, raw = load_checkpoint(exported / "checkpoint.pt")
+    manifest = json.loads((exported / "manifest.json").read_text())
+    assert model_id(nets) == manifest["model_id"] and raw["step"] == 5 and "optimizers" not in raw
 
 
 @pytest.fixture(scope="module")
