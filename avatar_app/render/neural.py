@@ -302,6 +302,12 @@ class NeuralRenderer:
         k = s / (side * scale[0])
         self._to_crop = np.array([[k, 0, -x0 * scale[0] * k], [0, k, -y0 * scale[1] * k]], np.float32)
         self._from_crop = cv2.invertAffineTransform(self._to_crop)
+        # The output rectangle the crop covers (clipped to the image), and the crop -> rectangle affine.
+        bx, by, bs = x0 * scale[0], y0 * scale[1], side * scale[0]
+        rect = (max(0, int(np.floor(bx))), max(0, int(np.floor(by))), min(w, int(np.ceil(bx + bs))), min(h, int(np.ceil(by + bs))))
+        to_rect = self._from_crop.copy()
+        to_rect[:, 2] -= (rect[0], rect[1])
+        self._rect = (rect, to_rect)
         # The correction fades out over the crop's outer eighth: no seam where the crop ends.
         ramp = np.clip(np.minimum(np.arange(s), np.arange(s)[::-1]) / (s / 8), 0, 1).astype(np.float32)
         self._taper = np.minimum.outer(ramp, ramp)
@@ -322,9 +328,16 @@ class NeuralRenderer:
             rgb, mask = self.model.correct(np.ascontiguousarray(warp), lm, self._psi)
             face = cv2.cvtColor(((rgb[0].transpose(1, 2, 0) + 1.0) * 127.5).clip(0, 255).astype(np.uint8), cv2.COLOR_RGB2BGR)
             m = (mask[0, 0] * self._taper).astype(np.float32)
-            placed = cv2.warpAffine(face, self._from_crop, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            full = cv2.warpAffine(m, self._from_crop, (w, h), flags=cv2.INTER_LINEAR, borderValue=0)[..., None]
-            return (out * (1 - full) + placed * full + 0.5).astype(np.uint8)
+            # Only the crop's rectangle of the output changes: warp back and blend there alone.
+            (x0, y0, x1, y1), to_rect = self._rect
+            if x1 <= x0 or y1 <= y0:
+                return out
+            size = (x1 - x0, y1 - y0)
+            placed = cv2.warpAffine(face, to_rect, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            alpha = cv2.warpAffine(m, to_rect, size, flags=cv2.INTER_LINEAR, borderValue=0)[..., None]
+            region = out[y0:y1, x0:x1].astype(np.float32)
+            out[y0:y1, x0:x1] = (region + alpha * (placed.astype(np.float32) - region) + 0.5).astype(np.uint8)
+            return out
         face = self.model.generate(lm, self._psi)[0]
         face = cv2.cvtColor(((face.transpose(1, 2, 0) + 1.0) * 127.5).clip(0, 255).astype(np.uint8), cv2.COLOR_RGB2BGR)
         # Place the generated crop over the output, blended inside the target face's outline.
