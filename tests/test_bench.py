@@ -112,7 +112,7 @@ def test_schema_check_finds_what_is_wrong():
     {"--frames": "1"},
     {"--paced": "0"},
     {"--backend": "nonesuch"},
-    {"--backend": "neural"},  # without --model
+    {"--backend": "neural", "--model": "no_such_model"},  # a model folder that is not there
 ])
 def test_bad_input_ends_in_one_line_and_exit_code_2(tmp_path, generated_driver, capsys, change):
     args = bench_args(generated_driver, tmp_path)

@@ -135,7 +135,7 @@ def test_bad_input_is_one_line_and_exit_code_2(tmp_path, capsys, generated_drive
     _one_line_error(capsys, main(["evaluate", "--videos", str(tmp_path / "nope.mp4"), "--json", str(report)]),
                     "nope.mp4", "no such")
     _one_line_error(capsys, main(["evaluate", "--videos", str(generated_driver), "--backend", "neural",
-                                  "--json", str(report)]), "neural", "--model")
+                                  "--finetune-steps", "5", "--json", str(report)]), "neural", "--checkpoint")
     _one_line_error(capsys, main(["evaluate", "--videos", str(generated_driver), "--json",
                                   str(tmp_path / "no_dir" / "r.json")]), "no_dir")
     _one_line_error(capsys, main(["evaluate", "--videos", str(no_face_clip), "--json", str(report)]),

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from avatar_app.model.config import ModelConfig
+from avatar_app.model import layers
 from avatar_app.model.layers import AdaINResBlock, adain, sn_conv, sn_linear
 
 # The mask starts nearly shut (sigmoid(-3) = 0.05): an untrained G leaves the warp almost as it is.
@@ -46,10 +47,11 @@ class WarpGenerator(nn.Module):
         # Up: at each level the upsampled features meet the down path's skip of that level.
         self.up = nn.ModuleList(AdaINResBlock(cdeep + cskip, cskip) for cdeep, cskip in zip(c[:0:-1], c[-2::-1]))
         self.final_channels = c[0]
-        self.to_out = sn_conv(c[0], 4)  # RGB and the mask's logit
+        out = nn.Conv2d(c[0], 4, 3, padding=1)  # RGB and the mask's logit
         with torch.no_grad():
-            self.to_out.parametrizations.weight.original[3].mul_(0.1)
-            self.to_out.bias[3].fill_(MASK_BIAS)
+            out.weight[3].mul_(0.1)
+            out.bias[3].fill_(MASK_BIAS)
+        self.to_out = layers.spectral_norm(out)
         self.n_psi = sum(b.n_params for b in self.middle) + sum(b.n_params for b in self.up) + 2 * c[0]
         self.project = sn_linear(cfg.embed_dim, self.n_psi)  # P: ê -> ψ, once per avatar
 
