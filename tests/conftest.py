@@ -112,6 +112,17 @@ TINY = _ModelConfig(
 )
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Two OpenMP threads on two busy cores can run ~10x slower than one; the tiny networks are too small to care."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def tiny_json(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("cfg") / "tiny.json"

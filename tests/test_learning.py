@@ -23,12 +23,7 @@ from tests.conftest import TINY, TINY_WARP  # noqa: E402
 KEYS = ("frames", "landmarks", "target", "target_landmarks", "video", "warp", "mouth")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _batch(items: list[dict]) -> dict:

@@ -27,13 +27,7 @@ from tests.conftest import PORTRAITS, REPO, TINY, shared_media  # noqa: E402
 PROGRESS = ("training:", "preparing:", "fine-tuning:", "tracking:", "rendering:", "avatar-app: warning:")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Two OpenMP threads on two busy cores can run ~10x slower than one; these networks are too small to care.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _one_line(capsys, code, *fragments):

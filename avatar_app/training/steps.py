@@ -18,6 +18,18 @@ from avatar_app.training.config import TrainingConfig
 from avatar_app.training.losses import discriminator_hinge, embedding_match, feature_matching, generator_adversarial
 
 
+def _descend(loss: torch.Tensor, opt: torch.optim.Optimizer, scaler=None) -> None:
+    """One optimiser step on ``loss`` (through the AMP grad scaler when there is one)."""
+    opt.zero_grad(set_to_none=True)
+    if scaler is None:
+        loss.backward()
+        opt.step()
+        return
+    scaler.scale(loss).backward()
+    scaler.step(opt)
+    scaler.update()
+
+
 @dataclass
 class GeneratorStep:
     """What the E/G step leaves for the D step and the log."""
@@ -47,14 +59,7 @@ def generator_step(eg: nn.Module, disc: nn.Module, content_loss: nn.Module, opt:
     match = embedding_match(e_hat.float(), disc.W(b["video"]).detach())
     match_weight = config.match_weight_at(step)
     loss = content + adversarial + config.feature_matching_weight * fm + match_weight * match
-    opt.zero_grad(set_to_none=True)
-    if scaler is not None:
-        scaler.scale(loss).backward()
-        scaler.step(opt)
-        scaler.update()
-    else:
-        loss.backward()
-        opt.step()
+    _descend(loss, opt, scaler)
     disc.requires_grad_(True)
     scalars = {"G": loss.item(), "content": content.item(), **{f"content_{k}": v.item() for k, v in parts.items()},
                "adversarial": adversarial.item(), "feature_matching": fm.item(), "match": match.item(),
@@ -72,13 +77,6 @@ def discriminator_step(disc: nn.Module, opt: torch.optim.Optimizer, b: dict, g: 
     real_score, fake_score = scores.float().chunk(2)
     loss = discriminator_hinge(real_score, fake_score) + \
         g.match_weight * embedding_match(disc.W(b["video"]), g.e_hat.detach().float())
-    opt.zero_grad(set_to_none=True)
-    if scaler is not None:
-        scaler.scale(loss).backward()
-        scaler.step(opt)
-        scaler.update()
-    else:
-        loss.backward()
-        opt.step()
+    _descend(loss, opt, scaler)
     return {"D": loss.item(), "real_score": real_score.mean().item(), "fake_score": fake_score.mean().item(),
             "loss": loss}
