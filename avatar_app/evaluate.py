@@ -42,6 +42,7 @@ from avatar_app.animator import Animator
 from avatar_app.avatar import Avatar, create_avatar
 from avatar_app.errors import AvatarAppError, InputFileError, NoFaceError
 from avatar_app.face_measure import INSTALL_EVAL, DlibLandmarks, EvalModelsMissing, FaceDescriptor
+from avatar_app.landmark_image import outer_lip_mask
 from avatar_app.landmarks import to_dlib68
 from avatar_app.metrics import inter_ocular, l1, landmark_error, psnr, ssim
 from avatar_app.render.base import RenderSettings
@@ -689,9 +690,7 @@ def _score_shot(shot: _Shot, real: MeasuredFrames, scored: list[int], sheet_fram
 def mouth_l1(output: np.ndarray, real: np.ndarray, real68: np.ndarray) -> float | None:
     """Mean |output - real| (a fraction of 255, like l1) inside the outer lip line of the real frame's 68 points:
     where a warp is most wrong (teeth, the inside of the mouth). None when the outline covers no pixel."""
-    mask = np.zeros(real.shape[:2], np.uint8)
-    cv2.fillPoly(mask, [np.round(np.asarray(real68)[48:60, :2] * 16).astype(np.int32)], 1, cv2.LINE_8, 4)
-    inside = mask.astype(bool)
+    inside = outer_lip_mask(real68, real.shape[:2]).astype(bool)
     if not inside.any():
         return None
     return float(np.abs(output.astype(np.float32) - real.astype(np.float32))[inside].mean()) / 255.0

@@ -43,3 +43,11 @@ def draw_landmarks(points: np.ndarray, box: tuple[float, float, float], size: in
     for _, a, b, closed, colour in GROUPS:
         cv2.polylines(canvas, [fixed[a : b + 1]], closed, colour, thickness, cv2.LINE_AA, shift)
     return canvas.astype(np.float32) / 255.0
+
+
+def outer_lip_mask(points68: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """(h, w) uint8, 1 inside the outer lip line (iBUG points 48-59) of 68 landmarks given in that image's pixels:
+    where a warp is most wrong (teeth, the inside of the mouth)."""
+    mask = np.zeros(shape, np.uint8)
+    cv2.fillPoly(mask, [np.round(np.asarray(points68)[48:60, :2] * 16).astype(np.int32)], 1, cv2.LINE_8, 4)
+    return mask

@@ -7,7 +7,6 @@ All on the painted clip the tests generate (conftest's `data`), at 64 x 64 with 
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch", reason="training needs torch (pip install -e .[train])")

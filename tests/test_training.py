@@ -19,8 +19,6 @@ torch = pytest.importorskip("torch", reason="training needs torch (pip install -
 
 from avatar_app.cli import main  # noqa: E402
 from avatar_app.model.checkpoint import build_networks, load_checkpoint  # noqa: E402
-from avatar_app.model.config import ModelConfig  # noqa: E402
-from avatar_app.sinks import VideoFileSink  # noqa: E402
 from avatar_app.sources import probe_video  # noqa: E402
 from tests.conftest import PORTRAITS, REPO, TINY, shared_media  # noqa: E402
 

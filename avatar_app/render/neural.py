@@ -199,7 +199,7 @@ def read_manifest(directory: Path) -> dict:
         raise InputFileError(f"{path}: not an avatar_app model manifest - export the model again")
     if manifest.get("version") not in READABLE_VERSIONS:
         raise InputFileError(
-            f"{path}: model format version {shown(manifest.get('version'))}, this app reads {MODEL_VERSION} - export it again with this version"
+            f"{path}: model format version {shown(manifest.get('version'))}, this app reads {' and '.join(map(str, READABLE_VERSIONS))} - export it again with this version"
         )
     for key in ("model_id", "files", "landmark_image", "crop"):
         if key not in manifest:

@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import Dataset, DistributedSampler
 
 from avatar_app.errors import InputFileError, shown
-from avatar_app.landmark_image import draw_landmarks
+from avatar_app.landmark_image import draw_landmarks, outer_lip_mask
 from avatar_app.training.prepare import INDEX_FORMAT, INDEX_VERSION
 
 _PREPARE = "run 'avatar-app prepare-data VIDEOS_DIR --out DATA_DIR' (it resumes where it stopped)"
@@ -180,10 +180,7 @@ def mouth_mask(points: np.ndarray, crop_side: float, size: int) -> np.ndarray:
     """(size, size) float32: 1 inside the outer lip line of 478 landmarks given in a crop of ``crop_side`` pixels."""
     from avatar_app.landmarks import to_dlib68
 
-    lips = to_dlib68(np.asarray(points, np.float64))[48:60, :2] * (size / crop_side)
-    mask = np.zeros((size, size), np.uint8)
-    cv2.fillPoly(mask, [np.round(lips * 16).astype(np.int32)], 1, cv2.LINE_AA, 4)
-    return mask.astype(np.float32)
+    return outer_lip_mask(to_dlib68(np.asarray(points, np.float64)) * (size / crop_side), (size, size)).astype(np.float32)
 
 
 class EpisodePlan:

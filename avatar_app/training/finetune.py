@@ -190,7 +190,6 @@ class TunedModel:
         self.model_id = f"finetuned-{id(self):x}"
         self.identity_of_person = NeuralIdentity(self.model_id, tuned.e_hat[0].cpu().numpy().astype(np.float32),
                                                  tuned.psi[0].cpu().numpy().astype(np.float32))
-        self.tuned = tuned
 
     @classmethod
     def finetune(cls, checkpoint: str | Path, pictures: list[np.ndarray], points: list[np.ndarray], steps: int,

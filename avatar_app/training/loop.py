@@ -132,15 +132,13 @@ def train(data_dir: str | Path, run_dir: str | Path, config: TrainingConfig, mod
     explicit = set(explicit if explicit is not None else [f.name for f in dataclasses.fields(TrainingConfig)])
     ckpt_path = _check_run_dir(run_dir, resume)
     data = read_index(data_dir)
-    if resume:  # the run's own hold-out, before the data is compared with the run's
-        saved = (read_checkpoint_settings(ckpt_path).get("training") or {}).get("hold_out")
-        data = hold_out(data, tuple(saved) if saved is not None else config.hold_out)
-    else:
-        data = hold_out(data, config.hold_out)
 
     raw: dict = {}
     if resume:
         nets, raw = load_checkpoint(ckpt_path)
+        # The run's own hold-out, before the data is compared with the run's.
+        saved = (raw.get("training") or {}).get("hold_out")
+        data = hold_out(data, tuple(saved) if saved is not None else config.hold_out)
         if model is not None and model.to_dict() != nets.config.to_dict():
             raise AvatarAppError(f"{ckpt_path}: made with the '{nets.config.name}' configuration, not '{model.name}' - "
                                  f"resume without --config (or with --config {nets.config.name}), or start a new run")
@@ -155,6 +153,7 @@ def train(data_dir: str | Path, run_dir: str | Path, config: TrainingConfig, mod
         vgg19 = vgg19 or (raw.get("perceptual") or {}).get("vgg19")
         vggface = vggface or (raw.get("perceptual") or {}).get("vggface")
     else:
+        data = hold_out(data, config.hold_out)
         nets = build_networks(model or get_config("realtime"), num_videos=len(data.videos), seed=config.seed)
     start_step = int(raw.get("step", 0))
     if start_step >= config.steps:
@@ -275,16 +274,6 @@ def train(data_dir: str | Path, run_dir: str | Path, config: TrainingConfig, mod
         warnings.warn(f"{unreadable} unreadable frame(s) were skipped (replaced by others of their clip)", stacklevel=2)
     warm = times[1:] or times
     return TrainResult(step, ckpt_path, float(np.mean(warm)) if warm else 0.0, unreadable, content_loss.perceptual)
-
-
-def read_checkpoint_settings(path: Path) -> dict:
-    from avatar_app.model.checkpoint import read_weights_file
-
-    try:
-        raw = read_weights_file(path)
-    except ValueError as err:
-        raise InputFileError(f"{path}: not a usable checkpoint ({err}) - give a .pt file written by avatar-app") from None
-    return raw if isinstance(raw, dict) else {}
 
 
 def hold_out(data, patterns: tuple[str, ...]):

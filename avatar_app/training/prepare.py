@@ -311,21 +311,21 @@ def write_index(out: Path, config: PrepareConfig, report: PrepareReport) -> Path
     return out / "index.json"
 
 
-def _run_all(fn, jobs: list[tuple], workers: int, bar) -> list:
-    """fn(*job) for every job, in order; in `workers` processes when more than one."""
+def _run_all(fn, jobs: list[tuple], workers: int, done) -> list:
+    """fn(*job) for every job, in order, telling ``done`` each result; in `workers` processes when more than one
+    (spawned, not forked: MediaPipe's graphs and threads do not survive a fork)."""
+    out = []
     if workers == 1 or len(jobs) <= 1:
-        out = []
         for job in jobs:
             out.append(fn(*job))
-            bar.update()
+            done(out[-1])
         return out
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
         futures = [pool.submit(fn, *job) for job in jobs]
         try:
-            out = []
             for f in futures:
                 out.append(f.result())
-                bar.update()
+                done(out[-1])
             return out
         except BaseException:
             pool.shutdown(wait=False, cancel_futures=True)
@@ -370,24 +370,12 @@ def prepare_data(videos_dir: str | Path, out: str | Path, config: PrepareConfig 
         bar.update()
 
     try:
-        if workers == 1 or len(todo) <= 1:
-            for job in todo:
-                record(prepare_clip(*job))
-        else:
-            # spawn, not fork: MediaPipe's graphs and threads do not survive a fork.
-            with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-                futures = [pool.submit(prepare_clip, *job) for job in todo]
-                try:
-                    for f in futures:
-                        record(f.result())
-                except BaseException:
-                    pool.shutdown(wait=False, cancel_futures=True)
-                    raise
+        _run_all(prepare_clip, todo, workers, record)
         bar.close()
         if config.warp_sources:
             bar = tqdm(total=len(report.prepared), desc="warping", unit="clip", disable=not progress, dynamic_ncols=True)
             jobs = [(str(out / "clips" / c.id), config) for c in report.prepared]
-            results = _run_all(render_warps, jobs, workers, bar)
+            results = _run_all(render_warps, jobs, workers, lambda _: bar.update())
             for c, sources in zip(report.prepared, results):
                 c.warps = sources
     except OSError as err:
