@@ -1,3 +1,3 @@
-from avatar_app.cli import main
+from avatar_app.commands.cli import main
 
 raise SystemExit(main())

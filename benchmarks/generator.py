@@ -75,7 +75,7 @@ def main(argv=None) -> int:
     from avatar_app.model.config import CONFIGS, ModelConfig
     from avatar_app.model.export import export_checkpoint
     from avatar_app.model.layers import bake_spectral_norm
-    from avatar_app.render.neural import ExportedModel, default_model
+    from avatar_app.pipeline.render.neural import ExportedModel, default_model
 
     torch.set_num_threads(args.threads)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch threads {args.threads}, "

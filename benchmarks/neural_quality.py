@@ -39,7 +39,7 @@ def validation_clips(model_dir: Path) -> list[Path]:
 
 
 def _one(path: str, model: str, checkpoint: str | None, frames: int, steps: int, sheets: str) -> dict:
-    from avatar_app.evaluate import EvaluationSettings, evaluate
+    from avatar_app.measure.evaluate import EvaluationSettings, evaluate
 
     settings = EvaluationSettings(shots=(1, 8), backend="neural", model=model, size=SIZE, frames=frames,
                                   mediapipe=False, finetune_steps=steps if checkpoint else 0, checkpoint=checkpoint)
@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clips", nargs="+", type=Path, default=None, help="instead of the model card's validation clips")
     args = p.parse_args(argv)
 
-    from avatar_app.render.neural import default_model
+    from avatar_app.pipeline.render.neural import default_model
 
     model = args.model or default_model()
     if args.checkpoint is None and (model / "checkpoint.pt").is_file():

@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from naive_warp import naive_factory  # noqa: E402
 
-from avatar_app.evaluate import EvaluationSettings, evaluate, json_safe  # noqa: E402
+from avatar_app.measure.evaluate import EvaluationSettings, evaluate, json_safe  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 MEDIA = ROOT.parent / "shared" / "media"
@@ -60,14 +60,14 @@ TARGETS = {  # the issue's bar
 
 # -- generated clips --------------------------------------------------------------------------------------------
 def _frames(path: Path) -> tuple[list[np.ndarray], float]:
-    from avatar_app.sources import SourceSettings, VideoFileSource
+    from avatar_app.pipeline.sources import SourceSettings, VideoFileSource
 
     with VideoFileSource(SourceSettings(str(path))) as src:
         return [f.image for f in src], src.fps
 
 
 def _write(path: Path, frames: list[np.ndarray], fps: float) -> None:
-    from avatar_app.sinks import VideoFileSink
+    from avatar_app.pipeline.sinks import VideoFileSink
 
     h, w = frames[0].shape[:2]
     with VideoFileSink(path, fps=fps, size=(w - w % 2, h - h % 2)) as sink:
@@ -270,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
                               f"{means['mesh']['jitter_px']:.3f} px mean, {worst:.3f} px worst clip"))
 
     if "cross" in args.only:
-        from avatar_app.evaluate_cross import cross_markdown
+        from avatar_app.measure.evaluate_cross import cross_markdown
 
         if args.cross_clips:
             moving = list(args.cross_clips)
@@ -286,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
         with ProcessPoolExecutor(max_workers=args.jobs) as pool:
             parts = list(pool.map(_cross_one, [str(p) for p in paths], [[str(p) for p in portraits]] * len(paths),
                                   [str(args.out / "sheets_cross")] * len(paths)))
-        from avatar_app.evaluate_cross import CrossReport, CrossResult
+        from avatar_app.measure.evaluate_cross import CrossReport, CrossResult
 
         report = CrossReport(size=settings.size, methods=tuple(parts[0]["methods"]))
         for part in parts:
@@ -313,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _cross_one(video: str, portraits: list[str], sheets: str) -> dict:
-    from avatar_app.evaluate_cross import evaluate_cross
+    from avatar_app.measure.evaluate_cross import evaluate_cross
 
     settings = EvaluationSettings(shots=(1,), size=SIZE, mediapipe=False)
     report = evaluate_cross([Path(p) for p in portraits], [Path(video)], settings, extra={"naive": naive_factory})

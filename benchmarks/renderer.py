@@ -39,11 +39,11 @@ def main(argv=None) -> int:
         print(f"renderer.py: driver video {args.driver} not found - pass --driver", file=sys.stderr)
         return 2
 
-    from avatar_app.animator import Animator
-    from avatar_app.avatar import load_portrait_or_avatar
-    from avatar_app.profiler import percentiles
-    from avatar_app.render.base import RenderSettings
-    from avatar_app.render_video import track_video
+    from avatar_app.pipeline.animator import Animator
+    from avatar_app.pipeline.avatar import load_portrait_or_avatar
+    from avatar_app.measure.profiler import percentiles
+    from avatar_app.pipeline.render.base import RenderSettings
+    from avatar_app.commands.render import track_video
 
     tracked, times = track_video(args.driver)
     poses = [(q, t) for q, t in zip(tracked, times) if q is not None]

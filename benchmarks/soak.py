@@ -68,13 +68,13 @@ def main(argv=None) -> int:
         print("soak.py: needs psutil - pip install -e .[dev]", file=sys.stderr)
         return 2
 
-    from avatar_app.animator import Animator
-    from avatar_app.avatar import load_portrait_or_avatar
-    from avatar_app.profiler import Profiler, ProfilerSettings
-    from avatar_app.render.base import RenderSettings
-    from avatar_app.runner import Runner, RunnerSettings
-    from avatar_app.sinks import VideoFileSink
-    from avatar_app.sources import SourceSettings, open_source
+    from avatar_app.pipeline.animator import Animator
+    from avatar_app.pipeline.avatar import load_portrait_or_avatar
+    from avatar_app.measure.profiler import Profiler, ProfilerSettings
+    from avatar_app.pipeline.render.base import RenderSettings
+    from avatar_app.pipeline.runner import Runner, RunnerSettings
+    from avatar_app.pipeline.sinks import VideoFileSink
+    from avatar_app.pipeline.sources import SourceSettings, open_source
 
     args.out.mkdir(parents=True, exist_ok=True)
     process = psutil.Process()

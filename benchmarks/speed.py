@@ -52,12 +52,12 @@ def main(argv=None) -> int:
         print(f"speed.py: driver video {args.driver} not found - pass --driver", file=sys.stderr)
         return 2
 
-    from avatar_app.animator import Animator
-    from avatar_app.avatar import load_portrait_or_avatar
-    from avatar_app.render.base import RenderSettings
-    from avatar_app.runner import Runner, RunnerSettings
-    from avatar_app.sources import SourceSettings, open_source
-    from avatar_app.tracker import FaceTracker, TrackerSettings
+    from avatar_app.pipeline.animator import Animator
+    from avatar_app.pipeline.avatar import load_portrait_or_avatar
+    from avatar_app.pipeline.render.base import RenderSettings
+    from avatar_app.pipeline.runner import Runner, RunnerSettings
+    from avatar_app.pipeline.sources import SourceSettings, open_source
+    from avatar_app.pipeline.tracker import FaceTracker, TrackerSettings
 
     tracker_settings = TrackerSettings() if args.max_faces is None else TrackerSettings(max_faces=args.max_faces)
     print(f"machine: {os.cpu_count()} CPUs; driver {args.driver.name}; portrait {args.portrait.name}; "

@@ -30,9 +30,9 @@ def main(argv=None) -> int:
         print(f"tracker.py: driver video {args.driver} not found - pass --driver", file=sys.stderr)
         return 2
 
-    from avatar_app.profiler import percentiles
-    from avatar_app.sources import open_source
-    from avatar_app.tracker import FaceTracker, TrackerSettings
+    from avatar_app.measure.profiler import percentiles
+    from avatar_app.pipeline.sources import open_source
+    from avatar_app.pipeline.tracker import FaceTracker, TrackerSettings
 
     with open_source(str(args.driver)) as src:
         images = [f.image for f in src]

@@ -33,7 +33,7 @@ def shared_media(name: str) -> Path:
 
 def open_mouth(points: np.ndarray, amount: float) -> np.ndarray:
     """Landmarks with the jaw dropped: the lower lip and chin move down by `amount` x the mouth's width."""
-    from avatar_app import landmarks as L
+    from avatar_app.face import landmarks as L
 
     p = np.array(points, np.float64)
     left, right = p[L.MOUTH_CORNERS[0], :2], p[L.MOUTH_CORNERS[1], :2]
@@ -57,8 +57,8 @@ def open_mouth(points: np.ndarray, amount: float) -> np.ndarray:
 
 def turn_head(points: np.ndarray, yaw=0.0, pitch=0.0, roll=0.0) -> np.ndarray:
     """Landmarks of the same face rotated about its own centre (degrees)."""
-    from avatar_app import landmarks as L
-    from avatar_app.retarget import rotation_from_angles
+    from avatar_app.face import landmarks as L
+    from avatar_app.pipeline.retarget import rotation_from_angles
 
     p = np.asarray(points, np.float64)
     c = p[L.RIGID].mean(0)
@@ -67,7 +67,7 @@ def turn_head(points: np.ndarray, yaw=0.0, pitch=0.0, roll=0.0) -> np.ndarray:
 
 @pytest.fixture(scope="session")
 def mona_avatar():
-    from avatar_app.avatar import create_avatar
+    from avatar_app.pipeline.avatar import create_avatar
     from avatar_app.images import load_image
 
     return create_avatar(load_image(PORTRAITS / "mona_lisa.jpg"), "mona_lisa")
@@ -75,7 +75,7 @@ def mona_avatar():
 
 @pytest.fixture(scope="session")
 def girl_avatar():
-    from avatar_app.avatar import create_avatar
+    from avatar_app.pipeline.avatar import create_avatar
     from avatar_app.images import load_image
 
     return create_avatar(load_image(PORTRAITS / "girl_with_a_pearl_earring.jpg"), "girl")
@@ -84,9 +84,9 @@ def girl_avatar():
 @pytest.fixture(scope="session")
 def generated_driver(tmp_path_factory, girl_avatar) -> Path:
     """A 40-frame, 25 fps clip of the Girl with a Pearl Earring: still, opening her mouth, turning her head."""
-    from avatar_app.render.base import RenderSettings
-    from avatar_app.render.mesh import MeshRenderer
-    from avatar_app.sinks import VideoFileSink
+    from avatar_app.pipeline.render.base import RenderSettings
+    from avatar_app.pipeline.render.mesh import MeshRenderer
+    from avatar_app.pipeline.sinks import VideoFileSink
 
     renderer = MeshRenderer()
     renderer.prepare(girl_avatar, RenderSettings(size=384))
@@ -133,7 +133,7 @@ def tiny_json(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def videos(tmp_path_factory, generated_driver) -> Path:
     """VoxCeleb2-like layout: id/video/clip.mp4 for the painted face, and a clip of a wall at the top."""
-    from avatar_app.sinks import VideoFileSink
+    from avatar_app.pipeline.sinks import VideoFileSink
 
     root = tmp_path_factory.mktemp("videos")
     (root / "id001" / "paintingA").mkdir(parents=True)
@@ -147,7 +147,7 @@ def videos(tmp_path_factory, generated_driver) -> Path:
 
 @pytest.fixture(scope="session")
 def data(videos, tmp_path_factory) -> Path:
-    from avatar_app.cli import main
+    from avatar_app.commands.cli import main
 
     out = tmp_path_factory.mktemp("prepared") / "data"
     assert main(["prepare-data", str(videos), "--out", str(out), "--size", "64", "--min-frames", "10"]) == 0

@@ -7,7 +7,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from avatar_app.avatar import (
+from avatar_app.pipeline.avatar import (
     AVATAR_VERSION,
     create_avatar,
     load_avatar,

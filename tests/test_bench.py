@@ -6,10 +6,10 @@ import threading
 
 import pytest
 
-from avatar_app import bench
-from avatar_app.animator import Animator
-from avatar_app.cli import main
-from avatar_app.render.base import RenderSettings
+from avatar_app.measure import bench
+from avatar_app.pipeline.animator import Animator
+from avatar_app.commands.cli import main
+from avatar_app.pipeline.render.base import RenderSettings
 from tests.conftest import PORTRAITS
 
 MONA = PORTRAITS / "mona_lisa.jpg"
@@ -71,7 +71,7 @@ def test_a_stage_that_raises_is_reported_as_a_failure(tmp_path, generated_driver
         raise RuntimeError("boom")
 
     if stage == "tracker":
-        monkeypatch.setattr("avatar_app.tracker.FaceTracker.process", boom)
+        monkeypatch.setattr("avatar_app.pipeline.tracker.FaceTracker.process", boom)
     else:
         monkeypatch.setattr(Animator, "render", boom)
     code = main(bench_args(generated_driver, tmp_path, "--unpaced"))

@@ -6,11 +6,11 @@ import sys
 import numpy as np
 import pytest
 
-from avatar_app.cli import main
-from avatar_app.render.mouth import mouth_opening
-from avatar_app.render_video import track_video
-from avatar_app.sinks import VideoFileSink
-from avatar_app.sources import probe_video
+from avatar_app.commands.cli import main
+from avatar_app.pipeline.render.mouth import mouth_opening
+from avatar_app.commands.render import track_video
+from avatar_app.pipeline.sinks import VideoFileSink
+from avatar_app.pipeline.sources import probe_video
 from tests.conftest import PORTRAITS, shared_media
 
 MONA = PORTRAITS / "mona_lisa.jpg"

@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from avatar_app.cli import main
-from avatar_app.evaluate import (
+from avatar_app.commands.cli import main
+from avatar_app.measure.evaluate import (
     EvaluationSettings,
     StillDetector,
     driven_frames,
@@ -17,8 +17,8 @@ from avatar_app.evaluate import (
     nearest_source,
     read_crops,
 )
-from avatar_app.metrics import l1, psnr, ssim
-from avatar_app.sinks import VideoFileSink
+from avatar_app.measure.metrics import l1, psnr, ssim
+from avatar_app.pipeline.sinks import VideoFileSink
 from tests.conftest import PORTRAITS
 
 SIZE = 128
@@ -178,7 +178,7 @@ def test_csim_tells_the_same_face_from_another():
     embed, reason = load_face_embedder()
     if embed is None:
         pytest.skip(f"CSIM model not installed: {reason}")
-    from avatar_app.evaluate import cosine
+    from avatar_app.measure.evaluate import cosine
 
     mona = cv2.imread(str(PORTRAITS / "mona_lisa.jpg"))
     girl = cv2.imread(str(PORTRAITS / "girl_with_a_pearl_earring.jpg"))
@@ -194,7 +194,7 @@ def test_csim_tells_the_same_face_from_another():
 
 # -- the independent judge, worst frames, tears, jitter, cross-reenactment ----------------------------------------
 def _needs_judge():
-    from avatar_app.face_measure import DlibLandmarks, EvalModelsMissing
+    from avatar_app.measure.face_measure import DlibLandmarks, EvalModelsMissing
 
     try:
         DlibLandmarks()
@@ -246,7 +246,7 @@ class _Scrambled:
 
 def test_a_torn_face_is_counted_as_a_tear_and_scores_worse_than_the_renderer(generated_driver):
     _needs_judge()
-    from avatar_app.evaluate import evaluate
+    from avatar_app.measure.evaluate import evaluate
 
     report = evaluate([generated_driver], EvaluationSettings(shots=(1,), size=SIZE, frames=6, mediapipe=False),
                       csim=False, extra={"torn": _Scrambled})
@@ -258,7 +258,7 @@ def test_a_torn_face_is_counted_as_a_tear_and_scores_worse_than_the_renderer(gen
 
 
 def test_jitter_is_the_outputs_motion_over_the_frames_where_the_real_face_is_still():
-    from avatar_app.evaluate import jitter
+    from avatar_app.measure.evaluate import jitter
 
     rng = np.random.default_rng(3)
     face = rng.uniform(0, 100, (68, 2))
@@ -303,9 +303,9 @@ def test_cross_with_a_missing_or_broken_portrait_is_one_line(tmp_path, capsys, g
 
 def test_the_judges_measures_read_a_turn_and_an_open_mouth(mona_avatar):
     _needs_judge()
-    from avatar_app.face_measure import DlibLandmarks, measure
-    from avatar_app.render.mesh import MeshRenderer
-    from avatar_app.render.base import RenderSettings
+    from avatar_app.measure.face_measure import DlibLandmarks, measure
+    from avatar_app.pipeline.render.mesh import MeshRenderer
+    from avatar_app.pipeline.render.base import RenderSettings
     from tests.conftest import open_mouth, turn_head
 
     r = MeshRenderer()

@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from avatar_app.animator import Animator
-from avatar_app.avatar import save_avatar
+from avatar_app.pipeline.animator import Animator
+from avatar_app.pipeline.avatar import save_avatar
 from avatar_app.errors import DeviceError, InputFileError
-from avatar_app.render.base import RenderSettings
-from avatar_app.runner import Runner, RunnerSettings
-from avatar_app.sinks import VideoFileSink
-from avatar_app.sources import FrameSource, SourceSettings, VideoFileSource, open_source, probe_video
+from avatar_app.pipeline.render.base import RenderSettings
+from avatar_app.pipeline.runner import Runner, RunnerSettings
+from avatar_app.pipeline.sinks import VideoFileSink
+from avatar_app.pipeline.sources import FrameSource, SourceSettings, VideoFileSource, open_source, probe_video
 from tests.fakes import ListSink
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -217,12 +217,12 @@ def test_a_failed_virtual_camera_is_switched_off_and_the_recording_stays_playabl
 DISK_FULL_CHILD = r"""
 import json, resource, signal, sys, threading
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG instead of killing us
-from avatar_app.animator import Animator
-from avatar_app.avatar import load_avatar
-from avatar_app.render.base import RenderSettings
-from avatar_app.runner import Runner, RunnerSettings
-from avatar_app.sinks import VideoFileSink
-from avatar_app.sources import SourceSettings, open_source
+from avatar_app.pipeline.animator import Animator
+from avatar_app.pipeline.avatar import load_avatar
+from avatar_app.pipeline.render.base import RenderSettings
+from avatar_app.pipeline.runner import Runner, RunnerSettings
+from avatar_app.pipeline.sinks import VideoFileSink
+from avatar_app.pipeline.sources import SourceSettings, open_source
 
 avatar_file, driver, out, limit = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 animator = Animator(load_avatar(avatar_file), RenderSettings(size=192))

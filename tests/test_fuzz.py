@@ -26,11 +26,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from avatar_app.avatar import create_avatar, load_avatar, load_portrait_or_avatar, save_avatar
-from avatar_app.cli import main
+from avatar_app.pipeline.avatar import create_avatar, load_avatar, load_portrait_or_avatar, save_avatar
+from avatar_app.commands.cli import main
 from avatar_app.errors import AvatarAppError
 from avatar_app.images import MAX_IMAGE_PIXELS, load_image
-from avatar_app.sources import VideoFileSource, open_source, probe_video
+from avatar_app.pipeline.sources import VideoFileSource, open_source, probe_video
 from tests.conftest import PORTRAITS
 
 # PIL warns about the corrupt EXIF blocks these tests make; the loaders' results are what is checked.
@@ -545,7 +545,7 @@ try:
 
     from avatar_app.model.checkpoint import build_networks, load_checkpoint, read_weights_file, save_checkpoint
     from avatar_app.model.config import CONFIGS, ModelConfig
-    from avatar_app.training.commands import model_config
+    from avatar_app.commands.train import model_config
     from avatar_app.training.dataset import read_index
 except ImportError:  # the [train] extra is not installed: the tests below skip, the rest still run
     torch = None
@@ -553,7 +553,7 @@ try:
     import onnxruntime
 except ImportError:
     onnxruntime = None
-from avatar_app.render.neural import ExportedModel, read_manifest  # noqa: E402 - needs neither
+from avatar_app.pipeline.render.neural import ExportedModel, read_manifest  # noqa: E402 - needs neither
 
 needs_torch = pytest.mark.skipif(torch is None, reason="the model needs torch (pip install -e .[train])")
 needs_onnx = pytest.mark.skipif(torch is None or onnxruntime is None,

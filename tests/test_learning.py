@@ -136,8 +136,8 @@ def test_the_warp_generator_repaints_where_the_warp_is_wrong_and_keeps_the_rest(
 
 @pytest.mark.parametrize("cfg", [TINY, TINY_WARP], ids=["landmarks", "warp"])
 def test_finetuning_starts_at_p_e_hat_and_w0_plus_e_hat_and_its_error_falls(generated_driver, cfg):
-    from avatar_app.sources import SourceSettings, VideoFileSource
-    from avatar_app.tracker import detect_portrait
+    from avatar_app.pipeline.sources import SourceSettings, VideoFileSource
+    from avatar_app.pipeline.tracker import detect_portrait
     from avatar_app.training.finetune import finetune_networks
 
     with VideoFileSource(SourceSettings(spec=str(generated_driver))) as video:

@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from avatar_app.landmarks import to_dlib68
-from avatar_app.metrics import inter_ocular, l1, landmark_error, psnr, ssim
-from avatar_app.tracker import detect_portrait
+from avatar_app.face.landmarks import to_dlib68
+from avatar_app.measure.metrics import inter_ocular, l1, landmark_error, psnr, ssim
+from avatar_app.pipeline.tracker import detect_portrait
 
 PORTRAITS = Path(__file__).resolve().parents[1] / "assets" / "portraits"
 

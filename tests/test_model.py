@@ -9,13 +9,13 @@ import pytest
 torch = pytest.importorskip("torch", reason="the model needs torch (pip install -e .[train])")
 pytest.importorskip("onnxruntime", reason="the neural backend needs onnxruntime (pip install -e .[cpu])")
 
-from avatar_app.cli import main  # noqa: E402
+from avatar_app.commands.cli import main  # noqa: E402
 from avatar_app.errors import AvatarAppError, InputFileError  # noqa: E402
 from avatar_app.model.checkpoint import build_networks, load_checkpoint, model_id, save_checkpoint  # noqa: E402
 from avatar_app.model.config import CONFIGS  # noqa: E402
 from avatar_app.model.export import export_checkpoint  # noqa: E402
 from avatar_app.model.layers import adain  # noqa: E402
-from avatar_app.sources import probe_video  # noqa: E402
+from avatar_app.pipeline.sources import probe_video  # noqa: E402
 from tests.conftest import PORTRAITS  # noqa: E402
 
 
@@ -182,7 +182,7 @@ def test_bad_models_and_mismatched_avatars(tmp_path, capsys, exported, neural_av
 def test_an_avatar_gets_its_identity_the_first_time_it_meets_a_model(tmp_path, exported, generated_driver):
     """No extra step: a mesh-only avatar (or one made for another model) is given e_hat and psi from its portrait
     on first use, and they are kept in its file, so the next run does not compute them again."""
-    from avatar_app.avatar import load_avatar
+    from avatar_app.pipeline.avatar import load_avatar
 
     mesh_only = tmp_path / "mesh_only.avatar"
     assert main(["avatar", "create", str(PORTRAITS / "mona_lisa.jpg"), "--out", str(mesh_only)]) == 0
@@ -211,8 +211,8 @@ def test_cuda_asked_for_without_cuda_is_one_line(tmp_path, capsys, exported, neu
 
 
 def test_neural_without_a_model_uses_the_shipped_one_or_says_none_is_shipped(monkeypatch, tmp_path):
-    from avatar_app.render import neural
-    from avatar_app.render.base import RenderSettings, create_renderer
+    from avatar_app.pipeline.render import neural
+    from avatar_app.pipeline.render.base import RenderSettings, create_renderer
 
     shipped = neural.shipped_models()
     monkeypatch.setattr(neural, "shipped_models_dir", lambda: tmp_path / "none")
@@ -230,12 +230,12 @@ def test_the_neural_render_is_the_generated_correction_blended_over_the_warp(exp
     what the generator drew, not the mesh warp - so a renderer that dropped the generated part fails here."""
     import cv2
 
-    from avatar_app.avatar import create_avatar
+    from avatar_app.pipeline.avatar import create_avatar
     from avatar_app.images import load_image
-    from avatar_app.landmark_image import draw_landmarks
-    from avatar_app.render.base import RenderSettings
-    from avatar_app.render.mesh import MeshRenderer
-    from avatar_app.render.neural import NeuralRenderer, face_crop
+    from avatar_app.face.landmark_image import draw_landmarks
+    from avatar_app.pipeline.render.base import RenderSettings
+    from avatar_app.pipeline.render.mesh import MeshRenderer
+    from avatar_app.pipeline.render.neural import NeuralRenderer, face_crop
     from tests.conftest import open_mouth
 
     nets, _ = load_checkpoint(exported.parent / "rt.pt")

@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 
-from avatar_app.animator import Animator
-from avatar_app.frames import Frame
-from avatar_app.profiler import Profiler, ProfilerSettings, percentiles, timing_of
-from avatar_app.render.base import RenderSettings
-from avatar_app.runner import LatestSlot, Runner
-from avatar_app.sources import SourceSettings, open_source
+from avatar_app.pipeline.animator import Animator
+from avatar_app.pipeline.frame import Frame
+from avatar_app.measure.profiler import Profiler, ProfilerSettings, percentiles, timing_of
+from avatar_app.pipeline.render.base import RenderSettings
+from avatar_app.pipeline.runner import LatestSlot, Runner
+from avatar_app.pipeline.sources import SourceSettings, open_source
 
 IMAGE = np.zeros((2, 2, 3), np.uint8)
 STAGES = ("tracker", "retarget", "renderer", "sink:cam")

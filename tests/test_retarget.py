@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from avatar_app import landmarks as L
-from avatar_app.render.mouth import mouth_opening
-from avatar_app.retarget import (
+from avatar_app.face import landmarks as L
+from avatar_app.pipeline.render.mouth import mouth_opening
+from avatar_app.pipeline.retarget import (
     FaceLossEasing,
     Retargeter,
     RetargetSettings,
@@ -164,9 +164,9 @@ def test_a_still_driver_gives_a_still_avatar(girl_avatar, mona_avatar):
     0.2 px per frame on this input)."""
     import cv2
 
-    from avatar_app.animator import Animator
-    from avatar_app.render.base import RenderSettings
-    from avatar_app.tracker import FaceTracker, TrackerSettings
+    from avatar_app.pipeline.animator import Animator
+    from avatar_app.pipeline.render.base import RenderSettings
+    from avatar_app.pipeline.tracker import FaceTracker, TrackerSettings
 
     image = cv2.resize(girl_avatar.image, (384, 450))
     rng = np.random.default_rng(7)

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from avatar_app.animator import Animator
-from avatar_app.render.base import RenderSettings
-from avatar_app.runner import LatestSlot, Runner
-from avatar_app.sources import SourceSettings, open_source
+from avatar_app.pipeline.animator import Animator
+from avatar_app.pipeline.render.base import RenderSettings
+from avatar_app.pipeline.runner import LatestSlot, Runner
+from avatar_app.pipeline.sources import SourceSettings, open_source
 from tests.fakes import ListSink
 
 PACKAGE = Path(__file__).resolve().parents[1] / "avatar_app"
@@ -106,7 +106,7 @@ def test_a_renderer_error_skips_one_frame_only(generated_driver, mona_avatar):
 
 def test_face_lost_keeps_the_sinks_fed(tmp_path, mona_avatar, generated_driver):
     """Blank frames in the middle of the driver: every frame still reaches the sink."""
-    from avatar_app.sinks import VideoFileSink
+    from avatar_app.pipeline.sinks import VideoFileSink
 
     clip = tmp_path / "gap.mp4"
     frames = [f.image for f in open_source(str(generated_driver))]

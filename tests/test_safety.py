@@ -66,7 +66,7 @@ SAFE_YAML_LOADERS = {"yaml.SafeLoader", "yaml.CSafeLoader", "yaml.BaseLoader", "
 TOLERATED = {
     # --runtime torchscript loads the model folder's .ts files: only safe for model folders the user trusts
     # (export/README.md); the default ONNX runtime runs no code from the file.
-    ("avatar_app/render/neural.py", "torch.jit.load"),
+    ("avatar_app/pipeline/render/neural.py", "torch.jit.load"),
     # The exporter re-reads the .ts files it has just written into its own temp folder, to verify them.
     ("avatar_app/model/export.py", "torch.jit.load"),
 }
@@ -300,7 +300,7 @@ def test_a_torchscript_file_given_as_a_checkpoint_is_refused_before_its_code_run
 def test_a_pickled_neural_array_in_an_avatar_is_refused_not_executed(tmp_path, mona_avatar):
     # test_avatar.py pickles every array, so the load fails at the first; here the required arrays are good
     # and only the optional neural ones (read by a second path) carry the payload.
-    from avatar_app.avatar import load_avatar, save_avatar
+    from avatar_app.pipeline.avatar import load_avatar, save_avatar
 
     good = save_avatar(mona_avatar, tmp_path / "good.avatar")
     marker = tmp_path / "code-ran"
@@ -372,7 +372,7 @@ def _die():
 def _make_writer(kind: str, prep: Path):
     """write(version, path) for two distinguishable good versions of one kind of file (in the writer process)."""
     if kind == "avatar":
-        from avatar_app.avatar import load_avatar, save_avatar
+        from avatar_app.pipeline.avatar import load_avatar, save_avatar
 
         base = load_avatar(prep / "mona.avatar")
         versions = [dataclasses.replace(base, name="version-a"),
@@ -600,7 +600,7 @@ class Writers:
 
 @pytest.fixture(scope="module")
 def writers(tmp_path_factory, mona_avatar):
-    from avatar_app.avatar import save_avatar
+    from avatar_app.pipeline.avatar import save_avatar
 
     prep = tmp_path_factory.mktemp("writers")
     save_avatar(mona_avatar, prep / "mona.avatar")
@@ -617,7 +617,7 @@ def _digest(a) -> str:
 def _read_back(kind: str, path: Path):
     """What the user gets back through the app's own loader: a fingerprint to compare with the good versions."""
     if kind == "avatar":
-        from avatar_app.avatar import load_avatar
+        from avatar_app.pipeline.avatar import load_avatar
 
         a = load_avatar(path)
         return a.name, _digest(a.image), _digest(a.landmarks), _digest(a.mesh.points), _digest(a.mesh.triangles)
@@ -638,7 +638,7 @@ def _read_back(kind: str, path: Path):
         nets, raw = load_checkpoint(path)
         return model_id(nets), raw["step"]
     if kind == "export":
-        from avatar_app.render.neural import ExportedModel
+        from avatar_app.pipeline.render.neural import ExportedModel
 
         m = ExportedModel(path, runtime="torchscript", trust_code=True)
         s, n_psi = m.size, m.manifest["generator"]["inputs"][1]["shape"][1]
@@ -765,7 +765,7 @@ def test_temp_files_left_by_killed_writes_are_cleared_once_stale(writers, tmp_pa
 
 
 def test_the_gallery_does_not_list_temp_files_of_a_killed_write(tmp_path, mona_avatar):
-    from avatar_app.avatar import save_avatar
+    from avatar_app.pipeline.avatar import save_avatar
     from avatar_app.ui.library import MINE, AvatarLibrary
 
     library = AvatarLibrary(tmp_path, shipped_dir=tmp_path / "none")

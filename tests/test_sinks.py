@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from avatar_app.errors import AvatarAppError, InputFileError, OutputPathError
-from avatar_app.sinks import VideoFileSink, check_output_path
-from avatar_app.sources import open_source, probe_video
+from avatar_app.pipeline.sinks import VideoFileSink, check_output_path
+from avatar_app.pipeline.sources import open_source, probe_video
 
 MEDIA = Path(__file__).resolve().parents[2] / "shared" / "media"
 W, H, FPS = 96, 64, 25

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from avatar_app.smoothing import OneEuroFilter
+from avatar_app.pipeline.smoothing import OneEuroFilter
 
 FPS = 30.0
 

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from avatar_app import frames, sources
+from avatar_app.pipeline import frame, sources
 from avatar_app.errors import DeviceError, InputFileError
-from avatar_app.sinks import VideoFileSink
-from avatar_app.sources import (
+from avatar_app.pipeline.sinks import VideoFileSink
+from avatar_app.pipeline.sources import (
     CameraSource,
     ImageSequenceSource,
     SourceSettings,

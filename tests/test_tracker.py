@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from avatar_app.errors import InputFileError, NoFaceError
-from avatar_app.tracker import (
+from avatar_app.pipeline.tracker import (
     NUM_LANDMARKS,
     FaceLandmarks,
     FaceTracker,
@@ -276,7 +276,7 @@ def test_mediapipe_start_up_logs_stay_off_stderr():
         f"""
         import cv2, numpy as np
         from avatar_app.errors import NoFaceError
-        from avatar_app.tracker import FaceTracker, detect_portrait
+        from avatar_app.pipeline.tracker import FaceTracker, detect_portrait
         image = cv2.imread({str(PORTRAITS / "mona_lisa.jpg")!r})
         detect_portrait(image)
         with FaceTracker() as tracker:

@@ -17,9 +17,9 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="training needs torch (pip install -e .[train])")
 
-from avatar_app.cli import main  # noqa: E402
+from avatar_app.commands.cli import main  # noqa: E402
 from avatar_app.model.checkpoint import build_networks, load_checkpoint  # noqa: E402
-from avatar_app.sources import probe_video  # noqa: E402
+from avatar_app.pipeline.sources import probe_video  # noqa: E402
 from tests.conftest import PORTRAITS, REPO, TINY, shared_media  # noqa: E402
 
 PROGRESS = ("training:", "preparing:", "fine-tuning:", "tracking:", "rendering:", "avatar-app: warning:")
@@ -249,7 +249,7 @@ def test_finetune_writes_a_model_and_avatar_that_render_accepts(trained, tmp_pat
                  "--out", str(out), "--steps", "3", "--format", "torchscript", "--device", "cpu"])
     assert code == 0
     manifest = json.loads((out / "model" / "manifest.json").read_text())
-    from avatar_app.avatar import load_avatar
+    from avatar_app.pipeline.avatar import load_avatar
 
     avatar = load_avatar(out / "mona_lisa.avatar")
     assert avatar.neural.model_id == manifest["model_id"]

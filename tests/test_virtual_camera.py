@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from avatar_app.errors import DeviceError
-from avatar_app.virtual_camera import (
+from avatar_app.pipeline.virtual_camera import (
     LINUX_MODPROBE,
     VirtualCameraSettings,
     VirtualCameraSink,

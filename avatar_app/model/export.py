@@ -24,7 +24,7 @@ from torch import nn
 
 from avatar_app.atomic import exchange_paths
 from avatar_app.errors import AvatarAppError, OutputPathError
-from avatar_app.landmark_image import GROUPS, LAYOUT
+from avatar_app.face.landmark_image import GROUPS, LAYOUT
 from avatar_app.model.checkpoint import Networks, load_checkpoint, model_id
 from avatar_app.model.layers import bake_spectral_norm
 

@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import Dataset, DistributedSampler
 
 from avatar_app.errors import InputFileError, shown
-from avatar_app.landmark_image import draw_landmarks, outer_lip_mask
+from avatar_app.face.landmark_image import draw_landmarks, outer_lip_mask
 from avatar_app.training.prepare import INDEX_FORMAT, INDEX_VERSION
 
 _PREPARE = "run 'avatar-app prepare-data VIDEOS_DIR --out DATA_DIR' (it resumes where it stopped)"
@@ -178,7 +178,7 @@ class EpisodeDataset(Dataset):
 
 def mouth_mask(points: np.ndarray, crop_side: float, size: int) -> np.ndarray:
     """(size, size) float32: 1 inside the outer lip line of 478 landmarks given in a crop of ``crop_side`` pixels."""
-    from avatar_app.landmarks import to_dlib68
+    from avatar_app.face.landmarks import to_dlib68
 
     return outer_lip_mask(to_dlib68(np.asarray(points, np.float64)) * (size / crop_side), (size, size)).astype(np.float32)
 

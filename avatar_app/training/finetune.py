@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from avatar_app.errors import AvatarAppError, OutputPathError
-from avatar_app.landmark_image import crop_box, draw_landmarks
+from avatar_app.face.landmark_image import crop_box, draw_landmarks
 from avatar_app.training.config import FinetuneConfig
 from avatar_app.training.losses import ContentLoss, discriminator_hinge, feature_matching, generator_adversarial
 from avatar_app.training.perceptual import VGG19, VGGFACE, load_perceptual
@@ -38,7 +38,7 @@ class FinetuneResult:
 
 def _crop(image: np.ndarray, box: tuple[float, float, float], size: int) -> np.ndarray:
     """RGB float32 (3, size, size) in [-1, 1]: the square ``box`` of a BGR image, as the app's neural renderer cuts it."""
-    from avatar_app.render.neural import face_crop
+    from avatar_app.pipeline.render.neural import face_crop
 
     x0, y0, side = box
     k = size / side
@@ -59,10 +59,10 @@ def _face_crops(images: list[np.ndarray], points: list[np.ndarray], size: int, t
 def warp_pairs(images: list[np.ndarray], points: list[np.ndarray], size: int, crop_scale: float) -> torch.Tensor:
     """(K, K, 3, S, S): the mesh renderer's warp of image a to image b's landmarks, at b's face crop - the
     warp-conditioned G's input, made as the app makes it (the warp of an image to its own landmarks is itself)."""
-    from avatar_app.avatar import Avatar
-    from avatar_app.render.base import RenderSettings
-    from avatar_app.render.mesh import MeshRenderer
-    from avatar_app.render.mesh_layout import build_mesh
+    from avatar_app.pipeline.avatar import Avatar
+    from avatar_app.pipeline.render.base import RenderSettings
+    from avatar_app.pipeline.render.mesh import MeshRenderer
+    from avatar_app.face.mesh_layout import build_mesh
 
     k = len(images)
     out = np.zeros((k, k, 3, size, size), np.float32)
@@ -181,7 +181,7 @@ class TunedModel:
 
     def __init__(self, nets, tuned: Tuned):
         from avatar_app.model.export import CROP_SCALE
-        from avatar_app.render.neural import NeuralIdentity
+        from avatar_app.pipeline.render.neural import NeuralIdentity
 
         cfg = nets.config
         self.size, self.thickness, self.crop_scale = cfg.image_size, cfg.landmark_thickness, CROP_SCALE
@@ -219,12 +219,12 @@ def finetune(checkpoint: str | Path, images: list[str | Path], out_dir: str | Pa
              config: FinetuneConfig = FinetuneConfig(), *, name: str | None = None,
              formats: tuple[str, ...] = ("onnx", "torchscript"), vgg19: str | Path | None = None,
              vggface: str | Path | None = None, device: str = "auto", progress: bool = True) -> FinetuneResult:
-    from avatar_app.avatar import create_avatar, save_avatar
+    from avatar_app.pipeline.avatar import create_avatar, save_avatar
     from avatar_app.images import load_image, save_image_atomic
     from avatar_app.model.checkpoint import Networks, load_checkpoint, save_checkpoint
     from avatar_app.model.export import export_checkpoint
-    from avatar_app.render.neural import NeuralIdentity, read_manifest
-    from avatar_app.tracker import detect_portrait
+    from avatar_app.pipeline.render.neural import NeuralIdentity, read_manifest
+    from avatar_app.pipeline.tracker import detect_portrait
     from avatar_app.training.distributed import pick_device
     from avatar_app.training.monitor import sample_grid
 

@@ -32,7 +32,7 @@ import numpy as np
 
 from avatar_app.atomic import atomic_path
 from avatar_app.errors import AvatarAppError, InputFileError, OutputPathError
-from avatar_app.landmark_image import crop_box
+from avatar_app.face.landmark_image import crop_box
 from avatar_app.training.config import PrepareConfig
 
 INDEX_FORMAT = "avatar_app.training_data"
@@ -148,8 +148,8 @@ def _finished(clip_dir: Path, source: Path, config: PrepareConfig) -> ClipResult
 
 def prepare_clip(source: str, root: str, out: str, clip_id: str, video: str, config: PrepareConfig) -> ClipResult:
     """Track one video, choose its crop, write its frames and landmarks (into a temp folder renamed at the end)."""
-    from avatar_app.sources import SourceSettings, VideoFileSource
-    from avatar_app.tracker import FaceTracker, TrackerSettings
+    from avatar_app.pipeline.sources import SourceSettings, VideoFileSource
+    from avatar_app.pipeline.tracker import FaceTracker, TrackerSettings
 
     src, clip_dir = Path(source), Path(out) / "clips" / clip_id
     rel = src.relative_to(root).as_posix()
@@ -250,10 +250,10 @@ def _warps_finished(clip_dir: Path, config: PrepareConfig) -> list[int] | None:
 def render_warps(clip_dir: str, config: PrepareConfig) -> list[int]:
     """The mesh renderer's warp of each source frame to every frame of the clip, as the app draws it: an avatar
     made from the source crop and its landmarks, rendered at the crop's size with the frame's landmarks."""
-    from avatar_app.avatar import Avatar
-    from avatar_app.render.base import RenderSettings
-    from avatar_app.render.mesh import MeshRenderer
-    from avatar_app.render.mesh_layout import build_mesh
+    from avatar_app.pipeline.avatar import Avatar
+    from avatar_app.pipeline.render.base import RenderSettings
+    from avatar_app.pipeline.render.mesh import MeshRenderer
+    from avatar_app.face.mesh_layout import build_mesh
 
     clip_dir = Path(clip_dir)
     done = _warps_finished(clip_dir, config)

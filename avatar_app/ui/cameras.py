@@ -7,7 +7,7 @@ from pathlib import Path
 
 import cv2
 
-from avatar_app.virtual_camera import CARD_LABEL
+from avatar_app.pipeline.virtual_camera import CARD_LABEL
 
 MAX_INDEX = 6
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from avatar_app.avatar import (
+from avatar_app.pipeline.avatar import (
     AVATAR_SUFFIX,
     Avatar,
     create_avatar,

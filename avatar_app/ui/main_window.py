@@ -30,16 +30,17 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from avatar_app.avatar import Avatar
+from avatar_app.pipeline.avatar import Avatar
 from avatar_app.errors import AvatarAppError, first_line
-from avatar_app.render.base import BACKENDS, RenderSettings, output_size
-from avatar_app.render.neural import shipped_models_dir
-from avatar_app.virtual_camera import VirtualCameraError, VirtualCameraSettings, VirtualCameraSink
+from avatar_app.pipeline.render.base import BACKENDS, RenderSettings, output_size
+from avatar_app.pipeline.render.neural import shipped_models_dir
+from avatar_app.pipeline.virtual_camera import VirtualCameraError, VirtualCameraSettings, VirtualCameraSink
 from avatar_app.ui.cameras import find_cameras
 from avatar_app.ui.library import FILE, AvatarLibrary, GalleryEntry, thumbnail
 from avatar_app.ui.outputs import Recording, recording_path
 from avatar_app.ui.overlay import alignment_overlay
-from avatar_app.ui.pipeline import LiveFrame, LivePipeline
+from avatar_app.pipeline.frame import Frame
+from avatar_app.ui.pipeline import LivePipeline
 from avatar_app.ui.settings import CAMERA_SIZES, FRAME_RATES, RENDER_SIZES, AppSettings
 from avatar_app.ui.tasks import BackgroundTasks
 from avatar_app.ui.widgets import FrameView, to_pixmap
@@ -602,12 +603,12 @@ class MainWindow(QMainWindow):
 
     # -- frames -------------------------------------------------------------------------------------------------
     def _show_newest(self) -> None:
-        frame: LiveFrame | None = self.pipeline.take_frame()
+        frame: Frame | None = self.pipeline.take_frame()
         if frame is None or self._closing:
             return
-        camera = frame.camera
+        camera = frame.image
         if self.settings.overlay:
-            camera = alignment_overlay(camera, frame.avatar.image, frame.avatar.landmarks, frame.driver_points)
+            camera = alignment_overlay(camera, frame.avatar.image, frame.avatar.landmarks, frame.driver)
         self.camera_view.set_image(camera)
         if not frame.has_picture:
             banner = "No picture from the source - trying to reopen it; the avatar eases to neutral"
@@ -618,7 +619,7 @@ class MainWindow(QMainWindow):
         else:
             banner = None
         self.camera_view.set_banner(banner)
-        self.avatar_view.set_image(frame.avatar_image)
+        self.avatar_view.set_image(frame.output)
         self.frames_shown += 1
 
     def _tick(self) -> None:

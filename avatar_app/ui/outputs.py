@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from avatar_app.frames import now
-from avatar_app.sinks import VideoFileSink, check_output_path
-from avatar_app.virtual_camera import fit_image
+from avatar_app.pipeline.frame import now
+from avatar_app.pipeline.sinks import VideoFileSink, check_output_path
+from avatar_app.pipeline.virtual_camera import fit_image
 
 
 def recording_path(folder: Path) -> Path:

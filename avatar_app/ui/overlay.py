@@ -10,7 +10,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from avatar_app import landmarks as L
+from avatar_app.face import landmarks as L
 
 PORTRAIT_COLOUR = (60, 200, 255)  # BGR: amber, the portrait's points and outline
 DRIVER_COLOUR = (255, 220, 60)  # BGR: cyan, the user's

@@ -20,13 +20,13 @@ from typing import Callable
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
-from avatar_app.animator import Animator
-from avatar_app.avatar import Avatar
+from avatar_app.pipeline.animator import Animator
+from avatar_app.pipeline.avatar import Avatar
 from avatar_app.errors import first_line
-from avatar_app.profiler import HudSnapshot, Profiler, ProfilerSettings
-from avatar_app.render.base import RenderSettings
-from avatar_app.runner import AvatarFrame, Runner
-from avatar_app.sources import SourceSettings, open_source
+from avatar_app.measure.profiler import HudSnapshot, Profiler, ProfilerSettings
+from avatar_app.pipeline.render.base import RenderSettings
+from avatar_app.pipeline.runner import AvatarFrame, Runner
+from avatar_app.pipeline.sources import SourceSettings, open_source
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import builtins
 from pathlib import Path
 
-from avatar_app.cli import main
+from avatar_app.commands.cli import main
 
 
 def _fake_app(monkeypatch):

@@ -12,7 +12,7 @@ from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent
 from PySide6.QtWidgets import QApplication, QMessageBox
 
-from avatar_app.render.base import RenderSettings
+from avatar_app.pipeline.render.base import RenderSettings
 from tests.conftest import PORTRAITS
 from tests.ui.conftest import SMALL, avatar_threads, wait_for_avatar, wait_for_frames
 
@@ -212,7 +212,7 @@ def test_overlay_ghosts_the_portrait_over_the_camera(qtbot, make_window, generat
 
 
 def test_record_writes_an_mp4_of_the_avatar(qtbot, make_window, generated_driver, tmp_path):
-    from avatar_app.sources import probe_video
+    from avatar_app.pipeline.sources import probe_video
 
     window = _running(qtbot, make_window, generated_driver)
     qtbot.keyClick(window, Qt.Key.Key_R)
@@ -254,7 +254,7 @@ def test_closing_stops_every_worker_thread_within_a_second(qtbot, make_window, g
 
 def test_a_size_chosen_while_the_source_opens_is_used_and_closing_leaves_no_start_thread(
         qtbot, make_window, generated_driver, monkeypatch):
-    from avatar_app.render.mesh import MeshRenderer
+    from avatar_app.pipeline.render.mesh import MeshRenderer
 
     # Preparing the renderer is slow the first time (numba compiles); here it waits until released, so the
     # size can be changed while the pipeline is starting, as a user may do while a camera opens.
@@ -325,7 +325,7 @@ def test_the_renderer_picker_lists_what_can_run(tmp_path):
 
 
 def test_the_picker_offers_the_shipped_model_from_package_data(make_window):
-    from avatar_app.render.neural import shipped_models
+    from avatar_app.pipeline.render.neural import shipped_models
 
     shipped = shipped_models()
     if not shipped:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from avatar_app import landmarks as L
+from avatar_app.face import landmarks as L
 from avatar_app.ui.overlay import DRIVER_COLOUR, PORTRAIT_COLOUR, alignment_overlay, placement
 
 

@@ -6,8 +6,8 @@ import threading
 
 import numpy as np
 
-from avatar_app.animator import Animator
-from avatar_app.render.base import RenderSettings
+from avatar_app.pipeline.animator import Animator
+from avatar_app.pipeline.render.base import RenderSettings
 from avatar_app.ui.pipeline import OutputHub, SwitchableAnimator
 
 
@@ -87,7 +87,7 @@ def _runner_threads() -> list[threading.Thread]:
 def test_closing_while_the_source_opens_abandons_the_start_before_preparing_the_renderer(
         qtbot, monkeypatch, mona_avatar, generated_driver):
     import avatar_app.ui.pipeline as live
-    from avatar_app.render.mesh import MeshRenderer
+    from avatar_app.pipeline.render.mesh import MeshRenderer
 
     opening, release = threading.Event(), threading.Event()
     opened, prepared = [], []

@@ -20,15 +20,15 @@ from pathlib import Path
 from typing import Callable
 
 from avatar_app import __version__
-from avatar_app.animator import Animator
+from avatar_app.pipeline.animator import Animator
 from avatar_app.atomic import atomic_path
-from avatar_app.avatar import Avatar
+from avatar_app.pipeline.avatar import Avatar
 from avatar_app.errors import AvatarAppError
-from avatar_app.frames import now
-from avatar_app.profiler import LatencyReport, Profiler, ProfilerSettings
-from avatar_app.render.base import RenderSettings
-from avatar_app.runner import Runner, RunnerSettings
-from avatar_app.sources import FrameSource, SourceSettings, open_source
+from avatar_app.pipeline.frame import now
+from avatar_app.measure.profiler import LatencyReport, Profiler, ProfilerSettings
+from avatar_app.pipeline.render.base import RenderSettings
+from avatar_app.pipeline.runner import Runner, RunnerSettings
+from avatar_app.pipeline.sources import FrameSource, SourceSettings, open_source
 
 FORMAT = "avatar_app.bench"
 VERSION = 1
@@ -213,7 +213,7 @@ def run_bench(avatar: Avatar, settings: BenchSettings, animator: Animator | None
     runner_settings = RunnerSettings(slot_size=settings.slot_size, drop_stale=paced, give_up_s=0.0)
     problems: list[str] = []
     logs = _LogCollector()
-    runner_log = logging.getLogger("avatar_app.runner")
+    runner_log = logging.getLogger("avatar_app.pipeline.runner")
     runner_log.addHandler(logs)
     runner = Runner(source, animator, [NullSink()], runner_settings, on_problem=problems.append, profiler=profiler)
     failure = None

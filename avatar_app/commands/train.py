@@ -171,7 +171,7 @@ def run_finetune(args: argparse.Namespace) -> int:
 
     checkpoint = args.checkpoint
     if checkpoint is None:
-        from avatar_app.render.neural import default_model
+        from avatar_app.pipeline.render.neural import default_model
 
         checkpoint = default_model() / "checkpoint.pt"
         if not checkpoint.is_file():

@@ -8,7 +8,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from avatar_app.landmarks import to_dlib68
+from avatar_app.face.landmarks import to_dlib68
 
 LAYOUT = "ibug-68 polylines from mediapipe-478 (mp2dlib)"
 # (first, last) dlib point of each group, whether it closes, and its colour (RGB, 0-255).

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from avatar_app import landmarks as L
+from avatar_app.face import landmarks as L
 
 # Rings, in face-outline radii along each ray from the face's centre: the first (hair, ears, neck) follows the
 # head fully, the last is fixed (beyond it the background and shoulders do not move at all), and the one

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from avatar_app.avatar import Avatar, keep_identity
-from avatar_app.render.base import Renderer, RenderSettings, create_renderer
-from avatar_app.retarget import FaceLossEasing, Retargeter, RetargetSettings
+from avatar_app.pipeline.avatar import Avatar, keep_identity
+from avatar_app.pipeline.render.base import Renderer, RenderSettings, create_renderer
+from avatar_app.pipeline.retarget import FaceLossEasing, Retargeter, RetargetSettings
 
 
 class Animator:

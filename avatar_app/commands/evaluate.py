@@ -54,11 +54,11 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from avatar_app.errors import AvatarAppError, NoFaceError, OutputPathError
-    from avatar_app.evaluate import EvaluationSettings, evaluate, find_videos, markdown
+    from avatar_app.measure.evaluate import EvaluationSettings, evaluate, find_videos, markdown
 
     model = args.model
     if args.backend == "neural" and model is None:
-        from avatar_app.render.neural import default_model
+        from avatar_app.pipeline.render.neural import default_model
 
         model = default_model()
     if args.finetune_steps < 0:
@@ -120,7 +120,7 @@ def _write_reports(args: argparse.Namespace, data: dict, text: str, sheets: dict
 
 def _run_cross(args: argparse.Namespace, settings, videos) -> int:
     from avatar_app.errors import InputFileError, NoFaceError
-    from avatar_app.evaluate_cross import cross_markdown, evaluate_cross
+    from avatar_app.measure.evaluate_cross import cross_markdown, evaluate_cross
     from avatar_app.images import load_image
 
     for p in args.cross:

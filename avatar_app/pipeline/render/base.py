@@ -10,7 +10,7 @@ import numpy as np
 from avatar_app.errors import AvatarAppError
 
 if TYPE_CHECKING:
-    from avatar_app.avatar import Avatar
+    from avatar_app.pipeline.avatar import Avatar
 
 
 @dataclass(frozen=True)
@@ -74,11 +74,11 @@ def create_renderer(settings: RenderSettings | str = "mesh") -> Renderer:
     if isinstance(settings, str):
         settings = RenderSettings(backend=settings)
     if settings.backend == "mesh":
-        from avatar_app.render.mesh import MeshRenderer
+        from avatar_app.pipeline.render.mesh import MeshRenderer
 
         return MeshRenderer()
     if settings.backend == "neural":
-        from avatar_app.render.neural import NeuralRenderer, default_model
+        from avatar_app.pipeline.render.neural import NeuralRenderer, default_model
 
         model = settings.model or default_model()
         return NeuralRenderer(model, settings.runtime, settings.provider, settings.trust_code)

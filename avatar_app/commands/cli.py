@@ -16,7 +16,7 @@ EXIT_USER_ERROR = 2
 # Sub-commands that live in their own modules. Each module has register(subparsers), which adds its parser
 # and sets `handler` (a function of the parsed args returning the exit code) with set_defaults(). Modules are
 # imported when the parser is built, so they must import heavy packages inside their handler, not at the top.
-COMMAND_MODULES: list[str] = ["avatar_app.evaluate_command", "avatar_app.model.commands", "avatar_app.bench_command", "avatar_app.ui.command", "avatar_app.training.commands"]
+COMMAND_MODULES: list[str] = ["avatar_app.commands.evaluate", "avatar_app.commands.model", "avatar_app.commands.bench", "avatar_app.commands.gui", "avatar_app.commands.train"]
 
 
 def _add_avatar_choice(p: argparse.ArgumentParser) -> None:
@@ -115,7 +115,7 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 
 
 def _load_avatar(args):
-    from avatar_app.avatar import load_avatar, load_portrait_or_avatar
+    from avatar_app.pipeline.avatar import load_avatar, load_portrait_or_avatar
 
     if args.avatar is not None:
         return load_avatar(args.avatar)
@@ -123,7 +123,7 @@ def _load_avatar(args):
 
 
 def _avatar_create(args) -> int:
-    from avatar_app.avatar import create_avatar, save_avatar
+    from avatar_app.pipeline.avatar import create_avatar, save_avatar
     from avatar_app.images import load_image
 
     out = args.out
@@ -137,8 +137,8 @@ def _avatar_create(args) -> int:
     image = load_image(first)
     avatar = create_avatar(image, name=args.name or first.stem)
     if args.model is not None:
-        from avatar_app.render.neural import ExportedModel, make_identity
-        from avatar_app.tracker import detect_portrait
+        from avatar_app.pipeline.render.neural import ExportedModel, make_identity
+        from avatar_app.pipeline.tracker import detect_portrait
 
         model = ExportedModel(args.model, args.runtime, trust_code=args.trust_model)
         images, points = [image], [avatar.landmarks]
@@ -155,8 +155,8 @@ def _avatar_create(args) -> int:
 
 
 def _avatar_info(args) -> int:
-    from avatar_app.avatar import load_avatar
-    from avatar_app.render.mouth import mouth_opening
+    from avatar_app.pipeline.avatar import load_avatar
+    from avatar_app.pipeline.render.mouth import mouth_opening
 
     av = load_avatar(args.avatar)
     w, h = av.size
@@ -167,10 +167,10 @@ def _avatar_info(args) -> int:
 
 
 def _render(args) -> int:
-    from avatar_app.render_video import render_video
-    from avatar_app.render.base import RenderSettings
-    from avatar_app.retarget import RetargetSettings
-    from avatar_app.sinks import check_output_path
+    from avatar_app.commands.render import render_video
+    from avatar_app.pipeline.render.base import RenderSettings
+    from avatar_app.pipeline.retarget import RetargetSettings
+    from avatar_app.pipeline.sinks import check_output_path
 
     check_output_path(args.out)  # before any work
     if not args.driver.is_file():

@@ -13,14 +13,14 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from avatar_app.animator import Animator
-from avatar_app.avatar import Avatar
+from avatar_app.pipeline.animator import Animator
+from avatar_app.pipeline.avatar import Avatar
 from avatar_app.errors import InputFileError, NoFaceError
-from avatar_app.render.base import RenderSettings
-from avatar_app.retarget import RetargetSettings
-from avatar_app.sinks import VideoFileSink, check_output_path
-from avatar_app.sources import SourceSettings, VideoFileSource, probe_video
-from avatar_app.tracker import FaceTracker, TrackerSettings
+from avatar_app.pipeline.render.base import RenderSettings
+from avatar_app.pipeline.retarget import RetargetSettings
+from avatar_app.pipeline.sinks import VideoFileSink, check_output_path
+from avatar_app.pipeline.sources import SourceSettings, VideoFileSource, probe_video
+from avatar_app.pipeline.tracker import FaceTracker, TrackerSettings
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from avatar_app import landmarks as L
+from avatar_app.face import landmarks as L
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from avatar_app.frames import Frame, now
+from avatar_app.pipeline.frame import Frame, now
 
 # The profiler's own cost is CPU time of the calling thread, so time spent waiting for the GIL while the other
 # stages run is not billed to it; Windows updates thread times only at its 15 ms clock tick, so wall time there.

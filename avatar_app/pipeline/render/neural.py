@@ -21,11 +21,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from avatar_app import landmarks as L
+from avatar_app.face import landmarks as L
 from avatar_app.errors import AvatarAppError, InputFileError, first_line, shown
-from avatar_app.landmark_image import crop_box, draw_landmarks
-from avatar_app.render.base import RenderSettings, untrusted_torchscript
-from avatar_app.render.mesh import MeshRenderer
+from avatar_app.face.landmark_image import crop_box, draw_landmarks
+from avatar_app.pipeline.render.base import RenderSettings, untrusted_torchscript
+from avatar_app.pipeline.render.mesh import MeshRenderer
 
 MODEL_FORMAT = "avatar_app.model"  # the exporter writes these (avatar_app/model/export.py); kept here so the
 MODEL_VERSION = 2  # app reads manifests without importing torch

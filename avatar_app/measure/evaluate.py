@@ -38,18 +38,18 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from avatar_app.animator import Animator
-from avatar_app.avatar import Avatar, create_avatar
+from avatar_app.pipeline.animator import Animator
+from avatar_app.pipeline.avatar import Avatar, create_avatar
 from avatar_app.errors import AvatarAppError, InputFileError, NoFaceError
-from avatar_app.face_measure import INSTALL_EVAL, DlibLandmarks, EvalModelsMissing, FaceDescriptor
-from avatar_app.landmark_image import outer_lip_mask
-from avatar_app.landmarks import to_dlib68
-from avatar_app.metrics import inter_ocular, l1, landmark_error, psnr, ssim
-from avatar_app.render.base import RenderSettings
-from avatar_app.render_video import track_video
-from avatar_app.retarget import RetargetSettings
-from avatar_app.sources import SourceSettings, VideoFileSource, probe_video
-from avatar_app.tracker import FaceTracker, TrackerSettings
+from avatar_app.measure.face_measure import INSTALL_EVAL, DlibLandmarks, EvalModelsMissing, FaceDescriptor
+from avatar_app.face.landmark_image import outer_lip_mask
+from avatar_app.face.landmarks import to_dlib68
+from avatar_app.measure.metrics import inter_ocular, l1, landmark_error, psnr, ssim
+from avatar_app.pipeline.render.base import RenderSettings
+from avatar_app.commands.render import track_video
+from avatar_app.pipeline.retarget import RetargetSettings
+from avatar_app.pipeline.sources import SourceSettings, VideoFileSource, probe_video
+from avatar_app.pipeline.tracker import FaceTracker, TrackerSettings
 
 BACKENDS = ("mesh", "neural")
 STATIC = "static"
@@ -459,7 +459,7 @@ def json_safe(value):
 
 def code_version() -> dict:
     """The commit and the package files changed since it, so figures can be tied to the code that made them."""
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
 
     def git(*args: str) -> str:
         try:
@@ -512,7 +512,7 @@ def builtin_factory(method: str, settings: EvaluationSettings, identity=None, tu
         if method == "neural" and identity is not None:
             avatar.neural = identity(render)
         if method == FINETUNED:
-            from avatar_app.render.neural import NeuralRenderer
+            from avatar_app.pipeline.render.neural import NeuralRenderer
 
             model = tuned()
             avatar = dataclasses.replace(avatar, neural=model.identity_of_person)
@@ -561,7 +561,7 @@ class _Shot:
     def identity(self, render: RenderSettings):
         """ê and ψ of the first T frames (K = T), made once per shot."""
         if self._identity is None:
-            from avatar_app.render.neural import ExportedModel, make_identity
+            from avatar_app.pipeline.render.neural import ExportedModel, make_identity
 
             model = ExportedModel(render.model, render.runtime, render.provider, render.trust_code)
             c = self.clip

@@ -16,7 +16,7 @@ from av.video.reformatter import ColorRange, Colorspace, VideoReformatter
 
 from avatar_app.atomic import temp_path_beside
 from avatar_app.errors import AvatarAppError, InputFileError, OutputPathError
-from avatar_app.sources import describe_av_error
+from avatar_app.pipeline.sources import describe_av_error
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv")
 _FORMATS = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska"}

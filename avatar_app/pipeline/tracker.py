@@ -25,8 +25,8 @@ from absl import logging as absl_logging  # noqa: E402
 from mediapipe.python.solutions import face_mesh as mp_face_mesh  # noqa: E402
 
 from avatar_app.errors import InputFileError, NoFaceError  # noqa: E402
-from avatar_app.frames import now  # noqa: E402
-from avatar_app.smoothing import OneEuroFilter  # noqa: E402
+from avatar_app.pipeline.frame import now  # noqa: E402
+from avatar_app.pipeline.smoothing import OneEuroFilter  # noqa: E402
 
 absl_logging.set_verbosity(absl_logging.ERROR)
 

@@ -18,9 +18,9 @@ import av
 import cv2
 import numpy as np
 
-from avatar_app import frames
+from avatar_app.pipeline import frame as frames
 from avatar_app.errors import DeviceError, InputFileError
-from avatar_app.frames import Frame
+from avatar_app.pipeline.frame import Frame
 from avatar_app.images import MAX_IMAGE_PIXELS, load_image
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")

@@ -29,9 +29,9 @@ from avatar_app import __version__
 from avatar_app.atomic import atomic_path
 from avatar_app.errors import InputFileError, OutputPathError, first_line
 from avatar_app.images import MAX_IMAGE_PIXELS, load_image
-from avatar_app.landmarks import N_POINTS
-from avatar_app.render.mesh_layout import MeshLayout, build_mesh
-from avatar_app.render.neural import NeuralIdentity
+from avatar_app.face.landmarks import N_POINTS
+from avatar_app.face.mesh_layout import MeshLayout, build_mesh
+from avatar_app.pipeline.render.neural import NeuralIdentity
 
 AVATAR_FORMAT = "avatar_app.avatar"
 AVATAR_VERSION = 1
@@ -65,7 +65,7 @@ class Avatar:
 
 def create_avatar(image: np.ndarray, name: str) -> Avatar:
     """Find the face (the largest, with a warning when there are several) and precompute the mesh."""
-    from avatar_app.tracker import detect_portrait
+    from avatar_app.pipeline.tracker import detect_portrait
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from avatar_app.metrics import inter_ocular
+from avatar_app.measure.metrics import inter_ocular
 
 INSTALL_EVAL = "pip install -e '.[eval]'"
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from avatar_app.avatar import create_avatar
-from avatar_app.evaluate import (
+from avatar_app.pipeline.avatar import create_avatar
+from avatar_app.measure.evaluate import (
     STATIC,
     BackendNotAvailable,
     Clip,
@@ -35,9 +35,9 @@ from avatar_app.evaluate import (
     json_safe,
     load_clip,
 )
-from avatar_app.face_measure import MEASURES, measure, pearson
+from avatar_app.measure.face_measure import MEASURES, measure, pearson
 from avatar_app.images import load_image
-from avatar_app.landmarks import to_dlib68
+from avatar_app.face.landmarks import to_dlib68
 
 IDENTITY_FRAMES = 16  # outputs per pair whose descriptor is compared with the portrait's
 SHEET_FRAMES = 6

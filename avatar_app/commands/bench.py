@@ -11,7 +11,7 @@ from pathlib import Path
 
 
 def register(subparsers) -> None:
-    from avatar_app.cli import _add_avatar_choice, _add_model_options
+    from avatar_app.commands.cli import _add_avatar_choice, _add_model_options
 
     p = subparsers.add_parser(
         "bench",
@@ -37,10 +37,10 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from avatar_app import bench
-    from avatar_app.cli import _load_avatar
+    from avatar_app.measure import bench
+    from avatar_app.commands.cli import _load_avatar
     from avatar_app.errors import InputFileError
-    from avatar_app.sinks import check_output_path
+    from avatar_app.pipeline.sinks import check_output_path
 
     # Every output is checked before the run, so minutes of measuring never end in an unwritable path.
     check_output_path(args.json, (".json",))

@@ -16,7 +16,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from avatar_app import landmarks as L
+from avatar_app.face import landmarks as L
 
 # Gap between the inner lips (middle of the mouth, in mouth widths) beyond the portrait's own at which the
 # painting starts, and over which it fades in; the gap teeth need, and over which they fade in.

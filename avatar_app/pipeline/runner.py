@@ -23,12 +23,12 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from avatar_app.animator import Animator
+from avatar_app.pipeline.animator import Animator
 from avatar_app.errors import first_line
-from avatar_app.frames import Frame, now
-from avatar_app.profiler import Profiler, entered
-from avatar_app.sources import FrameSource
-from avatar_app.tracker import FaceTracker, TrackerSettings
+from avatar_app.pipeline.frame import Frame, now
+from avatar_app.measure.profiler import Profiler, entered
+from avatar_app.pipeline.sources import FrameSource
+from avatar_app.pipeline.tracker import FaceTracker, TrackerSettings
 
 log = logging.getLogger(__name__)
 
