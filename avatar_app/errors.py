@@ -33,3 +33,9 @@ class DeviceError(AvatarAppError):
 
 class OutputPathError(AvatarAppError):
     """An output path cannot be written."""
+
+
+def describe_av_error(err: BaseException) -> str:
+    """FFmpeg's reason (as PyAV raises it) without errno or path, e.g. 'Invalid data found when processing input'."""
+    text = getattr(err, "strerror", None) or str(err).strip() or type(err).__name__
+    return text.splitlines()[0]

@@ -34,7 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from naive_warp import naive_factory  # noqa: E402
 
-from avatar_app.measure.evaluate import EvaluationSettings, evaluate, json_safe  # noqa: E402
+from avatar_app.measure.evaluate import EvaluationSettings, evaluate  # noqa: E402
+from avatar_app.measure.report import json_safe  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 MEDIA = ROOT.parent / "shared" / "media"

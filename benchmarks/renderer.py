@@ -43,7 +43,7 @@ def main(argv=None) -> int:
     from avatar_app.pipeline.avatar import load_portrait_or_avatar
     from avatar_app.measure.profiler import percentiles
     from avatar_app.pipeline.render.base import RenderSettings
-    from avatar_app.commands.render import track_video
+    from avatar_app.pipeline.stages import track_video
 
     tracked, times = track_video(args.driver)
     poses = [(q, t) for q, t in zip(tracked, times) if q is not None]

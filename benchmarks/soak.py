@@ -39,7 +39,7 @@ class CountingSink:
     def __init__(self) -> None:
         self.count = 0
 
-    def write(self, image) -> None:
+    def process(self, frame) -> None:
         self.count += 1
 
     def close(self) -> None:
@@ -87,7 +87,7 @@ def main(argv=None) -> int:
     recording.open()
     vcam = CountingSink()
     problems: list[str] = []
-    runner = Runner(source, animator, [recording, vcam], settings, on_problem=problems.append, profiler=profiler)
+    runner = Runner(source, animator, [recording, vcam], settings, on_problem=problems.append, observer=profiler)
     w, h = animator.output_size
     mode = "unpaced" if args.unpaced else f"paced at {source.fps:g} fps"
     print(f"machine: {os.cpu_count()} CPUs; driver {args.driver.name} ({mode}, looping); portrait "

@@ -33,7 +33,7 @@ class _CountingSink:
     def __init__(self):
         self.count = 0
 
-    def write(self, image):
+    def process(self, frame):
         self.count += 1
 
     def close(self):
@@ -99,7 +99,7 @@ def main(argv=None) -> int:
         latencies = []
 
         def on_frame(out, latencies=latencies):
-            latencies.append(out.frame.stamps["sink:null"] - out.frame.t_capture)
+            latencies.append(out.stamps["sink:null"] - out.t_capture)
 
         source = open_source(SourceSettings(str(args.driver), loop=True))
         animator = Animator(avatar, RenderSettings(size=size))

@@ -58,7 +58,7 @@ def open_mouth(points: np.ndarray, amount: float) -> np.ndarray:
 def turn_head(points: np.ndarray, yaw=0.0, pitch=0.0, roll=0.0) -> np.ndarray:
     """Landmarks of the same face rotated about its own centre (degrees)."""
     from avatar_app.face import landmarks as L
-    from avatar_app.pipeline.retarget import rotation_from_angles
+    from avatar_app.face.geometry import rotation_from_angles
 
     p = np.asarray(points, np.float64)
     c = p[L.RIGID].mean(0)

@@ -9,6 +9,9 @@ class ListSink:
         self.name, self.fail_after = name, fail_after
         self.images, self.closed = [], False
 
+    def process(self, frame):
+        self.write(frame.output)
+
     def write(self, image):
         if self.fail_after is not None and len(self.images) >= self.fail_after:
             raise OSError("device is used by another program")

@@ -8,7 +8,7 @@ import pytest
 
 from avatar_app.commands.cli import main
 from avatar_app.pipeline.render.mouth import mouth_opening
-from avatar_app.commands.render import track_video
+from avatar_app.pipeline.stages import track_video
 from avatar_app.pipeline.sinks import VideoFileSink
 from avatar_app.pipeline.sources import probe_video
 from tests.conftest import PORTRAITS, shared_media

@@ -9,14 +9,8 @@ import numpy as np
 import pytest
 
 from avatar_app.commands.cli import main
-from avatar_app.measure.evaluate import (
-    EvaluationSettings,
-    StillDetector,
-    driven_frames,
-    load_face_embedder,
-    nearest_source,
-    read_crops,
-)
+from avatar_app.measure.evaluate import EvaluationSettings, driven_frames, nearest_source, read_crops
+from avatar_app.measure.scoring import StillDetector, load_face_embedder
 from avatar_app.measure.metrics import l1, psnr, ssim
 from avatar_app.pipeline.sinks import VideoFileSink
 from tests.conftest import PORTRAITS
@@ -178,7 +172,7 @@ def test_csim_tells_the_same_face_from_another():
     embed, reason = load_face_embedder()
     if embed is None:
         pytest.skip(f"CSIM model not installed: {reason}")
-    from avatar_app.measure.evaluate import cosine
+    from avatar_app.measure.scoring import cosine
 
     mona = cv2.imread(str(PORTRAITS / "mona_lisa.jpg"))
     girl = cv2.imread(str(PORTRAITS / "girl_with_a_pearl_earring.jpg"))
@@ -258,7 +252,7 @@ def test_a_torn_face_is_counted_as_a_tear_and_scores_worse_than_the_renderer(gen
 
 
 def test_jitter_is_the_outputs_motion_over_the_frames_where_the_real_face_is_still():
-    from avatar_app.measure.evaluate import jitter
+    from avatar_app.measure.scoring import jitter
 
     rng = np.random.default_rng(3)
     face = rng.uniform(0, 100, (68, 2))

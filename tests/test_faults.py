@@ -103,7 +103,7 @@ def test_a_source_that_fails_midstream_is_retried_and_resumes_without_restart(dr
     assert camera.opens == 4  # the first open, two failed retries, the one that worked
     assert problems[0].startswith("source lost: camera 0 stopped sending pictures")
     assert any(p.startswith("source is back") for p in problems)
-    blind = [o for o in outputs if not o.frame.has_picture]
+    blind = [o for o in outputs if not o.has_picture]
     # Retries after 0.1 s then 0.2 s then 0.4 s: the sinks were fed all the while, at the camera's rate.
     assert len(blind) >= 8 and st.frames_without_source >= len(blind)
     assert all(not o.face_found for o in blind)
@@ -112,9 +112,9 @@ def test_a_source_that_fails_midstream_is_retried_and_resumes_without_restart(dr
     assert deviation(blind[-1].target, neutral) < 0.5 * deviation(blind[0].target, neutral)
     # Then the same runner goes on with real pictures and a face, and every frame reached the sink.
     after = outputs[next(i for i, o in enumerate(outputs) if o is blind[-1]) + 1:]
-    assert len(after) >= 15 and all(o.frame.has_picture for o in after)
+    assert len(after) >= 15 and all(o.has_picture for o in after)
     assert sum(o.face_found for o in after) >= len(after) - 2
-    assert [o.frame.index for o in after] == sorted(o.frame.index for o in after)
+    assert [o.index for o in after] == sorted(o.index for o in after)
     assert len(sink.images) == len(outputs) == st.frames_rendered
     assert st.frames_captured == len(driver_frames)
 
@@ -144,7 +144,7 @@ def test_a_video_file_that_breaks_midway_is_reopened(tmp_path, generated_driver,
     assert sum("source lost" in p for p in problems) == 1 and "cannot decode frame 9" in problems[0]
     seen = runner.stats.frames_captured
     assert seen == 9 + 40  # nine frames, then the whole reopened file
-    assert sum(o.frame.has_picture and o.face_found for o in outputs) >= seen - 4
+    assert sum(o.has_picture and o.face_found for o in outputs) >= seen - 4
 
 
 def test_a_source_that_never_comes_back_gives_up_when_told(driver_frames, mona_avatar):
@@ -233,7 +233,7 @@ recording.open()
 class Counter:
     name = "virtual camera"
     def __init__(self): self.n = 0
-    def write(self, image): self.n += 1
+    def process(self, frame): self.n += 1
     def close(self): pass
 
 vcam, problems = Counter(), []

@@ -553,7 +553,8 @@ try:
     import onnxruntime
 except ImportError:
     onnxruntime = None
-from avatar_app.pipeline.render.neural import ExportedModel, read_manifest  # noqa: E402 - needs neither
+from avatar_app.model.format import read_manifest  # noqa: E402 - needs neither
+from avatar_app.pipeline.render.neural import ExportedModel  # noqa: E402 - needs neither
 
 needs_torch = pytest.mark.skipif(torch is None, reason="the model needs torch (pip install -e .[train])")
 needs_onnx = pytest.mark.skipif(torch is None or onnxruntime is None,

@@ -5,13 +5,14 @@ import numpy as np
 import pytest
 
 from avatar_app.face import landmarks as L
+from avatar_app.face.geometry import fit_similarity, head_pose_angles
 from avatar_app.measure.metrics import psnr
-from avatar_app.pipeline.render.base import RenderSettings, create_renderer, output_size
+from avatar_app.pipeline.render.backends import create_renderer
+from avatar_app.pipeline.render.base import RenderSettings, output_size
 from avatar_app.pipeline.render.mesh import MeshRenderer
 from avatar_app.pipeline.render.mouth import mouth_opening
 from avatar_app.pipeline.tracker import detect_portrait
 from avatar_app.errors import AvatarAppError
-from avatar_app.pipeline.retarget import fit_similarity, head_pose_angles
 from tests.conftest import open_mouth, turn_head
 
 
@@ -118,7 +119,7 @@ def test_background_stays_still_and_hair_follows(mona, mona_avatar):
 
 def test_real_driver_frames_follow_the_driver_and_show_no_fold(mona, mona_avatar):
     """A whole talking clip through retarget: every frame's face is at its target and no fold shows."""
-    from avatar_app.commands.render import track_video
+    from avatar_app.pipeline.stages import track_video
     from avatar_app.pipeline.retarget import Retargeter
     from tests.conftest import shared_media
 

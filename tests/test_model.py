@@ -212,7 +212,8 @@ def test_cuda_asked_for_without_cuda_is_one_line(tmp_path, capsys, exported, neu
 
 def test_neural_without_a_model_uses_the_shipped_one_or_says_none_is_shipped(monkeypatch, tmp_path):
     from avatar_app.pipeline.render import neural
-    from avatar_app.pipeline.render.base import RenderSettings, create_renderer
+    from avatar_app.pipeline.render.backends import create_renderer
+    from avatar_app.pipeline.render.base import RenderSettings
 
     shipped = neural.shipped_models()
     monkeypatch.setattr(neural, "shipped_models_dir", lambda: tmp_path / "none")
@@ -235,7 +236,8 @@ def test_the_neural_render_is_the_generated_correction_blended_over_the_warp(exp
     from avatar_app.face.landmark_image import draw_landmarks
     from avatar_app.pipeline.render.base import RenderSettings
     from avatar_app.pipeline.render.mesh import MeshRenderer
-    from avatar_app.pipeline.render.neural import NeuralRenderer, face_crop
+    from avatar_app.face.crop import face_crop
+    from avatar_app.pipeline.render.neural import NeuralRenderer
     from tests.conftest import open_mouth
 
     nets, _ = load_checkpoint(exported.parent / "rt.pt")

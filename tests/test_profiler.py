@@ -153,7 +153,7 @@ class ListSink:
     def __init__(self):
         self.count = 0
 
-    def write(self, image):
+    def process(self, frame):
         self.count += 1
 
     def close(self):
@@ -168,7 +168,7 @@ def test_the_runner_reports_every_frame_to_the_profiler(generated_driver, mona_a
         Animator(mona_avatar, RenderSettings(size=96)),
         [ListSink()],
         on_frame=outputs.append,
-        profiler=profiler,
+        observer=profiler,
     )
     runner.start()
     assert runner.wait(timeout=120)
@@ -179,8 +179,8 @@ def test_the_runner_reports_every_frame_to_the_profiler(generated_driver, mona_a
     assert sum(report.dropped.values()) == sum(stats.dropped.values())
     assert stats.frames_captured == report.frames + sum(report.dropped.values())
     for out in outputs:  # exit stamps as before, and an entry stamp before each
-        s = out.frame.stamps
-        assert out.frame.t_capture <= s["enter:tracker"] <= s["tracker"] <= s["retarget"]
+        s = out.stamps
+        assert out.t_capture <= s["enter:tracker"] <= s["tracker"] <= s["retarget"]
         assert s["retarget"] <= s["enter:renderer"] <= s["renderer"] <= s["enter:sink:list"] <= s["sink:list"]
     assert report.overhead_us["count"] == report.frames and report.overhead_us["mean"] > 0
     assert profiler.snapshot().audio_delay_ms > 0
@@ -192,4 +192,4 @@ def test_a_runner_without_a_profiler_stamps_exits_only(generated_driver, mona_av
                     on_frame=outputs.append)
     runner.start()
     assert runner.wait(timeout=120)
-    assert outputs and all(not k.startswith("enter:") for o in outputs for k in o.frame.stamps)
+    assert outputs and all(not k.startswith("enter:") for o in outputs for k in o.stamps)

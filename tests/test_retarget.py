@@ -4,15 +4,13 @@ import numpy as np
 import pytest
 
 from avatar_app.face import landmarks as L
-from avatar_app.pipeline.render.mouth import mouth_opening
-from avatar_app.pipeline.retarget import (
-    FaceLossEasing,
-    Retargeter,
-    RetargetSettings,
+from avatar_app.face.geometry import (
     fit_similarity,
     head_pose_angles,
     rotation_from_angles,
 )
+from avatar_app.pipeline.render.mouth import mouth_opening
+from avatar_app.pipeline.retarget import FaceLossEasing, Retargeter, RetargetSettings
 from tests.conftest import open_mouth, turn_head
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from avatar_app.pipeline import frame, sources
+from avatar_app.pipeline import frame as frames, sources
 from avatar_app.errors import DeviceError, InputFileError
 from avatar_app.pipeline.sinks import VideoFileSink
 from avatar_app.pipeline.sources import (

@@ -1,6 +1,6 @@
 """`avatar-app bench`: frame latency through the live pipeline, as a table, JSON, CSV and a plot.
 
-Only argparse here; the pipeline is imported when the command runs (see avatar_app/bench.py).
+Only argparse here; the pipeline is imported when the command runs (avatar_app/measure/bench.py).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 
 
 def register(subparsers) -> None:
-    from avatar_app.commands.cli import _add_avatar_choice, _add_model_options
+    from avatar_app.commands.options import add_avatar_choice, add_model_options
 
     p = subparsers.add_parser(
         "bench",
@@ -20,9 +20,9 @@ def register(subparsers) -> None:
                     "Paced (a camera's rate) measures latency and the audio delay; unpaced measures throughput.",
     )
     p.add_argument("--driver", type=Path, required=True, help="video of a face; it loops as long as needed")
-    _add_avatar_choice(p)
+    add_avatar_choice(p)
     p.add_argument("--backend", default="mesh", help="renderer: mesh (default) or neural (the shipped model, or --model DIR)")
-    _add_model_options(p)
+    add_model_options(p)
     p.add_argument("--size", type=int, default=512, help="longer side of the output in pixels (default 512)")
     p.add_argument("--frames", type=int, default=300, help="frames to measure (default 300)")
     p.add_argument("--warmup", type=int, default=30, help="frames run first and not measured (default 30)")
@@ -38,7 +38,7 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from avatar_app.measure import bench
-    from avatar_app.commands.cli import _load_avatar
+    from avatar_app.commands.options import load_avatar
     from avatar_app.errors import InputFileError
     from avatar_app.pipeline.sinks import check_output_path
 
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         provider=args.provider, trust_code=args.trust_model, frames=args.frames, warmup=args.warmup,
         paced_fps=None if args.unpaced else args.paced,
     )
-    avatar = _load_avatar(args)
+    avatar = load_avatar(args)
     result = bench.run_bench(avatar, settings, on_start=lambda: print(
         f"bench: running {settings.warmup} warm-up + {settings.frames} frames ...", file=sys.stderr, flush=True))
     print(bench.format_table(result))

@@ -54,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from avatar_app.errors import AvatarAppError, NoFaceError, OutputPathError
-    from avatar_app.measure.evaluate import EvaluationSettings, evaluate, find_videos, markdown
+    from avatar_app.measure.evaluate import EvaluationSettings, evaluate, find_videos
+    from avatar_app.measure.report import markdown
 
     model = args.model
     if args.backend == "neural" and model is None:

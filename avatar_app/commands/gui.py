@@ -6,6 +6,7 @@ Registered by the CLI on every run, so it imports Qt only inside its handler.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 from pathlib import Path
 
 from avatar_app.errors import AvatarAppError, InputFileError
@@ -37,10 +38,8 @@ def run(args: argparse.Namespace) -> int:
     size = getattr(args, "size", None)
     if size is not None and not 32 <= size <= 4096:
         raise ValueError(f"size must be between 32 and 4096 pixels, got {size}")
-    try:
-        import PySide6  # noqa: F401
-    except ImportError:
-        raise AvatarAppError(f"the desktop app needs PySide6, which is not installed - run: {INSTALL_HINT}") from None
+    if importlib.util.find_spec("PySide6") is None:  # asked, not imported: Qt is ui/'s alone
+        raise AvatarAppError(f"the desktop app needs PySide6, which is not installed - run: {INSTALL_HINT}")
     from avatar_app.ui.app import display_problem, run_app
     from avatar_app.ui.main_window import StartOptions
 

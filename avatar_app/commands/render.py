@@ -1,26 +1,18 @@
-"""Offline rendering: a driving video in, the animated portrait out, one output frame per driver frame.
+"""`avatar-app render`: a driving video in, the animated portrait out, one output frame per driver frame.
 
-Two passes over the driver: tracking first (so a driver with no face at all is refused before anything is
-written, and any frame can be the reference pose), then rendering, with the same stages the live runner uses.
+The driver is decoded once: the tracker stage runs over every frame first (so a driver with no face at all is
+refused before anything is written, and any frame can be the reference pose), then the stage loop's retarget,
+renderer and sink stages run over those frame messages, as the live runner's threads do.
 """
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
-import numpy as np
-from tqdm import tqdm
-
-from avatar_app.pipeline.animator import Animator
-from avatar_app.pipeline.avatar import Avatar
-from avatar_app.errors import InputFileError, NoFaceError
-from avatar_app.pipeline.render.base import RenderSettings
-from avatar_app.pipeline.retarget import RetargetSettings
-from avatar_app.pipeline.sinks import VideoFileSink, check_output_path
-from avatar_app.pipeline.sources import SourceSettings, VideoFileSource, probe_video
-from avatar_app.pipeline.tracker import FaceTracker, TrackerSettings
+from avatar_app.commands.options import add_avatar_choice, add_model_options, add_motion_options, load_avatar
+from avatar_app.errors import InputFileError
 
 
 @dataclass(frozen=True)
@@ -32,68 +24,115 @@ class RenderReport:
     audio: bool
 
 
-def track_video(path: Path, progress: bool = False) -> tuple[list[np.ndarray | None], list[float]]:
-    """Landmarks (478 x 3, or None) and media time of every frame of a video."""
-    points, times = [], []
-    source = VideoFileSource(SourceSettings(str(path)))
-    source.open()
-    total = source.frame_count
-    with source, FaceTracker(TrackerSettings()) as tracker:
-        for frame in tqdm(source, total=total, desc="tracking", unit="frame", disable=not progress, leave=False):
-            t = frame.t_media if frame.t_media is not None else frame.index / source.fps
-            face = tracker.process(frame.image, t)
-            points.append(None if face is None else face.points)
-            times.append(t)
-    return points, times
+def register(sub) -> None:
+    r = sub.add_parser("render", help="animate a portrait with a driving video and write an MP4")
+    r.add_argument("--driver", type=Path, required=True, help="video of a face (its audio is kept)")
+    add_avatar_choice(r)
+    r.add_argument("--out", type=Path, required=True, help="output video (.mp4, .mov or .mkv)")
+    r.add_argument("--size", type=int, default=512, help="longer side of the output in pixels (default 512)")
+    r.add_argument("--backend", default="mesh", help="renderer: mesh (default, needs no weights) or neural (the shipped model, or --model DIR)")
+    add_model_options(r)
+    r.add_argument("--reference-frame", type=int, default=None, metavar="N",
+                   help="driver frame whose pose is the portrait's own (default: the first with a face)")
+    r.add_argument("--side-by-side", action="store_true", help="write driver | avatar next to each other")
+    add_motion_options(r)
+    r.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from avatar_app.pipeline.render.base import RenderSettings
+    from avatar_app.pipeline.retarget import RetargetSettings
+    from avatar_app.pipeline.sinks import check_output_path
+
+    check_output_path(args.out)  # before any work
+    if not args.driver.is_file():
+        raise InputFileError(f"{args.driver}: no such driver video - check the path")
+    render = RenderSettings(size=args.size, backend=args.backend, model=args.model, runtime=args.runtime,
+                            provider=args.provider, trust_code=args.trust_model)
+    motion = RetargetSettings(
+        pose_strength=args.pose_strength,
+        expression_strength=args.expression_strength,
+        follow_gaze=not args.no_gaze,
+    )
+    avatar = load_avatar(args)
+    report = render_video(
+        args.driver, avatar, args.out, render=render, motion=motion,
+        reference_frame=args.reference_frame, side_by_side=args.side_by_side, progress=True,
+    )
+    print(
+        f"{args.out}: {report.frames} frames at {report.fps:g} fps, {report.size[0]}x{report.size[1]}"
+        f"{', audio kept' if report.audio else ''}; face found in {report.frames_with_face}/{report.frames} frames"
+    )
+    return 0
 
 
 def render_video(
     driver: Path,
-    avatar: Avatar,
+    avatar,
     out: Path,
-    render: RenderSettings = RenderSettings(),
-    motion: RetargetSettings = RetargetSettings(),
+    render=None,
+    motion=None,
     reference_frame: int | None = None,
     side_by_side: bool = False,
     progress: bool = False,
 ) -> RenderReport:
+    import cv2
+    import numpy as np
+    from tqdm import tqdm
+
+    from avatar_app.errors import NoFaceError
+    from avatar_app.pipeline.animator import Animator
+    from avatar_app.pipeline.render.base import RenderSettings
+    from avatar_app.pipeline.retarget import RetargetSettings
+    from avatar_app.pipeline.sinks import VideoFileSink, check_output_path
+    from avatar_app.pipeline.sources import probe_video
+    from avatar_app.pipeline.stages import StageLoop, track_frames
+
+    render = render or RenderSettings()
+    motion = motion or RetargetSettings()
     driver, out = Path(driver), Path(out)
     check_output_path(out)
     info = probe_video(driver)
     if reference_frame is not None and info.frame_count and not 0 <= reference_frame < info.frame_count:
         raise InputFileError(f"{driver}: --reference-frame {reference_frame} is outside the video's {info.frame_count} frames")
-    points, times = track_video(driver, progress=progress)
-    if not points:
+    dh = 0
+    if side_by_side:  # the driver's picture rides along, small and compressed, for the left half
+        thumbs: dict[int, bytes] = {}
+        dh = render.size  # the output's height at most; resized again once the avatar's size is known
+
+        def keep(frame) -> None:
+            h, w = frame.image.shape[:2]
+            small = cv2.resize(frame.image, (max(2, round(w * dh / h)), dh), interpolation=cv2.INTER_AREA)
+            thumbs[frame.index] = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 92])[1].tobytes()
+    frames = track_frames(driver, progress=progress, keep=keep if side_by_side else None)
+    if not frames:
         raise InputFileError(f"{driver}: the video has no frames - give a video of a face")
-    found = [i for i, p in enumerate(points) if p is not None]
+    found = [f.index for f in frames if f.face_found]
     if not found:
-        raise NoFaceError(f"{driver}: no face found in any of its {len(points)} frames - use a video where your face is clearly visible")
+        raise NoFaceError(f"{driver}: no face found in any of its {len(frames)} frames - use a video where your face is clearly visible")
     if reference_frame is None:
         reference_frame = found[0]
-    elif not 0 <= reference_frame < len(points):
-        raise InputFileError(f"{driver}: --reference-frame {reference_frame} is outside the video's {len(points)} frames")
-    elif points[reference_frame] is None:
+    elif not 0 <= reference_frame < len(frames):
+        raise InputFileError(f"{driver}: --reference-frame {reference_frame} is outside the video's {len(frames)} frames")
+    elif not frames[reference_frame].face_found:
         raise NoFaceError(f"{driver}: no face in frame {reference_frame} - pick another --reference-frame (e.g. {found[0]})")
 
     animator = Animator(avatar, render, motion)
-    animator.calibrate(points[reference_frame])
+    animator.calibrate(frames[reference_frame].driver)
     w, h = animator.output_size
-    dh = h
-    dw = int(round(info.width * dh / info.height / 2)) * 2 if side_by_side else 0
+    dw = int(round(info.width * h / info.height / 2)) * 2 if side_by_side else 0
     sink = VideoFileSink(out, fps=info.fps, size=(w + dw, h), audio_from=driver)
-    source = VideoFileSource(SourceSettings(str(driver)))
-    written = 0
-    with sink, source:
-        for frame in tqdm(source, total=len(points), desc="rendering", unit="frame", disable=not progress, leave=False):
-            i = frame.index
-            if i >= len(points):  # the decoder found more frames than the tracking pass: hold the last pose
-                i = len(points) - 1
-            image = animator.render(animator.target(points[i], times[i]))
+    loop = StageLoop(animator, media_time=True, sinks=[sink])
+    with sink:
+        for frame in tqdm(frames, desc="rendering", unit="frame", disable=not progress, leave=False):
+            loop.retarget(frame)
+            loop.render(frame)
             if side_by_side:
-                image = np.concatenate([cv2.resize(frame.image, (dw, dh), interpolation=cv2.INTER_AREA), image], 1)
-            sink.write(image)
-            written += 1
-    animator.close()
+                left = cv2.imdecode(np.frombuffer(thumbs.pop(frame.index), np.uint8), cv2.IMREAD_COLOR)
+                left = cv2.resize(left, (dw, h), interpolation=cv2.INTER_AREA)
+                frame.output = np.concatenate([left, frame.output], 1)
+            loop.deliver(frame)
+    loop.close()
     return RenderReport(
-        frames=written, frames_with_face=len(found), fps=info.fps, size=(w + dw, h), audio=sink.has_audio
+        frames=len(frames), frames_with_face=len(found), fps=info.fps, size=(w + dw, h), audio=sink.has_audio
     )

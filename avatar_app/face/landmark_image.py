@@ -8,29 +8,22 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from avatar_app.face.landmarks import to_dlib68
+from avatar_app.face.landmarks import DLIB68_PARTS, dlib68_part, to_dlib68
 
 LAYOUT = "ibug-68 polylines from mediapipe-478 (mp2dlib)"
-# (first, last) dlib point of each group, whether it closes, and its colour (RGB, 0-255).
-GROUPS = (
-    ("jaw", 0, 16, False, (255, 255, 255)),
-    ("right_brow", 17, 21, False, (255, 128, 0)),
-    ("left_brow", 22, 26, False, (255, 200, 0)),
-    ("nose_bridge", 27, 30, False, (0, 255, 0)),
-    ("nostrils", 31, 35, False, (0, 200, 120)),
-    ("right_eye", 36, 41, True, (0, 128, 255)),
-    ("left_eye", 42, 47, True, (0, 200, 255)),
-    ("outer_lip", 48, 59, True, (255, 0, 128)),
-    ("inner_lip", 60, 67, True, (200, 0, 255)),
-)
-
-
-def crop_box(points: np.ndarray, scale: float = 1.8) -> tuple[float, float, float]:
-    """A square (x0, y0, side) around landmarks, `scale` times their larger extent: the model's view of a face."""
-    x0, y0 = points[:, :2].min(0)
-    x1, y1 = points[:, :2].max(0)
-    side = scale * max(x1 - x0, y1 - y0)
-    return float((x0 + x1) / 2 - side / 2), float((y0 + y1) / 2 - side / 2), float(side)
+COLOURS = {  # RGB, 0-255
+    "jaw": (255, 255, 255),
+    "right_brow": (255, 128, 0),
+    "left_brow": (255, 200, 0),
+    "nose_bridge": (0, 255, 0),
+    "nostrils": (0, 200, 120),
+    "right_eye": (0, 128, 255),
+    "left_eye": (0, 200, 255),
+    "outer_lip": (255, 0, 128),
+    "inner_lip": (200, 0, 255),
+}
+# Each part as drawn: name, first and last dlib point, whether it closes, its colour.
+GROUPS = tuple((name, first, last, closed, COLOURS[name]) for name, first, last, closed in DLIB68_PARTS)
 
 
 def draw_landmarks(points: np.ndarray, box: tuple[float, float, float], size: int, thickness: int = 2) -> np.ndarray:
@@ -49,5 +42,6 @@ def outer_lip_mask(points68: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """(h, w) uint8, 1 inside the outer lip line (iBUG points 48-59) of 68 landmarks given in that image's pixels:
     where a warp is most wrong (teeth, the inside of the mouth)."""
     mask = np.zeros(shape, np.uint8)
-    cv2.fillPoly(mask, [np.round(np.asarray(points68)[48:60, :2] * 16).astype(np.int32)], 1, cv2.LINE_8, 4)
+    lip = np.asarray(points68)[dlib68_part("outer_lip"), :2]
+    cv2.fillPoly(mask, [np.round(lip * 16).astype(np.int32)], 1, cv2.LINE_8, 4)
     return mask

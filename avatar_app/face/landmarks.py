@@ -121,6 +121,28 @@ DLIB68_FROM_MESH: tuple[int | tuple[int, int], ...] = (
 )
 
 
+# The 68-point layout's parts: (name, first point, last point, whether it closes), first and last included.
+DLIB68_PARTS = (
+    ("jaw", 0, 16, False),
+    ("right_brow", 17, 21, False),
+    ("left_brow", 22, 26, False),
+    ("nose_bridge", 27, 30, False),
+    ("nostrils", 31, 35, False),
+    ("right_eye", 36, 41, True),
+    ("left_eye", 42, 47, True),
+    ("outer_lip", 48, 59, True),
+    ("inner_lip", 60, 67, True),
+)
+
+
+def dlib68_part(name: str) -> slice:
+    """The points of one part of the 68-point layout (DLIB68_PARTS), as a slice."""
+    for part, first, last, _ in DLIB68_PARTS:
+        if part == name:
+            return slice(first, last + 1)
+    raise KeyError(name)
+
+
 def to_dlib68(points: np.ndarray) -> np.ndarray:
     """The 68-point iBUG/dlib layout (68 x D, same columns) of a 478- or 468-point MediaPipe face."""
     points = np.asarray(points)

@@ -141,7 +141,7 @@ class NullSink:
 
     name = "null"
 
-    def write(self, image) -> None:
+    def process(self, frame) -> None:
         pass
 
     def close(self) -> None:
@@ -215,7 +215,7 @@ def run_bench(avatar: Avatar, settings: BenchSettings, animator: Animator | None
     logs = _LogCollector()
     runner_log = logging.getLogger("avatar_app.pipeline.runner")
     runner_log.addHandler(logs)
-    runner = Runner(source, animator, [NullSink()], runner_settings, on_problem=problems.append, profiler=profiler)
+    runner = Runner(source, animator, [NullSink()], runner_settings, on_problem=problems.append, observer=profiler)
     failure = None
     try:
         runner.start()

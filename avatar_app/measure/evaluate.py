@@ -25,12 +25,10 @@ source frames'). Overall figures are means over videos, each video weighing the 
 from __future__ import annotations
 
 import dataclasses
-import heapq
 import math
-import subprocess
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -41,72 +39,25 @@ from tqdm import tqdm
 from avatar_app.pipeline.animator import Animator
 from avatar_app.pipeline.avatar import Avatar, create_avatar
 from avatar_app.errors import AvatarAppError, InputFileError, NoFaceError
-from avatar_app.measure.face_measure import INSTALL_EVAL, DlibLandmarks, EvalModelsMissing, FaceDescriptor
-from avatar_app.face.landmark_image import outer_lip_mask
 from avatar_app.face.landmarks import to_dlib68
-from avatar_app.measure.metrics import inter_ocular, l1, landmark_error, psnr, ssim
+from avatar_app.measure.protocol import FINETUNED, STATIC, EvaluationSettings
+from avatar_app.measure.metrics import l1, landmark_error, psnr, ssim
+from avatar_app.measure.report import Report, VideoResult, contact_sheet, worst_sheet, label
+from avatar_app.measure.scoring import (FrameScore, Judge, MeasuredFrames, RowResult, cosine, jitter, mouth_l1,
+                                        mean_of)
 from avatar_app.pipeline.render.base import RenderSettings
-from avatar_app.commands.render import track_video
+from avatar_app.pipeline.frame import Frame
+from avatar_app.pipeline.stages import StageLoop, TrackerStage
 from avatar_app.pipeline.retarget import RetargetSettings
 from avatar_app.pipeline.sources import SourceSettings, VideoFileSource, probe_video
-from avatar_app.pipeline.tracker import FaceTracker, TrackerSettings
 
-BACKENDS = ("mesh", "neural")
-STATIC = "static"
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
 BOX_SCALE = 1.8  # crop side, in face-box sides: head, hair and some background, as in VoxCeleb-style crops
 SHEET_ROWS = 4
-WORST_FRAMES = 6
-TEAR_IOD = 0.12  # a frame this far off (or with no face where the real frame has one) is a visible failure
-STILL_IOD = 0.01  # the real face moved less than this between two frames: it is still (for jitter)
-METRICS = ("ssim", "psnr", "l1", "mouth_l1", "lm", "lm_mp", "csim", "face_found")
-FINETUNED = "neural-ft"  # the neural row after the paper's few-shot fine-tuning on the T frames
-
-
-class BackendNotAvailable(AvatarAppError):
-    """A renderer that exists in the paper's design but not (yet) in this version."""
 
 
 class VideoSkipped(AvatarAppError):
     """A video that cannot be scored (no face, too short); reported and skipped, never fatal."""
-
-
-@dataclass(frozen=True)
-class EvaluationSettings:
-    """shots: the T values (first T frames make the avatar); frames: driven frames per video; size: crop side;
-    mediapipe: also measure landmark error with MediaPipe (the tracker the renderer uses), a second column."""
-
-    shots: tuple[int, ...] = (1, 8, 32)
-    backend: str = "mesh"
-    size: int = 256
-    frames: int = 32
-    model: str | None = None  # the neural backend's model folder
-    mediapipe: bool = True
-    finetune_steps: int = 0  # > 0: also a neural-ft row, fine-tuned on the T frames from `checkpoint`
-    checkpoint: str | None = None  # the model's training checkpoint (fine-tuning needs the full networks)
-
-    def __post_init__(self) -> None:
-        shots = tuple(sorted({int(t) for t in self.shots}))
-        if not shots or shots[0] < 1:
-            raise ValueError(f"shots must be one or more frame counts of at least 1, got {list(self.shots)}")
-        object.__setattr__(self, "shots", shots)
-        if self.backend not in BACKENDS:
-            raise BackendNotAvailable(f"backend '{self.backend}' is not available - choose one of: {', '.join(BACKENDS)}")
-        if self.backend == "neural" and not self.model:
-            raise BackendNotAvailable("the neural backend needs its model folder - pass --model export/NAME")
-        if not 32 <= self.size <= 4096:
-            raise ValueError(f"size must be between 32 and 4096 pixels, got {self.size}")
-        if self.frames < 1:
-            raise ValueError(f"frames must be at least 1, got {self.frames}")
-        if self.finetune_steps and (self.backend != "neural" or not self.checkpoint):
-            raise BackendNotAvailable("fine-tuned rows need --backend neural and the model's --checkpoint (.pt)")
-
-    @property
-    def methods(self) -> tuple[str, ...]:
-        """The rows: the static baseline, the mesh renderer, and the backend under test when it is not mesh."""
-        if self.backend == "mesh":
-            return (STATIC, "mesh")
-        return (STATIC, "mesh", self.backend) + ((FINETUNED,) if self.finetune_steps else ())
 
 
 # -- methods: what turns driver landmarks into an output ----------------------------------------------------------
@@ -122,23 +73,36 @@ MethodFactory = Callable[[Avatar, np.ndarray, float, int], Method]
 
 
 class AnimatorMethod:
-    """The app's own animation path (retarget, face-loss easing, renderer), calibrated on the source frame."""
+    """The app's own animation path, the stage loop's retarget and renderer stages (face-loss easing included),
+    calibrated on the source frame."""
 
     def __init__(self, avatar: Avatar, reference: np.ndarray, t0: float, render: RenderSettings,
                  retarget: RetargetSettings = RetargetSettings(), renderer=None) -> None:
-        self.animator = Animator(avatar, render, retarget, renderer=renderer)
-        self.animator.calibrate(reference)  # the source frame's own pose is the reference
-        self.animator.target(reference, t0)  # start the face-loss easing there
+        animator = Animator(avatar, render, retarget, renderer=renderer)
+        animator.calibrate(reference)  # the source frame's own pose is the reference
+        self.stages = StageLoop(animator, media_time=True)
+        self._index = 0
+        self.stages.retarget(self._frame(reference, t0))  # start the face-loss easing there
 
     @property
     def output_size(self) -> tuple[int, int]:
-        return self.animator.output_size
+        return self.stages.animator.output_size
+
+    def _frame(self, driver: np.ndarray | None, t: float) -> Frame:
+        self._index += 1
+        return Frame(image=_NO_PICTURE, index=self._index, t_capture=t, t_media=t, driver=driver)
 
     def __call__(self, driver: np.ndarray | None, t: float) -> np.ndarray:
-        return self.animator.render(self.animator.target(driver, t))
+        frame = self._frame(driver, t)
+        self.stages.retarget(frame)  # the driver is tracked already: in the crop, once per clip
+        self.stages.render(frame)
+        return frame.output
 
     def close(self) -> None:
-        self.animator.close()
+        self.stages.close()
+
+
+_NO_PICTURE = np.zeros((0, 0, 3), np.uint8)
 
 
 # -- the crop --------------------------------------------------------------------------------------------------
@@ -193,282 +157,36 @@ class Clip:
 
 
 def load_clip(path: Path, size: int) -> Clip:
-    points, times = track_video(path)
-    first = next((i for i, p in enumerate(points) if p is not None), None)
-    if first is None:
-        raise VideoSkipped(f"{path.name}: no face found in any of its {len(points)} frames")
-    box = face_box(points[first])
-    crops = read_crops(path, box, size)
-    n = min(len(crops), len(times))
-    with FaceTracker(TrackerSettings()) as tracker:
-        driver = [None if (f := tracker.process(crops[i], times[i])) is None else f.points for i in range(n)]
-    return Clip(path.name, crops[:n], driver, times[:n], box)
-
-
-# -- measuring faces ---------------------------------------------------------------------------------------------
-class StillDetector:
-    """MediaPipe's 68 points of one image on its own (no tracking history): the second, labelled column."""
-
-    def __init__(self) -> None:
-        self.tracker = FaceTracker(TrackerSettings(static_images=True, max_faces=1))
-
-    def __call__(self, image: np.ndarray) -> np.ndarray | None:
-        face = self.tracker.process(image)
-        return None if face is None else to_dlib68(face.points)
-
-    def close(self) -> None:
-        self.tracker.close()
-
-
-def load_face_embedder() -> tuple[FaceDescriptor | None, str]:
-    """The CSIM model, or None with the reason it is unavailable."""
+    """Decode the video once: the full frames are tracked until the first face fixes the crop, and every frame's
+    crop is tracked as the live app tracks a camera (the stage loop's tracker stage, in media time)."""
+    full, cropped = TrackerStage(media_time=True), TrackerStage(media_time=True)
+    waiting: list[Frame] = []  # frames before the first face: cropped once the box is known
+    crops: list[Frame] = []
+    box = None
     try:
-        return FaceDescriptor(), ""
-    except (EvalModelsMissing, ImportError) as err:
-        return None, str(err)
-
-
-def load_landmark_judge() -> DlibLandmarks:
-    """dlib's 68-point judge, or one line saying what to install."""
-    try:
-        return DlibLandmarks()
-    except (EvalModelsMissing, ImportError) as err:
-        raise AvatarAppError(f"the independent landmark scorer (dlib) is not available: {err} - {INSTALL_EVAL}") from None
-
-
-def cosine(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b)))
-
-
-class Judge:
-    """Everything that measures a face in an image, each image measured on its own."""
-
-    def __init__(self, csim: bool = True, mediapipe: bool = True) -> None:
-        self.dlib = load_landmark_judge()
-        self.embed, self.csim_reason = load_face_embedder() if csim else (None, "not computed (csim=False)")
-        self.mediapipe = StillDetector() if mediapipe else None
-
-    def close(self) -> None:
-        if self.mediapipe is not None:
-            self.mediapipe.close()
-
-
-class MeasuredFrames:
-    """The real frames' measurements, each computed once."""
-
-    def __init__(self, images: list[np.ndarray], judge: Judge) -> None:
-        self.images, self.judge = images, judge
-        self._cache: dict[tuple[str, int], object] = {}
-
-    def _get(self, kind: str, i: int, make):
-        key = (kind, i)
-        if key not in self._cache:
-            self._cache[key] = make()
-        return self._cache[key]
-
-    def dlib(self, i: int) -> np.ndarray | None:
-        return self._get("dlib", i, lambda: self.judge.dlib(self.images[i]))
-
-    def mp(self, i: int) -> np.ndarray | None:
-        m = self.judge.mediapipe
-        return self._get("mp", i, lambda: None if m is None else m(self.images[i]))
-
-    def embedding(self, i: int) -> np.ndarray | None:
-        e = self.judge.embed
-        return self._get("emb", i, lambda: None if e is None else e(self.images[i], self.dlib(i)))
-
-
-def jitter(points: dict[int, np.ndarray | None], reference: Callable[[int], np.ndarray | None],
-           frames: Sequence[int]) -> tuple[float | None, float | None, int]:
-    """(output jitter px, the real face's own motion px, pairs) over consecutive frames where the real face is still.
-
-    ``points``: the output's 68 points per frame; ``reference``: the real (or driving) face's 68 points.
-    """
-    out, real = [], []
-    for a, b in zip(frames, frames[1:]):
-        if b != a + 1:
-            continue
-        ra, rb, oa, ob = reference(a), reference(b), points.get(a), points.get(b)
-        if ra is None or rb is None or oa is None or ob is None:
-            continue
-        iod = inter_ocular(ra)
-        moved = float(np.linalg.norm(rb - ra, axis=1).mean())
-        if moved < STILL_IOD * iod:
-            real.append(moved)
-            out.append(float(np.linalg.norm(ob - oa, axis=1).mean()))
-    if not out:
-        return None, None, 0
-    return float(np.mean(out)), float(np.mean(real)), len(out)
-
-
-# -- results -------------------------------------------------------------------------------------------------------
-@dataclass
-class FrameScore:
-    frame: int  # the driven (real) frame
-    source: int  # the source frame the output was made from
-    ssim: float
-    psnr: float
-    l1: float
-    mouth_l1: float | None  # L1 inside the real frame's outer lip line (dlib's), None without a dlib face
-    lm: float | None  # dlib: None when no face in the output or the real frame
-    lm_mp: float | None  # MediaPipe, the same way (None when not measured)
-    csim: float | None  # None: no face in the output, or CSIM unavailable
-    face_found: bool  # dlib finds a face in the output
-
-
-def _mean(values) -> float | None:
-    values = [v for v in values if v is not None]
-    return float(np.mean(values)) if values else None
-
-
-@dataclass
-class RowResult:
-    """One method at one T on one video."""
-
-    method: str
-    shots: int
-    sources: list[int]  # the source frames the outputs were made from
-    scores: list[FrameScore] = field(default_factory=list)
-    jitter_px: float | None = None  # output motion over the still frames (px at the evaluation size)
-    real_jitter_px: float | None = None  # the real face's own measured motion over the same frames
-    still_pairs: int = 0
-    worst: list = field(default_factory=list, repr=False)  # heap of (error, frame, output) - not in the JSON
-
-    def keep_if_worst(self, error: float, frame: int, output: np.ndarray) -> None:
-        item = (error, -frame, output)
-        if len(self.worst) < WORST_FRAMES:
-            heapq.heappush(self.worst, item)
-        elif error > self.worst[0][0]:
-            heapq.heapreplace(self.worst, item)
-
-    def worst_frames(self) -> list[tuple[float, int, np.ndarray]]:
-        return [(e, -f, img) for e, f, img in sorted(self.worst, key=lambda x: (-x[0], x[1]))]
-
-    def summary(self) -> dict[str, float | int | None]:
-        s = self.scores
-        lms = [x.lm for x in s if x.lm is not None]
-        worst = max(s, key=lambda x: math.inf if x.lm is None and not x.face_found else (x.lm or 0.0), default=None)
-        return {
-            "ssim": _mean(x.ssim for x in s),
-            "psnr": _mean(x.psnr for x in s),
-            "l1": _mean(x.l1 for x in s),
-            "mouth_l1": _mean(x.mouth_l1 for x in s),
-            "lm": _mean(lms),
-            "lm_median": float(np.median(lms)) if lms else None,
-            "lm_worst": max(lms) if lms else None,
-            "worst_frame": None if worst is None else worst.frame,
-            "tears": sum(1 for x in s if (x.lm is not None and x.lm > TEAR_IOD) or not x.face_found),
-            "faceless": sum(1 for x in s if not x.face_found),
-            "lm_mp": _mean(x.lm_mp for x in s),
-            "csim": _mean(x.csim for x in s),
-            "face_found": _mean(float(x.face_found) for x in s),
-            "jitter_px": self.jitter_px,
-            "real_jitter_px": self.real_jitter_px,
-            "still_pairs": self.still_pairs,
-            "scored": len(s),
-        }
-
-
-@dataclass
-class VideoResult:
-    video: str
-    frames: int
-    box: tuple[int, int, int]  # x0, y0, side in the video's pixels (may reach outside the frame: padded)
-    driven: list[int]
-    driver_lost: list[int] = field(default_factory=list)  # driven frames the tracker found no face in: not scored
-    real_face_lost: list[int] = field(default_factory=list)  # scored frames where dlib finds no real face (no LM)
-    # The floor of any landmark-driven method: the driving tracker's own points on the real frames, by the judge.
-    tracker_lm: float | None = None
-    tracker_lm_worst: float | None = None
-    rows: list[RowResult] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    def row(self, method: str, shots: int) -> RowResult | None:
-        return next((r for r in self.rows if r.method == method and r.shots == shots), None)
-
-
-@dataclass
-class Report:
-    settings: EvaluationSettings
-    methods: tuple[str, ...]
-    csim_model: str | None  # None: CSIM unavailable
-    csim_reason: str  # why CSIM is unavailable ("" when it is available)
-    videos: list[VideoResult]
-    skipped: list[tuple[str, str]]  # (video, reason)
-    sheets: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # video stem -> contact sheet
-    worst_sheets: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # "stem_method" -> sheet
-
-    def overall(self) -> list[dict]:
-        """Per (T, method): the mean over videos of each per-video figure (each video weighs the same)."""
-        rows = []
-        for t in self.settings.shots:
-            for method in self.methods:
-                summaries = [r.summary() for v in self.videos if (r := v.row(method, t)) is not None]
-                row: dict = {"method": method, "shots": t, "videos": len(summaries)}
-                for key in (*METRICS, "lm_median", "jitter_px", "real_jitter_px"):
-                    row[key] = _mean(s[key] for s in summaries)
-                row["lm_worst"] = max((s["lm_worst"] for s in summaries if s["lm_worst"] is not None), default=None)
-                for key in ("tears", "faceless", "scored"):
-                    row[key] = sum(s[key] for s in summaries)
-                rows.append(row)
-        return rows
-
-    def to_json(self) -> dict:
-        return json_safe({
-            "protocol": {
-                "shots": list(self.settings.shots),
-                "backend": self.settings.backend,
-                "methods": list(self.methods),
-                "size": self.settings.size,
-                "frames": self.settings.frames,
-                "source_selection": "nearest neighbour among the first T frames by 68-point landmark error",
-                "lm": "dlib 68-point landmark error / real frame's inter-ocular distance (independent of the tracker)",
-                "lm_mp": "the same with MediaPipe's points (the tracker that drives the renderer)",
-                "tears": f"frames with lm > {TEAR_IOD} or no face found by dlib in the output",
-                "jitter_px": f"output landmark motion per frame (px) where the real face moved < {STILL_IOD} IOD",
-                "csim": "cosine of dlib face descriptors: output vs mean of the source frames' (different people "
-                        "still score about 0.8-0.94)",
-            },
-            "csim": {"available": self.csim_model is not None, "model": self.csim_model, "reason": self.csim_reason},
-            "code": code_version(),
-            "overall": self.overall(),
-            "videos": [
-                {
-                    **{k: v for k, v in asdict(video).items() if k != "rows"},
-                    "rows": [{"method": r.method, "shots": r.shots, "sources": r.sources, "summary": r.summary(),
-                              "scores": [asdict(s) for s in r.scores]} for r in video.rows],
-                }
-                for video in self.videos
-            ],
-            "skipped": [{"video": v, "reason": why} for v, why in self.skipped],
-        })
-
-
-def json_safe(value):
-    """JSON has no inf or nan (identical images have infinite PSNR): they become null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if isinstance(value, np.generic):
-        return json_safe(value.item())
-    return value
-
-
-def code_version() -> dict:
-    """The commit and the package files changed since it, so figures can be tied to the code that made them."""
-    repo = Path(__file__).resolve().parents[2]
-
-    def git(*args: str) -> str:
-        try:
-            return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, timeout=10).stdout.rstrip()
-        except (OSError, subprocess.SubprocessError):
-            return ""
-
-    changed = [line[3:] for line in git("status", "--porcelain", "--", "avatar_app").splitlines()]
-    return {"commit": git("rev-parse", "HEAD") or None, "changed": changed}
+        with VideoFileSource(SourceSettings(str(path))) as source:
+            for frame in source:
+                if frame.t_media is None:
+                    frame.t_media = frame.index / source.fps
+                if box is None:
+                    full.process(frame)
+                    waiting.append(frame)
+                    if frame.driver is None:
+                        continue
+                    box = face_box(frame.driver)
+                    full.close()
+                for f in waiting or [frame]:
+                    patch = Frame(image=crop(f.image, box, size), index=f.index, t_capture=f.t_capture,
+                                  t_media=f.t_media)
+                    cropped.process(patch)
+                    crops.append(patch)
+                waiting = []
+    finally:
+        full.close()
+        cropped.close()
+    if box is None:
+        raise VideoSkipped(f"{path.name}: no face found in any of its {len(waiting)} frames")
+    return Clip(path.name, [f.image for f in crops], [f.driver for f in crops], [f.time for f in crops], box)
 
 
 # -- the protocol ----------------------------------------------------------------------------------------------------
@@ -609,7 +327,7 @@ def evaluate_video(
     real = MeasuredFrames(clip.crops, judge)
     result.real_face_lost = [i for i in scored if real.dlib(i) is None]
     floor = [landmark_error(to_dlib68(clip.driver[i])[:, :2], r) for i in scored if (r := real.dlib(i)) is not None]
-    result.tracker_lm = _mean(floor)
+    result.tracker_lm = mean_of(floor)
     result.tracker_lm_worst = max(floor, default=None)
     sheet_frames = [scored[k] for k in driven_frames(len(scored), 0, SHEET_ROWS)]
     tiles: dict[tuple[int, int, str], np.ndarray] = {}
@@ -633,7 +351,7 @@ def evaluate_video(
     methods = (*settings.methods, *extra)
     worst = {m: worst_sheet(clip.crops, r, settings.size)
              for m in methods[1:] if (r := result.row(m, settings.shots[0])) is not None}
-    return result, contact_sheet(clip, tiles, sheet_frames, settings, methods), worst
+    return result, contact_sheet(clip.crops, tiles, sheet_frames, settings, methods), worst
 
 
 def _score_shot(shot: _Shot, real: MeasuredFrames, scored: list[int], sheet_frames: list[int],
@@ -677,58 +395,14 @@ def _score_shot(shot: _Shot, real: MeasuredFrames, scored: list[int], sheet_fram
             if name != STATIC and (lm is not None or o68 is None):
                 rows[name].keep_if_worst(math.inf if o68 is None else lm, i, output)
             if i in sheet_frames and name != STATIC:
-                tiles[(i, shot.t, name)] = _label(output, f"{name} T={shot.t}")
+                tiles[(i, shot.t, name)] = label(output, f"{name} T={shot.t}")
         if i in sheet_frames:
-            tiles[(i, shot.t, "source")] = _label(clip.crops[source], f"source T={shot.t}: {source}")
+            tiles[(i, shot.t, "source")] = label(clip.crops[source], f"source T={shot.t}: {source}")
         bar.update(1)
     for name, row in rows.items():
         row.sources = sorted({s.source for s in row.scores})
         row.jitter_px, row.real_jitter_px, row.still_pairs = jitter(out68[name], real.dlib, scored)
     return list(rows.values())
-
-
-def mouth_l1(output: np.ndarray, real: np.ndarray, real68: np.ndarray) -> float | None:
-    """Mean |output - real| (a fraction of 255, like l1) inside the outer lip line of the real frame's 68 points:
-    where a warp is most wrong (teeth, the inside of the mouth). None when the outline covers no pixel."""
-    inside = outer_lip_mask(real68, real.shape[:2]).astype(bool)
-    if not inside.any():
-        return None
-    return float(np.abs(output.astype(np.float32) - real.astype(np.float32))[inside].mean()) / 255.0
-
-
-def _label(tile: np.ndarray, text: str) -> np.ndarray:
-    tile = tile.copy()
-    scale = max(0.3, tile.shape[0] / 640)
-    y = int(14 * scale / 0.4)
-    for colour, width in (((0, 0, 0), 3), ((255, 255, 255), 1)):
-        cv2.putText(tile, text, (4, y), cv2.FONT_HERSHEY_SIMPLEX, scale, colour, width, cv2.LINE_AA)
-    return tile
-
-
-def contact_sheet(clip: Clip, tiles: dict, frames: list[int], settings: EvaluationSettings,
-                  methods: Sequence[str]) -> np.ndarray:
-    """One row per sampled driven frame: source | driver | outputs for the first T, then source | outputs per T."""
-    blank = np.zeros((settings.size, settings.size, 3), np.uint8)
-    rows = []
-    for i in frames:
-        row = []
-        for k, t in enumerate(settings.shots):
-            row.append(tiles.get((i, t, "source"), blank))
-            if k == 0:
-                row.append(_label(clip.crops[i], f"driver: {i}"))
-            row += [tiles.get((i, t, m), blank) for m in methods if m != STATIC]
-        rows.append(np.concatenate(row, axis=1))
-    return np.concatenate(rows, axis=0)
-
-
-def worst_sheet(images: list[np.ndarray], row: RowResult, size: int) -> np.ndarray:
-    """The row's worst frames, worst first: driver | output, each output labelled with its error."""
-    lines = []
-    for error, frame, output in row.worst_frames():
-        text = "no face" if math.isinf(error) else f"{error:.3f} IOD"
-        lines.append(np.concatenate([_label(images[frame], f"driver: {frame}"),
-                                     _label(output, f"{row.method}: {text}")], axis=1))
-    return np.concatenate(lines, axis=0) if lines else np.zeros((size, 2 * size, 3), np.uint8)
 
 
 # -- the whole run and its outputs --------------------------------------------------------------------------------
@@ -768,72 +442,3 @@ def evaluate(
     return report
 
 
-_COLUMNS = (  # key, header, format
-    ("ssim", "SSIM ↑", ".3f"),
-    ("psnr", "PSNR dB ↑", ".2f"),
-    ("l1", "L1 ↓", ".4f"),
-    ("mouth_l1", "L1 mouth ↓", ".4f"),
-    ("lm", "LM dlib ↓", ".4f"),
-    ("lm_worst", "worst ↓", ".3f"),
-    ("tears", f">{TEAR_IOD} ↓", "d"),
-    ("lm_mp", "LM MediaPipe", ".4f"),
-    ("jitter_px", "jitter px ↓", ".2f"),
-    ("csim", "CSIM ↑", ".3f"),
-    ("face_found", "face found ↑", ".0%"),
-)
-
-
-def _cell(value, spec: str) -> str:
-    if value is None:
-        return "n/a"
-    if isinstance(value, float) and math.isinf(value):
-        return "inf"
-    return format(value, spec)
-
-
-def _table(rows: list[dict]) -> list[str]:
-    lines = ["| method | T | " + " | ".join(h for _, h, _ in _COLUMNS) + " | frames |",
-             "|---|---:|" + "---:|" * len(_COLUMNS) + "---:|"]
-    for r in rows:
-        cells = " | ".join(_cell(r[k], spec) for k, _, spec in _COLUMNS)
-        lines.append(f"| {r['method']} | {r['shots']} | {cells} | {r['scored']} |")
-    return lines
-
-
-def markdown(report: Report) -> str:
-    """Table 1 of the paper, our way: rows method x T (each method beside the static baseline), then per video."""
-    s = report.settings
-    lines = [
-        f"# Self-reenactment, {s.size}x{s.size}, backend {s.backend}",
-        "",
-        f"First T frames of each video make the avatar; {s.frames} frames spread evenly after the first {s.shots[-1]} "
-        "are driven by their own landmarks and compared with the real frame. **static**: the output is the source "
-        "frame itself. At T > 1 every row uses, for each driven frame, the source among the first T whose "
-        "landmarks are nearest the driven frame's, so static is then a retrieval baseline. **LM dlib**: 68-point "
-        "landmark error of dlib's faces in output and real frame / inter-ocular distance (a judge independent of "
-        f"MediaPipe, which drives the renderer); **worst**: the worst frame's; **>{TEAR_IOD}**: frames above "
-        f"{TEAR_IOD} IOD or with no face in the output; **LM MediaPipe**: the same measured with the driving "
-        f"tracker; **jitter**: output landmark motion (px) over frames where the real face moved < {STILL_IOD} IOD. "
-        "CSIM: cosine of dlib face descriptors, output vs. the mean over the source frames (different people "
-        "still score about 0.8-0.94). Means over videos, each video weighing the same.",
-        "",
-    ]
-    if report.csim_model is None:
-        lines += [f"CSIM unavailable: {report.csim_reason}", ""]
-    lines += [f"## All videos ({len(report.videos)})", ""] + _table(report.overall()) + [""]
-    for v in report.videos:
-        rows = [{"method": r.method, "shots": r.shots, **r.summary()} for r in v.rows]
-        lines += [f"## {v.video}", ""] + _table(rows) + [""]
-        if v.driver_lost:
-            lines.append(f"- {len(v.driver_lost)} driven frames without a tracked face, not scored")
-        if v.tracker_lm is not None:
-            lines.append(f"- the driving tracker's own points on the real frames, by the judge: {v.tracker_lm:.4f} "
-                         f"IOD (worst {v.tracker_lm_worst:.3f}) - the floor of any landmark-driven method")
-        if v.real_face_lost:
-            lines.append(f"- {len(v.real_face_lost)} real frames without a dlib face (no LM error)")
-        lines += [f"- {note}" for note in v.notes]
-        if v.driver_lost or v.real_face_lost or v.notes or v.tracker_lm is not None:
-            lines.append("")
-    if report.skipped:
-        lines += ["## Skipped", ""] + [f"- {why}" for _, why in report.skipped] + [""]
-    return "\n".join(lines)

@@ -19,22 +19,17 @@ from tqdm import tqdm
 
 from avatar_app.pipeline.avatar import create_avatar
 from avatar_app.measure.evaluate import (
-    STATIC,
-    BackendNotAvailable,
     Clip,
-    EvaluationSettings,
-    Judge,
-    MeasuredFrames,
     MethodFactory,
     VideoSkipped,
-    _label,
     builtin_factory,
     crop,
     face_box,
-    jitter,
-    json_safe,
     load_clip,
 )
+from avatar_app.measure.protocol import STATIC, BackendNotAvailable, EvaluationSettings
+from avatar_app.measure.report import json_safe, label
+from avatar_app.measure.scoring import Judge, MeasuredFrames, jitter
 from avatar_app.measure.face_measure import MEASURES, measure, pearson
 from avatar_app.images import load_image
 from avatar_app.face.landmarks import to_dlib68
@@ -148,7 +143,7 @@ def cross_pair(portrait_crop: np.ndarray, name: str, clip: Clip, driver_real: Me
     judge_r = {mm: pearson(driver_series[:, k], tracker_series[:, k]) for k, mm in enumerate(MEASURES)}
     hard = _hard_frames(driver_series, frames)
     id_frames = set(frames[k] for k in np.linspace(0, len(frames) - 1, min(IDENTITY_FRAMES, len(frames))).astype(int))
-    results, tiles = [], {i: [_label(clip.crops[i], f"driver: {i}")] for i in hard}
+    results, tiles = [], {i: [label(clip.crops[i], f"driver: {i}")] for i in hard}
     for method, factory in factories.items():
         m = factory(avatar, clip.driver[ref], clip.times[ref], size)
         out68: dict[int, np.ndarray | None] = {}
@@ -162,7 +157,7 @@ def cross_pair(portrait_crop: np.ndarray, name: str, clip: Clip, driver_real: Me
                     if d is not None:
                         distances.append(float(np.linalg.norm(d - portrait_id)))
                 if i in tiles:
-                    tiles[i].append(_label(output, method))
+                    tiles[i].append(label(output, method))
         finally:
             m.close()
         series = _series(out68, frames, size)

@@ -17,19 +17,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from avatar_app.pipeline.frame import Frame, now
+from avatar_app.pipeline.frame import ENTER, Frame, now
 
 # The profiler's own cost is CPU time of the calling thread, so time spent waiting for the GIL while the other
 # stages run is not billed to it; Windows updates thread times only at its 15 ms clock tick, so wall time there.
 _cost_clock = time.perf_counter if sys.platform == "win32" else time.thread_time
-
-ENTER = "enter:"  # prefix of the stamp a stage writes when a frame enters it; the bare name is its exit
-
-
-def entered(stage: str) -> str:
-    """The stamp key for the moment a frame entered ``stage`` (its exit keeps the bare stage name)."""
-    return ENTER + stage
-
 
 @dataclass(frozen=True)
 class ProfilerSettings:

@@ -24,14 +24,13 @@ from torch import nn
 
 from avatar_app.atomic import exchange_paths
 from avatar_app.errors import AvatarAppError, OutputPathError
+from avatar_app.face.crop import CROP_SCALE
 from avatar_app.face.landmark_image import GROUPS, LAYOUT
 from avatar_app.model.checkpoint import Networks, load_checkpoint, model_id
+from avatar_app.model.format import MODEL_FORMAT, MODEL_VERSION
 from avatar_app.model.layers import bake_spectral_norm
 
-MODEL_FORMAT = "avatar_app.model"
-MODEL_VERSION = 2  # 2: the manifest names G's conditioning; a warp-conditioned G takes the warp too
 PARITY_TOLERANCE = 1e-4
-CROP_SCALE = 1.8  # the face crop the networks see: this many times the landmarks' larger extent
 
 
 class GeneratorRuntime(nn.Module):

@@ -31,7 +31,7 @@ from avatar_app.errors import InputFileError, OutputPathError, first_line
 from avatar_app.images import MAX_IMAGE_PIXELS, load_image
 from avatar_app.face.landmarks import N_POINTS
 from avatar_app.face.mesh_layout import MeshLayout, build_mesh
-from avatar_app.pipeline.render.neural import NeuralIdentity
+from avatar_app.model.format import NeuralIdentity
 
 AVATAR_FORMAT = "avatar_app.avatar"
 AVATAR_VERSION = 1

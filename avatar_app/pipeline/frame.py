@@ -25,11 +25,6 @@ def now() -> float:
     return time.perf_counter()
 
 
-def entered(stage: str) -> str:
-    """The stamp key for the moment a frame entered ``stage`` (its exit keeps the bare stage name)."""
-    return ENTER + stage
-
-
 @dataclass
 class Frame:
     """A captured image (H x W x 3, uint8, BGR as OpenCV gives it) and what the stages made of it.

@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from avatar_app.face import landmarks as L
+from avatar_app.face.geometry import Similarity, fit_similarity
 
 
 @dataclass(frozen=True)
@@ -32,54 +33,6 @@ class RetargetSettings:
             value = getattr(self, name)
             if not 0.0 <= value <= 2.0:
                 raise ValueError(f"{name} must be between 0 and 2, got {value}")
-
-
-@dataclass(frozen=True)
-class Similarity:
-    """dst ≈ scale · R · src + t."""
-
-    scale: float
-    rotation: np.ndarray  # (d, d)
-    translation: np.ndarray  # (d,)
-
-    def apply(self, points: np.ndarray) -> np.ndarray:
-        return self.scale * points @ self.rotation.T + self.translation
-
-
-def fit_similarity(src: np.ndarray, dst: np.ndarray, with_scale: bool = True) -> Similarity:
-    """Least-squares similarity (Umeyama 1991) mapping src points onto dst points, in 2-D or 3-D."""
-    src = np.asarray(src, np.float64)
-    dst = np.asarray(dst, np.float64)
-    mu_s, mu_d = src.mean(0), dst.mean(0)
-    a, b = src - mu_s, dst - mu_d
-    cov = b.T @ a / len(src)
-    u, sig, vt = np.linalg.svd(cov)
-    d = np.ones(len(sig))
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:
-        d[-1] = -1.0
-    rot = u @ np.diag(d) @ vt
-    var_s = (a**2).sum() / len(src)
-    scale = float((sig * d).sum() / var_s) if with_scale and var_s > 0 else 1.0
-    return Similarity(scale, rot, mu_d - scale * rot @ mu_s)
-
-
-def head_pose_angles(rotation: np.ndarray) -> tuple[float, float, float]:
-    """(yaw, pitch, roll) in degrees of a rotation in image axes (x right, y down, z away from the camera),
-    composed as R = Ry(yaw) · Rx(pitch) · Rz(roll), the inverse of rotation_from_angles()."""
-    r = rotation
-    pitch = np.degrees(np.arcsin(np.clip(-r[1, 2], -1.0, 1.0)))
-    yaw = np.degrees(np.arctan2(r[0, 2], r[2, 2]))
-    roll = np.degrees(np.arctan2(r[1, 0], r[1, 1]))
-    return float(yaw), float(pitch), float(roll)
-
-
-def rotation_from_angles(yaw: float = 0.0, pitch: float = 0.0, roll: float = 0.0) -> np.ndarray:
-    """The rotation that head_pose_angles() reads back (degrees; used by tests and the alignment tools)."""
-    y, p, r = np.radians([yaw, pitch, roll])
-    ry = np.array([[np.cos(y), 0, np.sin(y)], [0, 1, 0], [-np.sin(y), 0, np.cos(y)]])
-    rx = np.array([[1, 0, 0], [0, np.cos(p), -np.sin(p)], [0, np.sin(p), np.cos(p)]])
-    rz = np.array([[np.cos(r), -np.sin(r), 0], [np.sin(r), np.cos(r), 0], [0, 0, 1]])
-    return ry @ rx @ rz
 
 
 def _scale_rotation(rotation: np.ndarray, strength: float) -> np.ndarray:

@@ -2,9 +2,12 @@
 
 The newest frame wins: between stages sits a bounded slot, and a frame that arrives while the slot is full
 replaces the waiting one (the stale one is dropped and counted, never queued). Every frame carries the time
-it was captured and the time it left each stage, so latency per stage is a difference of stamps; given a
-Profiler, the runner also stamps when a frame enters each stage ("enter:<stage>") and reports every finished,
-dropped and failed frame to it. stop() returns within a second.
+it was captured and the time it left each stage, so latency per stage is a difference of stamps; given an
+observer (the profiler), the runner also stamps when a frame enters each stage ("enter:<stage>") and reports every
+finished, dropped and failed frame to it. stop() returns within a second.
+
+The threads wrap the stage loop's own calls (stages.py): ``track`` on the tracker thread, ``render`` and
+``deliver`` on the renderer thread, the same calls `render` and `evaluate` make in one thread.
 
 Faults stay inside their stage. A source that fails (a camera unplugged, a file cut short) is closed and
 reopened with back-off while the capture thread keeps sending "no picture" frames at the source's rate, so the
@@ -19,30 +22,20 @@ import collections
 import logging
 import threading
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Callable
 
 import numpy as np
 
-from avatar_app.pipeline.animator import Animator
 from avatar_app.errors import first_line
-from avatar_app.pipeline.frame import Frame, now
-from avatar_app.measure.profiler import Profiler, entered
+from avatar_app.pipeline.animator import Animator
+from avatar_app.pipeline.frame import Frame, FrameObserver, now
 from avatar_app.pipeline.sources import FrameSource
-from avatar_app.pipeline.tracker import FaceTracker, TrackerSettings
+from avatar_app.pipeline.stages import Sink, Stage, StageLoop, TrackerStage
+from avatar_app.pipeline.tracker import TrackerSettings
 
 log = logging.getLogger(__name__)
 
 _POLL_S = 0.05  # how often a waiting thread looks at the stop flag
-
-
-class Sink(Protocol):
-    """Where finished avatar images go (a video file, a virtual camera, a preview)."""
-
-    name: str
-
-    def write(self, image: np.ndarray) -> None: ...
-
-    def close(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -64,16 +57,6 @@ class RunnerSettings:
             raise ValueError("slot_size must be at least 1")
         if not 0 < self.retry_first_s <= self.retry_max_s:
             raise ValueError("retry_first_s must be positive and at most retry_max_s")
-
-
-@dataclass
-class AvatarFrame:
-    """One finished output: the avatar image, the source frame (with its stamps) and the poses used."""
-
-    image: np.ndarray
-    frame: Frame
-    target: np.ndarray
-    face_found: bool
 
 
 class LatestSlot:
@@ -150,34 +133,51 @@ class RunnerStats:
 
 
 class Runner:
-    """Owns the pipeline's threads. Use start(), then stop() (or wait() for a finite source)."""
+    """Owns the pipeline's threads. Use start(), then stop() (or wait() for a finite source).
+
+    ``animation`` is the avatar's Animator, or a StageLoop that holds it (the window's, which switches avatars
+    while frames flow); ``tracker`` replaces the MediaPipe stage (settings.tracker) with another Stage.
+    ``on_frame`` gets every finished frame message on the renderer thread.
+    """
 
     def __init__(
         self,
         source: FrameSource,
-        animator: Animator,
+        animation: Animator | StageLoop,
         sinks: list[Sink] | tuple[Sink, ...] = (),
         settings: RunnerSettings = RunnerSettings(),
-        on_frame: Callable[[AvatarFrame], None] | None = None,
+        on_frame: Callable[[Frame], None] | None = None,
         on_problem: Callable[[str], None] | None = None,
-        profiler: Profiler | None = None,
+        observer: FrameObserver | None = None,
+        tracker: Stage | None = None,
     ):
         self.source = source
-        self.animator = animator
-        self.sinks = list(sinks)
+        if isinstance(animation, StageLoop):
+            self.stages = animation
+            self.stages.sinks = list(sinks) or self.stages.sinks
+        else:
+            self.stages = StageLoop(animation, tracker or TrackerStage(settings.tracker), sinks)
+        self.stages.timed = observer is not None  # without an observer, frames carry exit stamps only
         self.settings = settings
         self.on_frame = on_frame
         self.on_problem = on_problem
         self.stats = RunnerStats()
-        self.profiler = profiler
-        p = profiler
-        self._to_tracker = LatestSlot(settings.slot_size, None if p is None else lambda f: p.dropped("tracker", f))
-        self._to_renderer = LatestSlot(settings.slot_size,
-                                       None if p is None else lambda item: p.dropped("renderer", item[0]))
+        self.observer = observer
+        o = observer
+        self._to_tracker = LatestSlot(settings.slot_size, None if o is None else lambda f: o.dropped("tracker", f))
+        self._to_renderer = LatestSlot(settings.slot_size, None if o is None else lambda f: o.dropped("renderer", f))
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._latest: AvatarFrame | None = None
+        self._latest: Frame | None = None
         self._lock = threading.Lock()
+
+    @property
+    def animator(self) -> Animator:
+        return self.stages.animator
+
+    @property
+    def sinks(self) -> list[Sink]:
+        return self.stages.sinks
 
     # -- control ------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -211,13 +211,13 @@ class Runner:
 
     def calibrate(self) -> None:
         """The driver's next pose with a face becomes the reference (the avatar shows the portrait's own pose)."""
-        self.animator.calibrate()
+        self.stages.calibrate()
 
     @property
     def running(self) -> bool:
         return any(t.is_alive() for t in self._threads)
 
-    def latest(self) -> AvatarFrame | None:
+    def latest(self) -> Frame | None:
         with self._lock:
             return self._latest
 
@@ -238,8 +238,8 @@ class Runner:
             target()
         except Exception as err:  # a stage that dies must not hang the others
             log.exception("%s stage failed", name)
-            if self.profiler is not None:
-                self.profiler.failed(name)
+            if self.observer is not None:
+                self.observer.failed(name)
             self._problem(f"{name} stopped: {err}")
             self._stop.set()
             self._to_tracker.close()
@@ -307,7 +307,7 @@ class Runner:
         return False
 
     def _track(self) -> None:
-        tracker = FaceTracker(self.settings.tracker)
+        self.stages.open()  # on this thread, which is the one that uses and closes it
         try:
             while not self._stop.is_set():
                 frame = self._to_tracker.get()
@@ -315,69 +315,51 @@ class Runner:
                     if self._to_tracker.closed_and_empty:
                         break
                     continue
-                self._enter(frame, "tracker")
-                face = tracker.process(frame.image, frame.t_capture) if frame.has_picture else None
-                frame.stamp("tracker")
-                self._enter(frame, "retarget")
-                points = None if face is None else face.points
-                target = self.animator.target(points, frame.t_capture)
-                frame.stamp("retarget")
+                self.stages.track(frame)
+                self.stages.retarget(frame)
                 self.stats.frames_tracked += frame.has_picture
-                self.stats.frames_without_face += face is None and frame.has_picture
-                self._to_renderer.put((frame, target, face is not None), wait_for_room=not self.settings.drop_stale,
-                                      stop=self._stop)
+                self.stats.frames_without_face += frame.driver is None and frame.has_picture
+                self._to_renderer.put(frame, wait_for_room=not self.settings.drop_stale, stop=self._stop)
         finally:
-            tracker.close()
+            _close_quietly(self.stages.tracker)
             self._to_renderer.close()
 
     def _render(self) -> None:
         while not self._stop.is_set():
-            item = self._to_renderer.get()
-            if item is None:
+            frame = self._to_renderer.get()
+            if frame is None:
                 if self._to_renderer.closed_and_empty:
                     break
                 continue
-            frame, target, found = item
-            self._enter(frame, "renderer")
             try:
-                image = self.animator.render(target)
+                self.stages.render(frame)
             except Exception as err:  # one bad frame is skipped and counted, the next one renders
                 self.stats.render_errors += 1
                 log.warning("frame %d not rendered: %s", frame.index, err)
-                if self.profiler is not None:
-                    self.profiler.failed("renderer", frame)
+                if self.observer is not None:
+                    self.observer.failed("renderer", frame)
                 continue
-            frame.stamp("renderer")
-            for sink in list(self.sinks):
-                self._enter(frame, f"sink:{sink.name}")
-                try:
-                    sink.write(image)
-                except Exception as err:  # that sink is switched off; the others go on
-                    self.sinks.remove(sink)
-                    self.stats.sink_errors[sink.name] = str(err)
-                    if self.profiler is not None:  # the frame goes on to the other sinks: counted, not a row
-                        self.profiler.failed(f"sink:{sink.name}")
-                    self._problem(f"{sink.name} switched off: {err}")
-                    try:  # a recording keeps what was written before the failure
-                        sink.close()
-                    except Exception as close_err:  # e.g. "the first 12.0 s were saved": worth telling
-                        self._problem(f"{sink.name}: {first_line(close_err)}")
-                    continue
-                frame.stamp(f"sink:{sink.name}")
-            out = AvatarFrame(image=image, frame=frame, target=target, face_found=found)
+            self.stages.deliver(frame, on_error=self._sink_failed)
             with self._lock:
-                self._latest = out
+                self._latest = frame
             self.stats.frames_rendered += 1
-            if self.profiler is not None:
-                self.profiler.record(frame)
+            if self.observer is not None:
+                self.observer.record(frame)
             if self.on_frame is not None:
-                self.on_frame(out)
+                self.on_frame(frame)
+
+    def _sink_failed(self, sink: Sink, err: Exception) -> None:
+        """That sink is switched off; the frame goes on to the others (counted, not a row of its own)."""
+        self.stats.sink_errors[sink.name] = str(err)
+        if self.observer is not None:
+            self.observer.failed(f"sink:{sink.name}")
+        self._problem(f"{sink.name} switched off: {err}")
+        try:  # a recording keeps what was written before the failure
+            sink.close()
+        except Exception as close_err:  # e.g. "the first 12.0 s were saved": worth telling
+            self._problem(f"{sink.name}: {first_line(close_err)}")
 
     # -- helpers ------------------------------------------------------------------------------------------
-    def _enter(self, frame: Frame, stage: str) -> None:
-        if self.profiler is not None:  # without a profiler, frames carry exit stamps only, as before
-            frame.stamp(entered(stage))
-
     def _problem(self, message: str) -> None:
         log.warning(message)
         if self.on_problem is not None:
@@ -390,7 +372,7 @@ class Runner:
         _close_quietly(self.source)
         for sink in self.sinks:
             _close_quietly(sink)
-        self.sinks = []
+        self.stages.sinks = []
 
 
 def _close_quietly(thing) -> None:

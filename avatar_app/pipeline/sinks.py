@@ -15,8 +15,8 @@ import numpy as np
 from av.video.reformatter import ColorRange, Colorspace, VideoReformatter
 
 from avatar_app.atomic import temp_path_beside
-from avatar_app.errors import AvatarAppError, InputFileError, OutputPathError
-from avatar_app.pipeline.sources import describe_av_error
+from avatar_app.pipeline.frame import Frame
+from avatar_app.errors import AvatarAppError, InputFileError, OutputPathError, describe_av_error
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv")
 _FORMATS = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska"}
@@ -165,6 +165,10 @@ class VideoFileSink:
             # The default layout for the channel count: a WAV often has no channel mask, which AAC refuses.
             self._audio_out.codec_context.layout = av.AudioLayout(f"{source.codec_context.channels}c")
         self._audio_packets = audio_in.demux(source)
+
+    def process(self, frame: Frame) -> None:
+        """The sink stage: the frame's avatar image goes out."""
+        self.write(frame.output)
 
     def write(self, image_bgr: np.ndarray) -> None:
         """Encode one frame; it must be exactly ``size`` (w, h), BGR uint8."""

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from avatar_app.pipeline import frame as frames
-from avatar_app.errors import DeviceError, InputFileError
+from avatar_app.errors import DeviceError, InputFileError, describe_av_error
 from avatar_app.pipeline.frame import Frame
 from avatar_app.images import MAX_IMAGE_PIXELS, load_image
 
@@ -63,12 +63,6 @@ class VideoInfo:
     height: int
     duration: float  # seconds
     has_audio: bool
-
-
-def describe_av_error(err: BaseException) -> str:
-    """FFmpeg's reason without errno or path, e.g. 'Invalid data found when processing input'."""
-    text = getattr(err, "strerror", None) or str(err).strip() or type(err).__name__
-    return text.splitlines()[0]
 
 
 class FrameSource:

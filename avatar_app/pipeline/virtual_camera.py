@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from avatar_app.pipeline.frame import Frame
 from avatar_app.errors import DeviceError
 
 CARD_LABEL = "avatar_app"  # the name the Linux device shows in call apps, as the modprobe line below sets it
@@ -195,6 +196,10 @@ class VirtualCameraSink:
                 setup_instructions(),
                 reason,
             ) from None
+
+    def process(self, frame: Frame) -> None:
+        """The sink stage: the frame's avatar image goes out."""
+        self.write(frame.output)
 
     def write(self, image_bgr: np.ndarray) -> None:
         if self._camera is None:

@@ -18,7 +18,9 @@ import torch
 from torch import nn
 
 from avatar_app.errors import AvatarAppError, OutputPathError
-from avatar_app.face.landmark_image import crop_box, draw_landmarks
+from avatar_app.face.crop import CROP_SCALE, box_affine, crop_box, face_crop
+from avatar_app.face.landmark_image import draw_landmarks
+from avatar_app.model.format import NeuralIdentity, read_manifest
 from avatar_app.training.config import FinetuneConfig
 from avatar_app.training.losses import ContentLoss, discriminator_hinge, feature_matching, generator_adversarial
 from avatar_app.training.perceptual import VGG19, VGGFACE, load_perceptual
@@ -38,11 +40,7 @@ class FinetuneResult:
 
 def _crop(image: np.ndarray, box: tuple[float, float, float], size: int) -> np.ndarray:
     """RGB float32 (3, size, size) in [-1, 1]: the square ``box`` of a BGR image, as the app's neural renderer cuts it."""
-    from avatar_app.pipeline.render.neural import face_crop
-
-    x0, y0, side = box
-    k = size / side
-    patch = face_crop(image, np.array([[k, 0, -x0 * k], [0, k, -y0 * k]], np.float32), size)
+    patch = face_crop(image, box_affine(box, size), size)
     return (patch[:, :, ::-1].astype(np.float32) / 127.5 - 1.0).transpose(2, 0, 1)
 
 
@@ -107,7 +105,6 @@ def finetune_networks(nets, pictures: list[np.ndarray], points: list[np.ndarray]
     from tqdm import tqdm
 
     from avatar_app.model.discriminator import Discriminator
-    from avatar_app.model.export import CROP_SCALE
 
     cfg = nets.config
     torch.manual_seed(config.seed)
@@ -180,9 +177,6 @@ class TunedModel:
     an export: what `evaluate` uses for its neural-ft rows, without writing a model folder per person."""
 
     def __init__(self, nets, tuned: Tuned):
-        from avatar_app.model.export import CROP_SCALE
-        from avatar_app.pipeline.render.neural import NeuralIdentity
-
         cfg = nets.config
         self.size, self.thickness, self.crop_scale = cfg.image_size, cfg.landmark_thickness, CROP_SCALE
         self.conditioning, self.runtime, self.provider = cfg.conditioning, "torch", "cpu"
@@ -223,7 +217,6 @@ def finetune(checkpoint: str | Path, images: list[str | Path], out_dir: str | Pa
     from avatar_app.images import load_image, save_image_atomic
     from avatar_app.model.checkpoint import Networks, load_checkpoint, save_checkpoint
     from avatar_app.model.export import export_checkpoint
-    from avatar_app.pipeline.render.neural import NeuralIdentity, read_manifest
     from avatar_app.pipeline.tracker import detect_portrait
     from avatar_app.training.distributed import pick_device
     from avatar_app.training.monitor import sample_grid

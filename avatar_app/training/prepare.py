@@ -32,16 +32,12 @@ import numpy as np
 
 from avatar_app.atomic import atomic_path
 from avatar_app.errors import AvatarAppError, InputFileError, OutputPathError
-from avatar_app.face.landmark_image import crop_box
+from avatar_app.face.crop import CROP_SCALE, crop_box, to_crop, warp_crop
 from avatar_app.training.config import PrepareConfig
 
 INDEX_FORMAT = "avatar_app.training_data"
 INDEX_VERSION = 2  # 2: clips list their warp sources
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
-# The face crop the networks see, as a multiple of the landmarks' larger extent: the exporter's, so a model
-# trained here sees faces framed as the app frames them (avatar_app.model.export.CROP_SCALE, not imported
-# because that module needs torch).
-CROP_SCALE = 1.8
 WARP_RENDERER = "mesh-2"  # bumped when the mesh renderer changes what it draws, so warps are made again
 
 
@@ -88,24 +84,6 @@ def clip_ids(root: Path, videos: list[Path]) -> list[tuple[str, str]]:
         parts = r.parts
         out.append((cid, "/".join(parts[:-1]) if len(parts) >= 3 else cid))
     return out
-
-
-def crop_face(image_bgr: np.ndarray, box: tuple[float, float, float], size: int) -> np.ndarray:
-    """The square ``box`` of an image resized to size x size; outside the image, edge pixels repeat.
-
-    The same warp the app's neural renderer uses (avatar_app.render.neural.ExportedModel.crop).
-    """
-    x0, y0, side = box
-    k = size / side
-    affine = np.array([[k, 0, -x0 * k], [0, k, -y0 * k]], np.float32)
-    return cv2.warpAffine(image_bgr, affine, (size, size), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
-
-
-def to_crop(points: np.ndarray, box: tuple[float, float, float], size: int) -> np.ndarray:
-    """Image-pixel landmarks -> crop pixels at size x size (z scales with x)."""
-    x0, y0, side = box
-    k = size / side
-    return ((np.asarray(points, np.float64) - [x0, y0, 0.0]) * k).astype(np.float32)
 
 
 def stable_box(points: list[np.ndarray], scale: float = CROP_SCALE) -> tuple[float, float, float]:
@@ -211,7 +189,7 @@ def prepare_clip(source: str, root: str, out: str, clip_id: str, video: str, con
                 n = wanted.get(frame.index)
                 if n is None:
                     continue
-                if not cv2.imwrite(str(tmp_dir / "frames" / f"{n:05d}{ext}"), crop_face(frame.image, box, size), params):
+                if not cv2.imwrite(str(tmp_dir / "frames" / f"{n:05d}{ext}"), warp_crop(frame.image, box, size), params):
                     raise OutputPathError(f"{tmp_dir}: cannot write frames (disk full or no permission?)")
                 written += 1
     except InputFileError as err:

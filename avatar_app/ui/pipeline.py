@@ -10,100 +10,24 @@ opening, cannot be interrupted: its result is thrown away), and ``shutdown()`` w
 
 from __future__ import annotations
 
-import collections
 import logging
 import threading
 import time
-from dataclasses import dataclass
 from typing import Callable
 
-import numpy as np
 from PySide6.QtCore import QObject, Signal
 
-from avatar_app.pipeline.animator import Animator
-from avatar_app.pipeline.avatar import Avatar
 from avatar_app.errors import first_line
 from avatar_app.measure.profiler import HudSnapshot, Profiler, ProfilerSettings
+from avatar_app.pipeline.animator import Animator
+from avatar_app.pipeline.avatar import Avatar
+from avatar_app.pipeline.frame import Frame
 from avatar_app.pipeline.render.base import RenderSettings
-from avatar_app.pipeline.runner import AvatarFrame, Runner
+from avatar_app.pipeline.runner import Runner
 from avatar_app.pipeline.sources import SourceSettings, open_source
+from avatar_app.pipeline.stages import StageLoop
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class LiveFrame:
-    """What the previews paint: the camera picture as captured (never mirrored), the avatar as the outputs got
-    it, the driver's landmarks (None: no face) and the avatar that was animated."""
-
-    camera: np.ndarray
-    avatar_image: np.ndarray
-    driver_points: np.ndarray | None
-    face_found: bool
-    index: int
-    avatar: Avatar
-    has_picture: bool = True  # False while the source is down (``camera`` is then the last picture seen)
-
-
-class SwitchableAnimator:
-    """The animator the runner drives, with room to switch avatars while it runs.
-
-    The runner computes a target on its tracker thread and renders it on its renderer thread; across a switch
-    a target of the old avatar may still be on its way, so every target remembers the animator that made it
-    (and the driver's landmarks, which the alignment overlay draws) and is rendered by that one.
-    """
-
-    _REMEMBER = 8  # targets in flight are at most a few (slots of one frame between stages)
-
-    def __init__(self, animator: Animator):
-        self._current = animator
-        self._lock = threading.Lock()
-        self._made: collections.OrderedDict[int, tuple[np.ndarray, Animator, np.ndarray | None]] = (
-            collections.OrderedDict())
-
-    @property
-    def current(self) -> Animator:
-        return self._current
-
-    @property
-    def avatar(self) -> Avatar:
-        return self._current.avatar
-
-    @property
-    def output_size(self) -> tuple[int, int]:
-        return self._current.output_size
-
-    def switch(self, animator: Animator) -> Animator:
-        """Animate ``animator`` from the next frame on (it calibrates on its first face); returns the old one."""
-        with self._lock:
-            old, self._current = self._current, animator
-        return old
-
-    def calibrate(self) -> None:
-        self._current.calibrate()
-
-    def target(self, driver: np.ndarray | None, t: float) -> np.ndarray:
-        animator = self._current
-        out = animator.target(driver, t)
-        with self._lock:
-            self._made[id(out)] = (out, animator, None if driver is None else np.asarray(driver))
-            while len(self._made) > self._REMEMBER:
-                self._made.popitem(last=False)
-        return out
-
-    def made_by(self, target: np.ndarray) -> tuple[Animator, np.ndarray | None]:
-        """The animator that made ``target`` and the driver landmarks it came from."""
-        with self._lock:
-            entry = self._made.get(id(target))
-        if entry is not None and entry[0] is target:
-            return entry[1], entry[2]
-        return self._current, None
-
-    def render(self, target: np.ndarray) -> np.ndarray:
-        return self.made_by(target)[0].render(target)
-
-    def close(self) -> None:
-        self._current.close()
 
 
 class OutputHub:
@@ -141,12 +65,13 @@ class OutputHub:
         with self._lock:
             return len(self._outputs)
 
-    def write(self, image: np.ndarray) -> None:
+    def process(self, frame: Frame) -> None:
+        """The sink stage: every plugged-in output gets the frame's avatar image."""
         failed = []
         with self._lock:
             for output in list(self._outputs):
                 try:
-                    output.write(image)
+                    output.write(frame.output)
                 except Exception as err:  # that output is unplugged; the others, and the previews, go on
                     self._outputs.remove(output)
                     failed.append((output, err))
@@ -184,13 +109,13 @@ class LivePipeline(QObject):
         self._lock = threading.Lock()
         self._control = threading.Lock()  # one start or switch at a time, in request order
         self._runner: Runner | None = None
-        self._animator: SwitchableAnimator | None = None
+        self._stages: StageLoop | None = None
         self._generation = 0  # bumped by every start() and shutdown(); a start that finds it moved gives up
         self._workers: set[threading.Thread] = set()  # start and switch threads not yet ended
         self._avatar_generation = 0
         self._avatar: Avatar | None = None
         self._render = RenderSettings()
-        self._newest: LiveFrame | None = None
+        self._newest: Frame | None = None
         self._signal_pending = False
         self.last_problem: str | None = None
 
@@ -207,14 +132,15 @@ class LivePipeline(QObject):
             return self._runner
 
     @property
-    def animator(self) -> SwitchableAnimator | None:
+    def stages(self) -> StageLoop | None:
+        """The running stage loop (None when nothing runs); its ``animator`` is the avatar animated now."""
         with self._lock:
-            return self._animator
+            return self._stages
 
     @property
     def output_size(self) -> tuple[int, int] | None:
-        animator = self.animator
-        return None if animator is None else animator.output_size
+        stages = self.stages
+        return None if stages is None else stages.animator.output_size
 
     def set_avatar(self, avatar: Avatar, render: RenderSettings) -> None:
         """Animate ``avatar`` with ``render`` settings: now if running (prepared off the GUI thread), else at
@@ -222,7 +148,7 @@ class LivePipeline(QObject):
         with self._lock:
             self._avatar, self._render = avatar, render
             self._avatar_generation += 1
-            generation, running = self._avatar_generation, self._animator is not None
+            generation, running = self._avatar_generation, self._stages is not None
         if running:
             self._spawn("switch", lambda: self._switch(generation))
 
@@ -235,13 +161,13 @@ class LivePipeline(QObject):
 
     def calibrate(self) -> bool:
         """The next driver frame with a face becomes the reference pose; False when nothing runs."""
-        animator = self.animator
-        if animator is None:
+        stages = self.stages
+        if stages is None:
             return False
-        animator.calibrate()
+        stages.calibrate()
         return True
 
-    def take_frame(self) -> LiveFrame | None:
+    def take_frame(self) -> Frame | None:
         """The newest frame not yet taken (older ones were replaced, never queued)."""
         with self._lock:
             frame, self._newest = self._newest, None
@@ -263,12 +189,12 @@ class LivePipeline(QObject):
             self._generation += 1
             self._avatar_generation += 1
             runner, self._runner = self._runner, None
-            animator, self._animator = self._animator, None
+            stages, self._stages = self._stages, None
             workers = list(self._workers)
         if runner is not None:
             runner.stop()
-        if animator is not None:
-            animator.close()
+        if stages is not None:
+            stages.close()
         for worker in workers:
             if worker is not threading.current_thread():
                 worker.join(max(0.0, deadline - time.monotonic()))
@@ -303,45 +229,45 @@ class LivePipeline(QObject):
                 return
             with self._lock:
                 old_runner, self._runner = self._runner, None
-                old_animator, self._animator = self._animator, None
+                old_stages, self._stages = self._stages, None
             if old_runner is not None:
                 old_runner.stop()
-            if old_animator is not None:
-                old_animator.close()
+            if old_stages is not None:
+                old_stages.close()
             with self._lock:
                 avatar, render, avatar_generation = self._avatar, self._render, self._avatar_generation
             if avatar is None:
                 self._emit(self.start_failed, "choose an avatar first")
                 return
-            source = animator = None
+            source = stages = None
             try:
                 camera = spec.isdigit()
                 source = open_source(SourceSettings(spec, loop=True, paced=True, fps=camera_fps if camera else None))
                 # Opening a camera may take seconds: if the window closed or another source was chosen
                 # meanwhile, the renderer (slow too: a model to load, numba to compile) is not prepared.
                 if self._current(generation):
-                    animator = SwitchableAnimator(Animator(avatar, render))
+                    stages = StageLoop(Animator(avatar, render))
             except Exception as err:  # noqa: BLE001 - one line to the window, whatever went wrong
                 if source is not None:
                     source.close()
                 if self._current(generation):  # nobody waits for a start that was overtaken
                     self._emit(self.start_failed, first_line(err))
                 return
-            if animator is None:
+            if stages is None:
                 source.close()
                 return
-            runner = Runner(source, animator, [self.hub], on_frame=self._on_frame, on_problem=self._on_problem,
-                            profiler=self.profiler)
+            runner = Runner(source, stages, [self.hub], on_frame=self._on_frame, on_problem=self._on_problem,
+                            observer=self.profiler)
             self.profiler.reset()
             self.last_problem = None
             with self._lock:
                 current = generation == self._generation
                 if current:
                     runner.start()
-                    self._runner, self._animator = runner, animator
+                    self._runner, self._stages = runner, stages
             if not current:  # the window closed or another source was chosen meanwhile
                 source.close()
-                animator.close()
+                stages.close()
                 return
             w, h = source.size
             kind = f"camera {spec}" if camera else _short(spec)
@@ -360,7 +286,7 @@ class LivePipeline(QObject):
         """Animate the avatar of ``generation`` from the next frame on; the caller holds ``self._control``
         (a plain lock: taking it again here would block this thread for ever)."""
         with self._lock:
-            if generation != self._avatar_generation or self._animator is None:
+            if generation != self._avatar_generation or self._stages is None:
                 return
             avatar, render = self._avatar, self._render
         try:
@@ -372,21 +298,16 @@ class LivePipeline(QObject):
                 self._emit(self.avatar_failed, first_line(err))
             return
         with self._lock:
-            current = self._animator
-            if generation != self._avatar_generation or current is None:
+            stages = self._stages
+            if generation != self._avatar_generation or stages is None:
                 animator.close()
                 return
-            current.switch(animator)
+            stages.switch(animator)  # the old animation is closed once its last frame is drawn
         self.profiler.reset()  # the HUD's figures are for the new renderer only
         self._emit(self.avatar_switched, avatar)
 
-    def _on_frame(self, out: AvatarFrame) -> None:  # the renderer thread
-        animator = self.animator
-        if animator is None:
-            return
-        made_by, driver = animator.made_by(out.target)
-        frame = LiveFrame(out.frame.image, out.image, driver, out.face_found, out.frame.index, made_by.avatar,
-                          out.frame.has_picture)
+    def _on_frame(self, frame: Frame) -> None:  # the renderer thread
+        """The frame message as it is: camera picture, driver landmarks, the avatar that was animated, output."""
         with self._lock:
             self._newest = frame
             pending, self._signal_pending = self._signal_pending, True

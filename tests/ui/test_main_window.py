@@ -80,7 +80,7 @@ def test_switching_the_avatar_while_running_keeps_the_frames_coming(qtbot, make_
 
 def test_calibrate_makes_the_current_pose_the_reference(qtbot, make_window, generated_driver):
     window = _running(qtbot, make_window, generated_driver)
-    animator = window.pipeline.animator.current
+    animator = window.pipeline.stages.animator
     first = animator.retargeter.reference
     assert first is not None
     qtbot.keyClick(window, Qt.Key.Key_C)
@@ -313,7 +313,7 @@ def test_shortcuts_reach_their_actions_whatever_has_focus(qtbot, make_window, ke
 
 
 def test_the_renderer_picker_lists_what_can_run(tmp_path):
-    from avatar_app.ui.main_window import renderer_choices
+    from avatar_app.ui.panels.renderer import renderer_choices
 
     assert renderer_choices([tmp_path]) == [("mesh", "mesh"), ("neural (no exported model)", None)]
     (tmp_path / "tiny").mkdir()

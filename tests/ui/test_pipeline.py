@@ -6,9 +6,9 @@ import threading
 
 import numpy as np
 
-from avatar_app.pipeline.animator import Animator
 from avatar_app.pipeline.render.base import RenderSettings
-from avatar_app.ui.pipeline import OutputHub, SwitchableAnimator
+from avatar_app.pipeline.frame import Frame
+from avatar_app.ui.pipeline import OutputHub
 
 
 class ListOutput:
@@ -27,11 +27,11 @@ def test_the_hub_feeds_its_outputs_and_unplugs_one_that_fails():
     good, bad = ListOutput(), ListOutput(fail=True)
     hub.add(good)
     hub.add(bad)
-    hub.write(np.zeros((4, 4, 3), np.uint8))
-    hub.write(np.zeros((4, 4, 3), np.uint8))
+    hub.process(_frame((4, 4)))
+    hub.process(_frame((4, 4)))
     assert len(good.images) == 2 and bad not in hub and failed == [(bad, "device went away")]
     assert hub.remove(good) and not hub.remove(good)
-    hub.write(np.zeros((4, 4, 3), np.uint8))
+    hub.process(_frame((4, 4)))
     assert len(good.images) == 2  # not written after remove() returned
     hub.close()  # the runner's close leaves the outputs to their owner
 
@@ -47,7 +47,7 @@ def test_remove_waits_for_a_write_in_progress():
 
     slow = Slow()
     hub.add(slow)
-    writer = threading.Thread(target=hub.write, args=(np.zeros((2, 2, 3), np.uint8),))
+    writer = threading.Thread(target=hub.process, args=(_frame((2, 2)),))
     writer.start()
     entered.wait(2)
     removed = []
@@ -61,18 +61,11 @@ def test_remove_waits_for_a_write_in_progress():
     assert removed == [True]
 
 
-def test_a_target_in_flight_across_a_switch_is_rendered_by_the_avatar_that_made_it(mona_avatar, girl_avatar):
-    mona, girl = Animator(mona_avatar, RenderSettings(size=96)), Animator(girl_avatar, RenderSettings(size=96))
-    switch = SwitchableAnimator(mona)
-    driver = mona_avatar.landmarks
-    old_target = switch.target(driver, 0.0)
-    switch.switch(girl)
-    new_target = switch.target(driver, 0.04)
-    assert switch.render(old_target).shape == mona.render(old_target).shape  # Mona's shape, not the girl's
-    assert switch.render(new_target).shape == girl.render(new_target).shape
-    made_by, points = switch.made_by(new_target)
-    assert made_by is girl and np.array_equal(points, driver)
-    assert switch.made_by(np.zeros((478, 3)))[1] is None
+def _frame(size: tuple[int, int]) -> Frame:
+    """A finished frame message whose avatar image is black."""
+    frame = Frame(image=np.zeros((*size, 3), np.uint8), index=0, t_capture=0.0)
+    frame.output = np.zeros((*size, 3), np.uint8)
+    return frame
 
 
 def _start_threads() -> list[threading.Thread]:
@@ -120,7 +113,7 @@ def test_closing_while_the_source_opens_abandons_the_start_before_preparing_the_
     assert not starts[0].is_alive()
     assert prepared == []  # nothing more was prepared for a window that is gone
     assert len(opened) == 1 and not opened[0].is_open
-    assert pipeline.runner is None and pipeline.animator is None and _runner_threads() == []
+    assert pipeline.runner is None and pipeline.stages is None and _runner_threads() == []
 
 
 def test_a_start_that_finishes_as_the_window_closes_ends_and_leaves_nothing_running(

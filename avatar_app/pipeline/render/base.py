@@ -65,21 +65,3 @@ class Renderer(Protocol):
 
 
 BACKENDS = ("mesh", "neural")
-
-
-def create_renderer(settings: RenderSettings | str = "mesh") -> Renderer:
-    """The renderer for these settings (or a backend name); an unknown name is a user error naming the others."""
-    from avatar_app.errors import AvatarAppError
-
-    if isinstance(settings, str):
-        settings = RenderSettings(backend=settings)
-    if settings.backend == "mesh":
-        from avatar_app.pipeline.render.mesh import MeshRenderer
-
-        return MeshRenderer()
-    if settings.backend == "neural":
-        from avatar_app.pipeline.render.neural import NeuralRenderer, default_model
-
-        model = settings.model or default_model()
-        return NeuralRenderer(model, settings.runtime, settings.provider, settings.trust_code)
-    raise AvatarAppError(f"renderer '{settings.backend}' is not available - choose one of: {', '.join(BACKENDS)}")

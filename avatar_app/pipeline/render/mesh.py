@@ -18,10 +18,10 @@ import numba
 import numpy as np
 
 from avatar_app.face import landmarks as L
-from avatar_app.pipeline.render.base import RenderSettings, output_size
+from avatar_app.face.geometry import fit_similarity
 from avatar_app.face.mesh_layout import EYE, MOUTH, RING, SKIN, MeshLayout, signed_areas
+from avatar_app.pipeline.render.base import RenderSettings, output_size
 from avatar_app.pipeline.render.mouth import MouthPainter
-from avatar_app.pipeline.retarget import fit_similarity
 
 # The coarse displacement field has at least this many cells across the face.
 CELLS_ACROSS_FACE = 128

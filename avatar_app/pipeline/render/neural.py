@@ -11,35 +11,22 @@ The app needs no torch for this with the ONNX runtime; see export/README.md for 
 
 from __future__ import annotations
 
-import json
-import math
 import os
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from avatar_app.face import landmarks as L
-from avatar_app.errors import AvatarAppError, InputFileError, first_line, shown
-from avatar_app.face.landmark_image import crop_box, draw_landmarks
+from avatar_app.errors import AvatarAppError, InputFileError, first_line
+from avatar_app.face.crop import box_affine, crop_box, face_crop
+from avatar_app.face.landmark_image import draw_landmarks
+from avatar_app.model.format import NeuralIdentity, read_manifest
 from avatar_app.pipeline.render.base import RenderSettings, untrusted_torchscript
 from avatar_app.pipeline.render.mesh import MeshRenderer
 
-MODEL_FORMAT = "avatar_app.model"  # the exporter writes these (avatar_app/model/export.py); kept here so the
-MODEL_VERSION = 2  # app reads manifests without importing torch
-READABLE_VERSIONS = (1, 2)  # 1: landmark-conditioned only, before the manifest named its conditioning
 RUNTIMES = ("onnx", "torchscript")
-
-
-@dataclass
-class NeuralIdentity:
-    """What an avatar keeps for one model: ê and ψ = P·ê, tagged with the model they were made with."""
-
-    model_id: str
-    embedding: np.ndarray  # (embed_dim,) float32
-    psi: np.ndarray  # (n_psi,) float32
 
 
 class ExportedModel:
@@ -145,9 +132,7 @@ class ExportedModel:
     def crop(self, image: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The model's view of a face: (RGB crop in [-1, 1] as 3 x S x S, its landmark image as 3 x S x S)."""
         box = crop_box(points, self.crop_scale)
-        x0, y0, side = box
-        k = self.size / side
-        patch = face_crop(image, np.array([[k, 0, -x0 * k], [0, k, -y0 * k]], np.float32), self.size)
+        patch = face_crop(image, box_affine(box, self.size), self.size)
         rgb = cv2.cvtColor(patch, cv2.COLOR_BGR2RGB).astype(np.float32) / 127.5 - 1.0
         lm = draw_landmarks(points, box, self.size, self.thickness)
         return rgb.transpose(2, 0, 1), lm.transpose(2, 0, 1)
@@ -173,68 +158,6 @@ def default_model() -> Path:
         raise AvatarAppError(f"no model is shipped in {shipped_models_dir()} - pass --model export/NAME "
                              "(made by 'avatar-app export'), or reinstall the app")
     return models[0]
-
-
-def face_crop(image: np.ndarray, affine: np.ndarray, size: int) -> np.ndarray:
-    """The square crop ``affine`` maps to size x size: cut at twice the size, then area-averaged down, as
-    training's crops were (prepare-data's crop at 256, the data loader's resize to the model's size)."""
-    patch = cv2.warpAffine(image, affine * np.float32(2), (2 * size, 2 * size), flags=cv2.INTER_LINEAR,
-                           borderMode=cv2.BORDER_REPLICATE)
-    return cv2.resize(patch, (size, size), interpolation=cv2.INTER_AREA)
-
-
-def read_manifest(directory: Path) -> dict:
-    if not directory.is_dir():
-        raise InputFileError(f"{directory}: no such model folder - export one with 'avatar-app export'")
-    path = directory / "manifest.json"
-    if not path.is_file():
-        raise InputFileError(f"{directory}: not a model folder (no manifest.json) - export one with 'avatar-app export'")
-    try:
-        manifest = json.loads(path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-        raise InputFileError(f"{path}: not valid JSON - export the model again") from None
-    except OSError as err:
-        raise InputFileError(f"{path}: cannot read ({err.strerror or err}) - check you can read the model folder") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != MODEL_FORMAT:
-        raise InputFileError(f"{path}: not an avatar_app model manifest - export the model again")
-    if manifest.get("version") not in READABLE_VERSIONS:
-        raise InputFileError(
-            f"{path}: model format version {shown(manifest.get('version'))}, this app reads {' and '.join(map(str, READABLE_VERSIONS))} - export it again with this version"
-        )
-    for key in ("model_id", "files", "landmark_image", "crop"):
-        if key not in manifest:
-            raise InputFileError(f"{path}: manifest has no '{key}' - export the model again")
-    problem = _manifest_problem(manifest)
-    if problem:
-        raise InputFileError(f"{path}: {problem} - export the model again")
-    return manifest
-
-
-def _manifest_problem(manifest: dict) -> str | None:
-    """What is malformed in a manifest's values, or None. The files must be plain names inside the folder."""
-    def whole(v, lo, hi):
-        return isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
-
-    if not isinstance(manifest["model_id"], str) or not manifest["model_id"].isprintable():
-        return "'model_id' is not a text id"
-    files = manifest["files"]
-    if not isinstance(files, dict):
-        return "'files' is malformed"
-    for runtime, names in files.items():
-        if not isinstance(names, dict) or set(names) != {"generator", "identity"}:
-            return "'files' is malformed"
-        for name in names.values():
-            if not isinstance(name, str) or name in ("", ".", "..") or Path(name).name != name or not name.isprintable():
-                return "'files' names a file outside the model folder"
-    image = manifest["landmark_image"]
-    if not isinstance(image, dict) or not whole(image.get("size"), 16, 2048) or not whole(image.get("thickness"), 1, 64):
-        return "'landmark_image' needs a size of 16 to 2048 and a thickness of 1 to 64"
-    if manifest.get("conditioning", "landmarks") not in ("landmarks", "warp"):
-        return "'conditioning' must be landmarks or warp"
-    scale = manifest["crop"].get("scale") if isinstance(manifest["crop"], dict) else None
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not (math.isfinite(scale) and 0 < scale <= 10):
-        return "'crop' needs a scale above 0 and at most 10"
-    return None
 
 
 def _import_torch():
@@ -299,11 +222,10 @@ class NeuralRenderer:
         self._box = (x0, y0, side)
         self._scale = scale
         s = self.model.size
-        k = s / (side * scale[0])
-        self._to_crop = np.array([[k, 0, -x0 * scale[0] * k], [0, k, -y0 * scale[1] * k]], np.float32)
+        bx, by, bs = x0 * scale[0], y0 * scale[1], side * scale[0]  # the box in output pixels
+        self._to_crop = box_affine((bx, by, bs), s)
         self._from_crop = cv2.invertAffineTransform(self._to_crop)
         # The output rectangle the crop covers (clipped to the image), and the crop -> rectangle affine.
-        bx, by, bs = x0 * scale[0], y0 * scale[1], side * scale[0]
         rect = (max(0, int(np.floor(bx))), max(0, int(np.floor(by))), min(w, int(np.ceil(bx + bs))), min(h, int(np.ceil(by + bs))))
         to_rect = self._from_crop.copy()
         to_rect[:, 2] -= (rect[0], rect[1])
