@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 from scipy.spatial import Delaunay
 
-from avatar_app.pipeline.retarget import fit_similarity
+from avatar_app.face.geometry import fit_similarity
 
 RING_RADII = 1.6
 RING_POINTS = 24

@@ -1,7 +1,7 @@
 """The wide quality benchmark: does the avatar hold up on faces we did not tune on?
 
 Scored by an independent judge (dlib's 68 points; MediaPipe drives the renderer) with `avatar-app evaluate`'s
-code (avatar_app/evaluate.py, evaluate_cross.py), one-shot at 256x256, beside the static portrait and the
+code (avatar_app/measure/evaluate.py, evaluate_cross.py), one-shot at 256x256, beside the static portrait and the
 naive warp (benchmarks/naive_warp.py):
 
 1. **self**: all clips of ../shared/media (3 driving + 35 in train/): frame 0 is the portrait, every later

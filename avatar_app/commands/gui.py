@@ -6,7 +6,6 @@ Registered by the CLI on every run, so it imports Qt only inside its handler.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 from pathlib import Path
 
 from avatar_app.errors import AvatarAppError, InputFileError
@@ -38,7 +37,9 @@ def run(args: argparse.Namespace) -> int:
     size = getattr(args, "size", None)
     if size is not None and not 32 <= size <= 4096:
         raise ValueError(f"size must be between 32 and 4096 pixels, got {size}")
-    if importlib.util.find_spec("PySide6") is None:  # asked, not imported: Qt is ui/'s alone
+    from avatar_app.ui.qt import qt_missing
+
+    if qt_missing():
         raise AvatarAppError(f"the desktop app needs PySide6, which is not installed - run: {INSTALL_HINT}")
     from avatar_app.ui.app import display_problem, run_app
     from avatar_app.ui.main_window import StartOptions

@@ -32,13 +32,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
 from avatar_app.pipeline.animator import Animator
 from avatar_app.pipeline.avatar import Avatar, create_avatar
 from avatar_app.errors import AvatarAppError, InputFileError, NoFaceError
+from avatar_app.face.crop import crop, face_box
 from avatar_app.face.landmarks import to_dlib68
 from avatar_app.measure.protocol import FINETUNED, STATIC, EvaluationSettings
 from avatar_app.measure.metrics import l1, landmark_error, psnr, ssim
@@ -52,7 +52,6 @@ from avatar_app.pipeline.retarget import RetargetSettings
 from avatar_app.pipeline.sources import SourceSettings, VideoFileSource, probe_video
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
-BOX_SCALE = 1.8  # crop side, in face-box sides: head, hair and some background, as in VoxCeleb-style crops
 SHEET_ROWS = 4
 
 
@@ -105,32 +104,7 @@ class AnimatorMethod:
 _NO_PICTURE = np.zeros((0, 0, 3), np.uint8)
 
 
-# -- the crop --------------------------------------------------------------------------------------------------
-def face_box(points: np.ndarray, scale: float = BOX_SCALE) -> tuple[int, int, int]:
-    """A square (x0, y0, side) centred on the landmarks' box, ``scale`` times its larger side."""
-    x0, y0 = points[:, :2].min(axis=0)
-    x1, y1 = points[:, :2].max(axis=0)
-    side = int(round(scale * max(x1 - x0, y1 - y0)))
-    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-    return int(round(cx - side / 2)), int(round(cy - side / 2)), side
-
-
-def crop(image: np.ndarray, box: tuple[int, int, int], size: int) -> np.ndarray:
-    """The box cut out of the image and resized to size x size; parts outside the frame repeat its edge.
-
-    Edge repetition rather than black: a hard black border inside the portrait would be an edge the mesh
-    warp drags along and the face detector may react to, while the real clip has no such edge.
-    """
-    x0, y0, side = box
-    h, w = image.shape[:2]
-    pad = max(0, -x0, -y0, x0 + side - w, y0 + side - h)
-    if pad:
-        image = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
-    patch = image[y0 + pad : y0 + pad + side, x0 + pad : x0 + pad + side]
-    interp = cv2.INTER_AREA if side > size else cv2.INTER_CUBIC
-    return cv2.resize(patch, (size, size), interpolation=interp)
-
-
+# -- the crop: the face crop the app's neural model sees (face/crop.py), the same for every frame of a clip --
 def read_crops(path: Path, box: tuple[int, int, int], size: int) -> list[np.ndarray]:
     with VideoFileSource(SourceSettings(str(path))) as source:
         return [crop(frame.image, box, size) for frame in source]

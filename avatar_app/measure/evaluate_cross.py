@@ -23,10 +23,9 @@ from avatar_app.measure.evaluate import (
     MethodFactory,
     VideoSkipped,
     builtin_factory,
-    crop,
-    face_box,
     load_clip,
 )
+from avatar_app.face.crop import crop, face_box
 from avatar_app.measure.protocol import STATIC, BackendNotAvailable, EvaluationSettings
 from avatar_app.measure.report import json_safe, label
 from avatar_app.measure.scoring import Judge, MeasuredFrames, jitter
@@ -99,7 +98,7 @@ class CrossReport:
 
 
 def _portrait_crop(path: Path, size: int) -> np.ndarray:
-    """The portrait cut like the self-reenactment crops: a square of BOX_SCALE face boxes, at size x size."""
+    """The portrait cut like the self-reenactment crops: a square of CROP_SCALE face boxes, at size x size."""
     image = load_image(path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -17,15 +17,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from avatar_app.face import landmarks as L
 from avatar_app.measure.metrics import inter_ocular
 
 INSTALL_EVAL = "pip install -e '.[eval]'"
 
-# 68-point iBUG layout (0-based).
-JAW = slice(0, 17)
-BROW_R, BROW_L = slice(17, 22), slice(22, 27)
-EYE_R, EYE_L = slice(36, 42), slice(42, 48)
-NOSE_TIP, CHIN = 30, 8
+# Parts of the 68-point iBUG layout (face/landmarks.py holds the layout).
+JAW = L.dlib68_part("jaw")
+BROW_R, BROW_L = L.dlib68_part("right_brow"), L.dlib68_part("left_brow")
+EYE_R, EYE_L = L.dlib68_part("right_eye"), L.dlib68_part("left_eye")
+NOSE_TIP, CHIN = L.dlib68_part("nose_bridge").stop - 1, JAW.start + 8  # the bridge ends at the tip; the chin is mid-jaw
 
 MEASURES = ("yaw", "pitch", "roll", "x", "y", "mouth", "eye_r", "eye_l", "eyes", "brow")
 

@@ -9,6 +9,8 @@ import math
 import cv2
 import numpy as np
 
+from avatar_app.face import landmarks as L
+
 # SSIM constants of Wang, Bovik, Sheikh and Simoncelli (2004).
 _SSIM_WINDOW = 11
 _SSIM_SIGMA = 1.5
@@ -17,8 +19,7 @@ _SSIM_K2 = 0.03
 _DATA_RANGE = 255.0
 
 # Iris centres of the 478-point mesh, eye contours of the 68-point iBUG layout (0-based).
-_IRIS_CENTRES_478 = (468, 473)
-_EYES_68 = (slice(36, 42), slice(42, 48))
+_EYES_68 = (L.dlib68_part("right_eye"), L.dlib68_part("left_eye"))
 
 
 def _check_pair(a: np.ndarray, b: np.ndarray) -> None:
@@ -81,8 +82,8 @@ def l1(a: np.ndarray, b: np.ndarray) -> float:
 def inter_ocular(points: np.ndarray) -> float:
     """Distance between the eye centres of a 478-point (iris centres) or 68-point (eye means) face."""
     p = np.asarray(points, np.float64)[:, :2]
-    if len(p) == 478:
-        left, right = p[_IRIS_CENTRES_478[0]], p[_IRIS_CENTRES_478[1]]
+    if len(p) == L.N_POINTS:
+        left, right = p[L.IRIS_CENTER[0]], p[L.IRIS_CENTER[1]]
     elif len(p) == 68:
         left, right = p[_EYES_68[0]].mean(axis=0), p[_EYES_68[1]].mean(axis=0)
     else:

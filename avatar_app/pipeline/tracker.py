@@ -25,14 +25,13 @@ from absl import logging as absl_logging  # noqa: E402
 from mediapipe.python.solutions import face_mesh as mp_face_mesh  # noqa: E402
 
 from avatar_app.errors import InputFileError, NoFaceError  # noqa: E402
+from avatar_app.face import landmarks as L  # noqa: E402
 from avatar_app.pipeline.frame import now  # noqa: E402
 from avatar_app.pipeline.smoothing import OneEuroFilter  # noqa: E402
 
 absl_logging.set_verbosity(absl_logging.ERROR)
 
-NUM_LANDMARKS = 478  # 468 mesh points + 10 iris points (refine_landmarks=True)
-LEFT_IRIS_CENTRE = 468  # the subject's right eye, on the image's left
-RIGHT_IRIS_CENTRE = 473
+NUM_LANDMARKS = L.N_POINTS  # 468 mesh points + 10 iris points (refine_landmarks=True)
 
 # Speeds that open the One-Euro filter are measured in pixels of a frame this wide, so one `beta` feels the
 # same on a 640 x 480 and a 1920 x 1080 camera (landmark jitter scales with resolution too).
@@ -103,7 +102,7 @@ class FaceLandmarks:
 
     def inter_ocular(self) -> float:
         """Distance between the iris centres in pixels: the face's scale, steady under mouth motion."""
-        left, right = self.points[LEFT_IRIS_CENTRE, :2], self.points[RIGHT_IRIS_CENTRE, :2]
+        left, right = (self.points[i, :2] for i in L.IRIS_CENTER)  # the subject's right eye first (image left)
         return float(np.linalg.norm(left - right))
 
     def scaled(self, factor: float) -> FaceLandmarks:
