@@ -1,8 +1,12 @@
 """One avatar's animation: the retarget stage (driver landmarks → the portrait's target landmarks, easing through
 lost faces) and the renderer stage (target → image), prepared together for one avatar and one renderer.
 
-Each half is used by one thread only (retarget on the tracker thread, render on the renderer thread); the only
-state both sides touch is the calibration request, which is an Event.
+Each half is used by one thread only (retarget on the tracker thread, render on the renderer thread); what other
+threads touch is the calibration request (an Event) and the motion settings (one reference, swapped whole).
+
+With ``guided`` calibration (the window), the reference pose is taken only once the driver has looked straight
+ahead and held still for a second (calibration.py); until the first one the avatar keeps the portrait's own pose,
+and each frame says how long the driver must still hold still.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import threading
 import numpy as np
 
 from avatar_app.pipeline.avatar import Avatar, keep_identity
+from avatar_app.pipeline.calibration import CalibrationSettings, SteadyHold
 from avatar_app.pipeline.frame import Frame
 from avatar_app.pipeline.render.backends import create_renderer
 from avatar_app.pipeline.render.base import Renderer, RenderSettings
@@ -30,6 +35,8 @@ class Animator:
         render: RenderSettings = RenderSettings(),
         retarget: RetargetSettings = RetargetSettings(),
         renderer: Renderer | None = None,
+        guided: bool = False,
+        calibration: CalibrationSettings = CalibrationSettings(),
     ):
         self.avatar = avatar
         self.generation = next(_generations)
@@ -40,11 +47,23 @@ class Animator:
         self.retargeter = Retargeter(avatar.landmarks, retarget)
         self.easing = FaceLossEasing(avatar.landmarks)
         self._calibrate_next = threading.Event()  # set from any thread (the window's C key)
+        self.guided = guided
+        self._hold = SteadyHold(calibration)
+        self._holding = False  # a guided calibration is counting down (tracker thread only)
+        self.calibration_left: float | None = None
         self._closed = False
 
     @property
     def output_size(self) -> tuple[int, int]:
         return self.renderer.output_size
+
+    @property
+    def motion(self) -> RetargetSettings:
+        return self.retargeter.settings
+
+    def set_motion(self, motion: RetargetSettings) -> None:
+        """Follow with these strengths and switches from the next frame on (from any thread)."""
+        self.retargeter.settings = motion
 
     def calibrate(self, driver: np.ndarray | None = None) -> None:
         """Make this driver pose (or, without one, the next frame with a face) the reference pose."""
@@ -56,15 +75,34 @@ class Animator:
     # -- the retarget stage (one thread) ------------------------------------------------------------------
     def target(self, driver: np.ndarray | None, t: float) -> np.ndarray:
         """The portrait's landmarks for this driver frame (None: no face) at time t (seconds)."""
-        if driver is not None and (self._calibrate_next.is_set() or not self.retargeter.has_reference):
+        wanted = self._calibrate_next.is_set() or not self.retargeter.has_reference
+        if self.guided and wanted:
+            self._guide(driver, t)
+        elif driver is not None and wanted:
             self._calibrate_next.clear()
             self.retargeter.calibrate(driver)
-        return self.easing(None if driver is None else self.retargeter(driver), t)
+        if driver is None or not self.retargeter.has_reference:  # not calibrated yet: the portrait's own pose
+            return self.easing(None, t)
+        return self.easing(self.retargeter(driver), t)
+
+    def _guide(self, driver: np.ndarray | None, t: float) -> None:
+        if not self._holding:  # a new request (or the first): count from the full time
+            self._hold.reset()
+            self._holding = True
+        left = self._hold(driver, t)
+        if left <= 0.0 and driver is not None:
+            self.retargeter.calibrate(driver)
+            self._calibrate_next.clear()
+            self._holding = False
+            self.calibration_left = None
+        else:
+            self.calibration_left = left
 
     def retarget(self, frame: Frame, t: float) -> None:
         """Fill the frame's ``target`` and name this animation as the one that made it."""
         frame.target = self.target(frame.driver, t)
         frame.animator = self
+        frame.calibration_left = self.calibration_left
 
     # -- the renderer stage (one thread) ------------------------------------------------------------------
     def render(self, target: np.ndarray) -> np.ndarray:

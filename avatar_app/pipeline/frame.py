@@ -48,8 +48,12 @@ class Frame:
     # retarget: the portrait's landmarks to draw, and the animation (avatar + generation) that made them
     target: np.ndarray | None = None
     animator: Animator | None = field(default=None, repr=False)
-    # renderer: the avatar image (H x W x 3 uint8 BGR) the sinks receive
+    # retarget, while a guided calibration runs: seconds the driver must still hold still (None: calibrated)
+    calibration_left: float | None = None
+    # renderer: the avatar image (H x W x 3 uint8 BGR)
     output: np.ndarray | None = field(default=None, repr=False)
+    # framing: the picture the call gets (the virtual camera's size), which recordings and the window show too
+    call_image: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def time(self) -> float:
@@ -63,6 +67,12 @@ class Frame:
     @property
     def avatar(self) -> Avatar | None:
         return None if self.animator is None else self.animator.avatar
+
+    @property
+    def avatar_size(self) -> tuple[int, int] | None:
+        """(w, h) of the portrait whose pixels ``target`` is in."""
+        avatar = self.avatar
+        return None if avatar is None else avatar.size
 
     @property
     def generation(self) -> int | None:

@@ -21,12 +21,15 @@ from avatar_app.face.geometry import Similarity, fit_similarity
 
 @dataclass(frozen=True)
 class RetargetSettings:
-    """How strongly the avatar follows: 0 keeps the portrait still, 1 follows the driver, up to 2 exaggerates."""
+    """How strongly the avatar follows: 0 keeps the portrait still, 1 follows the driver, up to 2 exaggerates.
+    ``follow_eyes`` / ``follow_mouth`` / ``follow_gaze``: off keeps the portrait's own lids / mouth / gaze."""
 
     pose_strength: float = 1.0
     expression_strength: float = 1.0
     follow_translation: bool = True
     follow_gaze: bool = True
+    follow_eyes: bool = True
+    follow_mouth: bool = True
 
     def __post_init__(self) -> None:
         for name in ("pose_strength", "expression_strength"):
@@ -117,6 +120,12 @@ class Retargeter:
             np.minimum((self.portrait[lo[0], :2] - self.portrait[up[-1], :2]) @ self._down, 0.0)
             for up, lo in self._pairs
         ]
+        # With the mouth switched off: how much of each point belongs to the mouth, from 0 at the nose tip to 1
+        # at the upper lip and below (so the jaw stays shut too, without a seam across the cheeks).
+        depth = self.portrait[:, :2] @ self._down
+        nose, lip = depth[L.NOSE_TIP], depth[L.LIP_OUTER_UPPER].min()
+        self._mouth_weight = np.clip((depth - nose) / max(lip - nose, 1e-6), 0.0, 1.0)
+        self._eye_points = np.unique(np.concatenate([*L.EYE_UPPER, *L.EYE_LOWER]))
         self.reference: np.ndarray | None = None
 
     @property
@@ -150,9 +159,14 @@ class Retargeter:
         # Expression: the driver aligned back onto its reference pose, minus the reference.
         aligned = (driver - pose.translation) @ pose.rotation / pose.scale
         expression = (aligned - self.reference) * s.expression_strength
+        if not s.follow_mouth:  # the lower face keeps the portrait's own mouth (and jaw)
+            expression *= 1.0 - self._mouth_weight[:, None]
+        if not s.follow_eyes:
+            expression[self._eye_points] = 0.0
         to_p = self._to_portrait
         out = self.portrait + to_p.scale * expression @ to_p.rotation.T
-        self._open_eyes_like_driver(out, aligned)
+        if s.follow_eyes:
+            self._open_eyes_like_driver(out, aligned)
 
         for (upper, lower), floor in zip(self._pairs, self._pair_floor):
             _separate_pairs(out, upper, lower, self._down, floor)

@@ -8,6 +8,7 @@ over its threads (``track`` and ``retarget`` on one, ``render`` and ``deliver`` 
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from typing import Callable, Protocol
 
@@ -64,6 +65,13 @@ class TrackerStage:
         face = self._tracker.process(frame.image, t) if frame.has_picture else None
         frame.driver = None if face is None else face.points
 
+    def set_smoothing(self, min_cutoff: float) -> None:
+        """How much the tracked face is smoothed (the One-Euro cutoff at rest, Hz), now and after a reopen."""
+        self.settings = dataclasses.replace(self.settings, min_cutoff=min_cutoff)
+        tracker = self._tracker
+        if tracker is not None:
+            tracker.set_smoothing(min_cutoff)
+
     def close(self) -> None:
         if self._tracker is not None:
             self._tracker.close()
@@ -85,8 +93,10 @@ class StageLoop:
         sinks: list[Sink] | tuple[Sink, ...] = (),
         media_time: bool = False,
         timed: bool = False,
+        framing: Stage | None = None,
     ):
         self.media_time = media_time
+        self.framing = framing  # the call's picture (framing.py), made after the renderer for every sink
         self.tracker = tracker or TrackerStage(media_time=media_time)
         self.sinks = list(sinks)
         self.timed = timed  # also stamp when a frame enters each stage (for the profiler)
@@ -136,12 +146,18 @@ class StageLoop:
         frame.stamp("retarget")
 
     def render(self, frame: Frame) -> None:
-        """Renderer stage: fills ``output`` with the image of the animation that made the target."""
+        """Renderer stage: fills ``output`` with the image of the animation that made the target (and, with a
+        framing stage, ``call_image``)."""
         self._enter(frame, "renderer")
         animator = frame.animator
         frame.output = animator.render(frame.target)
         frame.stamp("renderer")
         self._retire_older_than(animator)
+        framing = self.framing  # read once: the window may swap it meanwhile
+        if framing is not None:
+            self._enter(frame, "framing")
+            framing.process(frame)
+            frame.stamp("framing")
 
     def deliver(self, frame: Frame, on_error: Callable[[Sink, Exception], None] | None = None) -> None:
         """Each sink takes the frame. A sink that raises is removed and handed to ``on_error`` (the others go

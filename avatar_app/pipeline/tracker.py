@@ -288,6 +288,13 @@ class FaceTracker:
         self._filter.beta = self.settings.beta * _REFERENCE_WIDTH / width
         return self._filter(points, t)
 
+    def set_smoothing(self, min_cutoff: float) -> None:
+        """The One-Euro cutoff at rest (Hz) from the next frame on: lower is calmer (from any thread: one float)."""
+        if not min_cutoff > 0:
+            raise ValueError(f"min_cutoff must be > 0 Hz, got {min_cutoff!r}")
+        if self._filter is not None:
+            self._filter.min_cutoff = float(min_cutoff)
+
     def reset(self) -> None:
         """Forget the smoothing history (e.g. when the source jumps to another video or camera)."""
         if self._filter is not None:

@@ -11,10 +11,10 @@ from __future__ import annotations
 import platform
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
 from avatar_app.pipeline.frame import Frame
+from avatar_app.pipeline.framing import fit_image
 from avatar_app.errors import DeviceError
 
 CARD_LABEL = "avatar_app"  # the name the Linux device shows in call apps, as the modprobe line below sets it
@@ -114,22 +114,6 @@ def _one_line_fix(system: str | None = None) -> str:
     return f"install v4l2loopback-dkms and run: {LINUX_MODPROBE} (with Secure Boot on, sign the module first)"
 
 
-def fit_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """``image`` scaled to fit inside ``size`` (w, h), aspect kept, centred on black."""
-    w, h = size
-    ih, iw = image.shape[:2]
-    if (iw, ih) == (w, h):
-        return np.ascontiguousarray(image)
-    scale = min(w / iw, h / ih)
-    nw, nh = max(1, min(w, int(round(iw * scale)))), max(1, min(h, int(round(ih * scale))))
-    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    resized = cv2.resize(image, (nw, nh), interpolation=interpolation)
-    out = np.zeros((h, w, 3), np.uint8)
-    x, y = (w - nw) // 2, (h - nh) // 2
-    out[y:y + nh, x:x + nw] = resized
-    return out
-
-
 class VirtualCameraSink:
     """A sink that sends BGR avatar frames to a virtual camera; ``open()`` before the first ``write()``.
 
@@ -198,8 +182,8 @@ class VirtualCameraSink:
             ) from None
 
     def process(self, frame: Frame) -> None:
-        """The sink stage: the frame's avatar image goes out."""
-        self.write(frame.output)
+        """The sink stage: the call's picture goes out (the avatar image, fitted, without a framing stage)."""
+        self.write(frame.call_image if frame.call_image is not None else frame.output)
 
     def write(self, image_bgr: np.ndarray) -> None:
         if self._camera is None:

@@ -13,9 +13,10 @@ from typing import Callable
 
 from PySide6.QtCore import QSettings, QStandardPaths, Qt, QTimer
 from PySide6.QtGui import QAction, QDragEnterEvent, QDropEvent
-from PySide6.QtWidgets import QLabel, QMainWindow, QMessageBox, QSplitter, QToolBar, QWidget
+from PySide6.QtWidgets import QLabel, QMainWindow, QMessageBox, QSplitter, QToolBar, QVBoxLayout, QWidget
 
 from avatar_app.ui.library import AvatarLibrary
+from avatar_app.ui.panels.controls import MotionControls
 from avatar_app.ui.panels.gallery import AvatarGallery
 from avatar_app.ui.panels.hud import Hud
 from avatar_app.ui.panels.outputs import Outputs
@@ -119,8 +120,11 @@ class MainWindow(QMainWindow):
         self.hud = Hud(s, p, self.renderers.label, self)
         self.outputs = Outputs(s, p, self.tasks, recordings_dir if recordings_dir is not None
                                else default_recordings_dir(), self)
+        self.controls = MotionControls(s, p)
         self.calibrate_action = action(self, "Calibrate", "C",
-                                       tip="Your current pose becomes the portrait's own pose (C)")
+                                       tip="Look straight at the camera and hold still: that pose becomes the "
+                                           "portrait's own pose (C)")
+        self.quit_action = action(self, "Quit", "Ctrl+Q", tip="Close the app (Ctrl+Q)")
         self._build()
         self._connect()
 
@@ -144,9 +148,16 @@ class MainWindow(QMainWindow):
         self.addToolBarBreak()
         self._toolbar("Output", [QLabel(" Renderer: "), self.renderers.renderer_combo, QLabel(" Size: "),
                                  self.renderers.size_combo, None, outputs.vcam_action, outputs.camera_size_combo,
-                                 outputs.fps_combo, None, outputs.record_action])
+                                 outputs.fps_combo, outputs.framing_combo, None, outputs.record_action])
+        left = QWidget()
+        column = QVBoxLayout(left)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.addWidget(self.avatars, 1)
+        column.addWidget(self.controls)
+        for item in (*self.avatars.pick_actions, self.quit_action):
+            self.addAction(item)
         split = QSplitter()
-        split.addWidget(self.avatars)
+        split.addWidget(left)
         split.addWidget(previews)
         split.setStretchFactor(1, 1)
         split.setSizes([190, 1000])
@@ -172,7 +183,7 @@ class MainWindow(QMainWindow):
                 bar.addWidget(item)
 
     def _connect(self) -> None:
-        panels = (self.avatars, self.previews, self.sources, self.renderers, self.hud, self.outputs)
+        panels = (self.avatars, self.previews, self.sources, self.renderers, self.hud, self.outputs, self.controls)
         for panel in panels:
             panel.settings_changed.connect(self._save_settings)
             if hasattr(panel, "status"):
@@ -186,6 +197,7 @@ class MainWindow(QMainWindow):
         self.sources.stopped.connect(self._note)
         self.hud.changed.connect(self.previews.avatar_view.set_hud)
         self.calibrate_action.triggered.connect(self.calibrate)
+        self.quit_action.triggered.connect(self.close)
         self.pipeline.problem.connect(self._problem)
 
     # -- the avatar ---------------------------------------------------------------------------------------------
@@ -205,7 +217,7 @@ class MainWindow(QMainWindow):
 
     def calibrate(self) -> None:
         if self.pipeline.calibrate():
-            self.statusBar().showMessage("Calibrated: your current pose is now the portrait's own pose", 5000)
+            self.statusBar().showMessage("Calibrating: look straight at the camera and hold still", 5000)
         else:
             self.statusBar().showMessage("Nothing to calibrate: no source is running", 5000)
 

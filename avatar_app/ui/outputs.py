@@ -1,4 +1,4 @@
-"""Record: the avatar output written to an MP4 in real time while the pipeline runs."""
+"""Record: the call's picture written to an MP4 in real time while the pipeline runs."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 
 from avatar_app.pipeline.frame import now
 from avatar_app.pipeline.sinks import VideoFileSink, check_output_path
-from avatar_app.pipeline.virtual_camera import fit_image
+from avatar_app.pipeline.framing import fit_image
 
 
 def recording_path(folder: Path) -> Path:

@@ -20,14 +20,19 @@ from PySide6.QtCore import QObject, Signal
 from avatar_app.errors import first_line
 from avatar_app.measure.profiler import HudSnapshot, Profiler, ProfilerSettings
 from avatar_app.pipeline.animator import Animator
+from avatar_app.pipeline.calibration import CalibrationSettings
 from avatar_app.pipeline.avatar import Avatar
 from avatar_app.pipeline.frame import Frame
+from avatar_app.pipeline.framing import Framer, FramingSettings
 from avatar_app.pipeline.render.base import RenderSettings
+from avatar_app.pipeline.retarget import RetargetSettings
 from avatar_app.pipeline.runner import Runner
 from avatar_app.pipeline.sources import SourceSettings, open_source
 from avatar_app.pipeline.stages import StageLoop
 
 log = logging.getLogger(__name__)
+
+CALIBRATION = CalibrationSettings()  # how long the user holds still before the reference is taken
 
 
 class OutputHub:
@@ -66,12 +71,13 @@ class OutputHub:
             return len(self._outputs)
 
     def process(self, frame: Frame) -> None:
-        """The sink stage: every plugged-in output gets the frame's avatar image."""
+        """The sink stage: every plugged-in output gets the call's picture (the framed avatar)."""
+        image = frame.call_image if frame.call_image is not None else frame.output
         failed = []
         with self._lock:
             for output in list(self._outputs):
                 try:
-                    output.write(frame.output)
+                    output.write(image)
                 except Exception as err:  # that output is unplugged; the others, and the previews, go on
                     self._outputs.remove(output)
                     failed.append((output, err))
@@ -115,6 +121,9 @@ class LivePipeline(QObject):
         self._avatar_generation = 0
         self._avatar: Avatar | None = None
         self._render = RenderSettings()
+        self._framing = FramingSettings()
+        self._motion = RetargetSettings()
+        self._smoothing: float | None = None  # the tracker's cutoff at rest (Hz); None: its default
         self._newest: Frame | None = None
         self._signal_pending = False
         self.last_problem: str | None = None
@@ -151,6 +160,34 @@ class LivePipeline(QObject):
             generation, running = self._avatar_generation, self._stages is not None
         if running:
             self._spawn("switch", lambda: self._switch(generation))
+
+    def set_framing(self, framing: FramingSettings) -> None:
+        """The call's picture from now on (the running stage loop switches at its next frame)."""
+        with self._lock:
+            self._framing = framing
+            stages = self._stages
+        if stages is not None:
+            stages.framing = Framer(framing)  # one reference swap: the renderer thread takes old or new
+
+    def set_motion(self, motion: RetargetSettings, smoothing: float | None = None) -> None:
+        """How the avatar follows (strengths, eyes, mouth, gaze) and how much the tracker smooths (cutoff, Hz):
+        from the next frame on, and for every avatar after."""
+        with self._lock:
+            self._motion, self._smoothing = motion, smoothing
+            stages = self._stages
+        if stages is not None:
+            self._apply_motion(stages)
+
+    def _apply_motion(self, stages: StageLoop) -> None:
+        stages.animator.set_motion(self._motion)
+        if self._smoothing is not None and hasattr(stages.tracker, "set_smoothing"):
+            stages.tracker.set_smoothing(self._smoothing)
+
+    @property
+    def source_fps(self) -> float | None:
+        """The running source's frame rate (what the pipeline delivers at most), None when nothing runs."""
+        runner = self.runner
+        return None if runner is None else runner.source.fps
 
     def start(self, spec: str, camera_fps: float | None = None) -> None:
         """Stop what runs and start reading ``spec`` (a camera index or a video file, played in a loop)."""
@@ -246,7 +283,10 @@ class LivePipeline(QObject):
                 # Opening a camera may take seconds: if the window closed or another source was chosen
                 # meanwhile, the renderer (slow too: a model to load, numba to compile) is not prepared.
                 if self._current(generation):
-                    stages = StageLoop(Animator(avatar, render))
+                    # guided: the reference pose is taken once the user has looked ahead and held still
+                    stages = StageLoop(Animator(avatar, render, self._motion, guided=True, calibration=CALIBRATION),
+                                       framing=Framer(self._framing))
+                    self._apply_motion(stages)
             except Exception as err:  # noqa: BLE001 - one line to the window, whatever went wrong
                 if source is not None:
                     source.close()
@@ -290,7 +330,7 @@ class LivePipeline(QObject):
                 return
             avatar, render = self._avatar, self._render
         try:
-            animator = Animator(avatar, render)
+            animator = Animator(avatar, render, self._motion, guided=True, calibration=CALIBRATION)
         except Exception as err:  # noqa: BLE001
             with self._lock:
                 current = generation == self._avatar_generation

@@ -9,6 +9,7 @@ from PySide6.QtCore import QSettings
 RENDER_SIZES = (256, 384, 512, 768, 1024)
 CAMERA_SIZES = ("640x360", "640x480", "960x540", "1280x720", "1920x1080")
 FRAME_RATES = (15, 24, 25, 30, 60)
+FRAMING_CHOICES = (("Follow the head", "follow"), ("Fill", "fill"), ("Fit (bars)", "fit"))
 
 
 @dataclass
@@ -16,6 +17,9 @@ class AppSettings:
     """``avatar``: path of the chosen portrait or avatar file. ``source``: a camera index or a video file.
     ``size``: the avatar's longer side in pixels. ``renderer``: "mesh", or "neural:<model folder>".
     ``camera_size`` / ``fps``: what the virtual camera sends (``fps`` also paces recordings).
+    ``framing``: how the avatar fills the call's picture (follow, fill or fit; pipeline/framing.py).
+    ``pose_strength`` / ``expression_strength`` (0-2), ``follow_eyes`` / ``follow_mouth`` / ``follow_gaze``,
+    ``smoothing`` (0-1): how the avatar follows (ui/panels/controls.py).
     ``overlay`` / ``hud``: whether they were showing."""
 
     avatar: str = ""
@@ -24,6 +28,13 @@ class AppSettings:
     size: int = 512
     camera_size: str = "1280x720"
     fps: int = 30
+    framing: str = "follow"
+    pose_strength: float = 1.0
+    expression_strength: float = 1.0
+    follow_eyes: bool = True
+    follow_mouth: bool = True
+    follow_gaze: bool = True
+    smoothing: float = 0.5
     renderer: str = "mesh"
     overlay: bool = False
     hud: bool = False
@@ -44,6 +55,11 @@ class AppSettings:
             out.camera_size = cls.camera_size
         if out.fps not in FRAME_RATES:
             out.fps = cls.fps
+        if out.framing not in {value for _, value in FRAMING_CHOICES}:
+            out.framing = cls.framing
+        for name, top in (("pose_strength", 2.0), ("expression_strength", 2.0), ("smoothing", 1.0)):
+            if not 0.0 <= getattr(out, name) <= top:  # a hand-edited file
+                setattr(out, name, getattr(cls, name))
         return out
 
     def save(self, store: QSettings) -> None:

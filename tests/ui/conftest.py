@@ -46,11 +46,18 @@ def fake_virtual_camera(monkeypatch):
 
 
 @pytest.fixture
-def make_window(qtbot, tmp_path):
-    """make_window(**options) -> a shown MainWindow; every call with the same tmp_path shares its settings."""
+def make_window(qtbot, tmp_path, monkeypatch):
+    """make_window(**options) -> a shown MainWindow; every call with the same tmp_path shares its settings.
+
+    The generated driver turns her head and never holds still for long: its windows calibrate as soon as it
+    holds still for a tenth of a second (tests/ui/test_calibration_flow.py checks the real timing)."""
     from PySide6.QtCore import QSettings
 
+    import avatar_app.ui.pipeline as live
+    from avatar_app.pipeline.calibration import CalibrationSettings
     from avatar_app.ui.main_window import MainWindow, StartOptions
+
+    monkeypatch.setattr(live, "CALIBRATION", CalibrationSettings(hold_s=0.05, max_speed=1e9, max_turn=1.0))
 
     ini = tmp_path / "settings.ini"
     first = not ini.exists()

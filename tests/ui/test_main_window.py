@@ -66,14 +66,16 @@ def test_a_video_source_shows_changing_non_blank_frames_in_both_previews(qtbot, 
         assert image.std() > 10  # a picture, not a blank
     assert any(not np.array_equal(cameras[0], c) for c in cameras[1:])
     assert any(not np.array_equal(avatars[0], a) for a in avatars[1:])
-    assert max(avatars[0].shape[:2]) == SMALL
+    assert avatars[0].shape[:2] == (720, 1280)  # what the call sees: the call's picture, framed
+    assert max(window.pipeline.output_size) == SMALL  # drawn at the avatar's size
 
 
 def test_switching_the_avatar_while_running_keeps_the_frames_coming(qtbot, make_window, generated_driver):
     window = _running(qtbot, make_window, generated_driver)
-    mona_shape = window.avatar_view.image().shape
+    mona = window.previews.shown_avatar
     window.choose("pearl")
-    qtbot.waitUntil(lambda: window.avatar_view.image().shape != mona_shape, timeout=20000)
+    qtbot.waitUntil(lambda: window.previews.shown_avatar is not mona, timeout=20000)
+    assert "Pearl" in window.previews.shown_avatar.name
     wait_for_frames(qtbot, window, 3)
     assert window.pipeline.running
 
@@ -85,7 +87,7 @@ def test_calibrate_makes_the_current_pose_the_reference(qtbot, make_window, gene
     assert first is not None
     qtbot.keyClick(window, Qt.Key.Key_C)
     qtbot.waitUntil(lambda: animator.retargeter.reference is not first, timeout=10000)
-    assert "Calibrated" in window.statusBar().currentMessage()
+    qtbot.waitUntil(lambda: "Calibrated" in window.statusBar().currentMessage(), timeout=5000)
     # The reference is a driver pose the tracker just saw: driving with it gives the portrait's own landmarks.
     own = animator.retargeter(animator.retargeter.reference)
     assert np.allclose(own[:468], animator.avatar.landmarks[:468], atol=1e-3)
@@ -211,7 +213,8 @@ def test_overlay_ghosts_the_portrait_over_the_camera(qtbot, make_window, generat
     assert amber > 50
 
 
-def test_record_writes_an_mp4_of_the_avatar(qtbot, make_window, generated_driver, tmp_path):
+def test_record_writes_an_mp4_of_what_the_call_sees_at_the_pipeline_s_rate(qtbot, make_window, generated_driver,
+                                                                          tmp_path):
     from avatar_app.pipeline.sources import probe_video
 
     window = _running(qtbot, make_window, generated_driver)
@@ -222,8 +225,9 @@ def test_record_writes_an_mp4_of_the_avatar(qtbot, make_window, generated_driver
     qtbot.waitUntil(lambda: any((tmp_path / "recordings").glob("avatar-*.mp4")), timeout=10000)
     video = list((tmp_path / "recordings").glob("avatar-*.mp4"))[0]
     info = probe_video(video)
-    assert info.fps == window.settings.fps and 0.8 <= info.duration <= 2.5
-    assert max(info.width, info.height) == SMALL
+    assert window.settings.fps == 30 and info.fps == 25  # the driver's 25 fps, not the virtual camera's 30
+    assert 0.8 <= info.duration <= 2.5
+    assert (info.width, info.height) == (1280, 720)  # the call's picture, not the avatar's 72 x 128
 
 
 def test_a_source_that_cannot_open_is_a_message_in_the_window(qtbot, make_window, tmp_path):
@@ -278,7 +282,7 @@ def test_a_size_chosen_while_the_source_opens_is_used_and_closing_leaves_no_star
     # The start finishes with the new size (the avatar is switched to it once the first one runs).
     qtbot.waitUntil(lambda: max(window.pipeline.output_size or (0,)) == 256, timeout=30000)
     wait_for_frames(qtbot, window, 3)
-    assert max(window.avatar_view.image().shape[:2]) == 256
+    assert window.avatar_view.image().shape[:2] == (720, 1280)  # the call's picture keeps its size
     window.close()
     for t in starts:
         t.join(5)

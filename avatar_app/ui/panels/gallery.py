@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
 from avatar_app.errors import first_line
 from avatar_app.pipeline.avatar import Avatar
 from avatar_app.ui.library import FILE, AvatarLibrary, GalleryEntry, thumbnail
+from avatar_app.ui.panels.toolbar import action
 from avatar_app.ui.settings import AppSettings
 from avatar_app.ui.tasks import BackgroundTasks
 from avatar_app.ui.widgets import to_pixmap
@@ -62,7 +63,8 @@ class AvatarGallery(QWidget):
         self.list_widget.setWordWrap(True)
         self.list_widget.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.list_widget.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # the window's shortcuts keep the keyboard
-        self.list_widget.setToolTip("Click a portrait to animate it. Drop photos on the window to add your own.")
+        self.list_widget.setToolTip("Click a portrait (or press 1-9) to animate it. Drop photos on the window to add"
+                                    " your own.")
         layout.addWidget(self.list_widget, 1)
         buttons = QHBoxLayout()
         self.add_button = QPushButton("Add\u2026")
@@ -73,6 +75,11 @@ class AvatarGallery(QWidget):
             button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
             buttons.addWidget(button)
         layout.addLayout(buttons)
+        # Keys 1-9 pick the gallery's first nine avatars (the window adds these actions, so they work anywhere).
+        self.pick_actions = [action(self, f"Avatar {n}", str(n), tip=f"Animate the gallery's avatar number {n}")
+                             for n in range(1, 10)]
+        for n, pick in enumerate(self.pick_actions):
+            pick.triggered.connect(lambda _=False, row=n: self._pick(row))
         hint = QLabel("Drop photos here to add them")
         hint.setStyleSheet("color: gray")
         layout.addWidget(hint)
@@ -105,6 +112,12 @@ class AvatarGallery(QWidget):
         self.list_widget.blockSignals(False)
         if chosen is not None:
             self.list_widget.setCurrentItem(chosen)  # loads it (the signal is live again)
+
+    def _pick(self, row: int) -> None:
+        if row < self.list_widget.count():
+            self.list_widget.setCurrentRow(row)
+        else:
+            self.status.emit(f"There is no avatar number {row + 1} in the gallery", 4000)
 
     def entries(self) -> list[GalleryEntry]:
         return [self.list_widget.item(i).data(Qt.ItemDataRole.UserRole) for i in range(self.list_widget.count())]

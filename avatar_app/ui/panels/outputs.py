@@ -10,11 +10,12 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QLabel
 
 from avatar_app.errors import AvatarAppError, first_line
+from avatar_app.pipeline.framing import FramingSettings
 from avatar_app.pipeline.virtual_camera import VirtualCameraError, VirtualCameraSettings, VirtualCameraSink
 from avatar_app.ui.outputs import Recording, recording_path
 from avatar_app.ui.panels.toolbar import action, combo, uncheck_quietly
 from avatar_app.ui.pipeline import LivePipeline
-from avatar_app.ui.settings import CAMERA_SIZES, FRAME_RATES, AppSettings
+from avatar_app.ui.settings import CAMERA_SIZES, FRAME_RATES, FRAMING_CHOICES, AppSettings
 from avatar_app.ui.tasks import BackgroundTasks
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,10 @@ class Outputs(QObject):
         self.camera_size_combo = combo([(size.replace("x", " \u00d7 "), size) for size in CAMERA_SIZES],
                                        settings.camera_size, "The virtual camera's picture size")
         self.fps_combo = combo([(f"{fps} fps", fps) for fps in FRAME_RATES], settings.fps,
-                               "Frame rate of the virtual camera and of recordings")
+                               "Frame rate of the virtual camera")
+        self.framing_combo = combo(list(FRAMING_CHOICES), settings.framing,
+                                   "How the avatar fills the call's picture: a crop that follows the head, the "
+                                   "largest crop around the face held still, or the whole portrait between bars")
         self.record_action = action(self, "Record", "R", checkable=True,
                                     tip="Record the avatar to an MP4 while it runs (R)")
         self.vcam_label = QLabel("Virtual camera: off")
@@ -59,7 +63,9 @@ class Outputs(QObject):
         self.vcam_action.toggled.connect(self._vcam_toggled)
         self.camera_size_combo.currentIndexChanged.connect(self._format_changed)
         self.fps_combo.currentIndexChanged.connect(self._format_changed)
+        self.framing_combo.currentIndexChanged.connect(self._format_changed)
         self.record_action.toggled.connect(self._record_toggled)
+        pipeline.set_framing(self.framing_settings())
         pipeline.output_failed.connect(self._output_failed)
 
     def tick(self) -> None:
@@ -121,9 +127,16 @@ class Outputs(QObject):
             self.pipeline.hub.remove(sink)
             sink.close()
 
+    def framing_settings(self) -> FramingSettings:
+        """The call's picture: the virtual camera's size, filled as chosen (recordings get the same picture)."""
+        w, h = self.settings.camera_width_height
+        return FramingSettings(width=w, height=h, mode=self.settings.framing)
+
     def _format_changed(self) -> None:
         self.settings.camera_size = self.camera_size_combo.currentData()
         self.settings.fps = int(self.fps_combo.currentData())
+        self.settings.framing = self.framing_combo.currentData()
+        self.pipeline.set_framing(self.framing_settings())
         self.settings_changed.emit()
         if self.vcam_action.isChecked():
             self._vcam_toggled(True)  # reopen in the new format
@@ -147,15 +160,16 @@ class Outputs(QObject):
             self._finish_recording(recording)
 
     def _start_recording(self) -> None:
-        size = self.pipeline.output_size
-        if size is None or not self.pipeline.running:
+        size = self.settings.camera_width_height  # the call's picture, as the virtual camera sends it
+        fps = self.pipeline.source_fps  # the rate frames really come at (a 25 fps camera gives 25, not 30)
+        if fps is None or not self.pipeline.running:
             uncheck_quietly(self.record_action)
             self.message.emit("Nothing to record", "no source is running - choose a camera or a video first",
                               None, None)
             return
         try:
             self.recordings_dir.mkdir(parents=True, exist_ok=True)
-            recording = Recording(recording_path(self.recordings_dir), self.settings.fps, size)
+            recording = Recording(recording_path(self.recordings_dir), fps, size)
             recording.open()
         except (AvatarAppError, OSError) as err:
             uncheck_quietly(self.record_action)

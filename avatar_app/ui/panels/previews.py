@@ -1,5 +1,6 @@
-"""The two previews, the camera and the avatar side by side: the newest frame painted, what to do when there is
-no picture or no face, and the mirror and alignment-overlay toggles."""
+"""The two previews side by side, the camera and what the call sees (the avatar framed at the call's size): the
+newest frame painted, what to do when there is no picture or no face, and the mirror and alignment-overlay
+toggles. Only the camera preview is ever mirrored: the call's picture is shown as the call gets it."""
 
 from __future__ import annotations
 
@@ -20,6 +21,13 @@ NO_FACE = "No face in view - the avatar eases to neutral"
 OVERLAY_LEGEND = "Amber: the portrait   Cyan: you   Match them, then press C"
 
 
+def calibration_banner(seconds_left: float) -> str:
+    """What the camera preview says while the reference pose is being taken."""
+    if seconds_left >= 0.999:
+        return "Calibrating: look straight at the camera and hold still"
+    return f"Calibrating: hold still - taking your pose in {seconds_left:.1f} s"
+
+
 class Previews(QWidget):
     """Paints each frame the pipeline hands over (the newest wins: nothing queues). ``mirror_action`` and
     ``overlay_action`` are for the window's toolbar; ``status(text, ms)`` and ``settings_changed`` as in the
@@ -33,21 +41,23 @@ class Previews(QWidget):
         self.settings = settings
         self.pipeline = pipeline
         self.frames_shown = 0
+        self.shown_avatar: Avatar | None = None  # the avatar of the frame painted last
+        self._was_calibrating = False
         self._closing = False
 
         layout = QHBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
         self.camera_view = FrameView("Starting\u2026")
         self.avatar_view = FrameView("Choose an avatar")
-        for label, view in (("You", self.camera_view), ("Avatar", self.avatar_view)):
+        for label, view in (("You", self.camera_view), ("What the call sees", self.avatar_view)):
             column = QVBoxLayout()
             column.addWidget(QLabel(f"<b>{label}</b>"))
             column.addWidget(view, 1)
             layout.addLayout(column, 1)
-            view.set_mirrored(settings.mirror)
+        self.camera_view.set_mirrored(settings.mirror)
 
         self.mirror_action = action(self, "Mirror previews", checkable=True, checked=settings.mirror,
-                                    tip="Show the previews as a mirror (what call apps send is never mirrored)")
+                                    tip="Show the camera preview as a mirror (the call's picture is never mirrored)")
         self.overlay_action = action(self, "Alignment overlay", "O", checkable=True, checked=settings.overlay,
                                      tip="Ghost the portrait over the camera, to match its pose before calibrating (O)")
         self.mirror_action.toggled.connect(self._mirror_toggled)
@@ -78,25 +88,31 @@ class Previews(QWidget):
         if frame is None or self._closing:
             return
         camera = frame.image
-        if self.settings.overlay:
+        calibrating = frame.calibration_left is not None
+        if self.settings.overlay or calibrating:  # the overlay shows what "straight ahead" means for this portrait
             camera = alignment_overlay(camera, frame.avatar.image, frame.avatar.landmarks, frame.driver)
         self.camera_view.set_image(camera)
         if not frame.has_picture:
             banner = NO_PICTURE
         elif not frame.face_found:
-            banner = NO_FACE
+            banner = NO_FACE + (" - then look straight at the camera to calibrate" if calibrating else "")
+        elif calibrating:
+            banner = calibration_banner(frame.calibration_left)
         elif self.settings.overlay:
             banner = OVERLAY_LEGEND
         else:
             banner = None
         self.camera_view.set_banner(banner)
-        self.avatar_view.set_image(frame.output)
+        self.avatar_view.set_image(frame.call_image if frame.call_image is not None else frame.output)
+        if self._was_calibrating and not calibrating and frame.face_found:
+            self.status.emit("Calibrated: your pose now is the portrait's own pose (C to take it again)", 6000)
+        self._was_calibrating = calibrating
+        self.shown_avatar = frame.avatar
         self.frames_shown += 1
 
     def _mirror_toggled(self, on: bool) -> None:
         self.settings.mirror = on
         self.camera_view.set_mirrored(on)
-        self.avatar_view.set_mirrored(on)
         self.settings_changed.emit()
 
     def _overlay_toggled(self, on: bool) -> None:
