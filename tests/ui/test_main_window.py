@@ -220,8 +220,11 @@ def test_record_writes_an_mp4_of_what_the_call_sees_at_the_pipeline_s_rate(qtbot
     window = _running(qtbot, make_window, generated_driver)
     qtbot.keyClick(window, Qt.Key.Key_R)
     assert window.record_action.isChecked()
+    badge = window.outputs.record_label
+    assert badge.isVisible() and "REC" in badge.text()  # a red badge while it records
     qtbot.wait(1500)
     qtbot.keyClick(window, Qt.Key.Key_R)
+    assert not badge.isVisible()
     qtbot.waitUntil(lambda: any((tmp_path / "recordings").glob("avatar-*.mp4")), timeout=10000)
     video = list((tmp_path / "recordings").glob("avatar-*.mp4"))[0]
     info = probe_video(video)

@@ -59,6 +59,10 @@ class Outputs(QObject):
                                     tip="Record the avatar to an MP4 while it runs (R)")
         self.vcam_label = QLabel("Virtual camera: off")
         self.record_label = QLabel("")
+        # A red badge, not grey status text: nobody should record a call without seeing it.
+        self.record_label.setStyleSheet("QLabel { color: white; background: #c81e1e; font-weight: bold;"
+                                        " padding: 2px 10px; border-radius: 4px; }")
+        self.record_label.setVisible(False)
 
         self.vcam_action.toggled.connect(self._vcam_toggled)
         self.camera_size_combo.currentIndexChanged.connect(self._format_changed)
@@ -178,10 +182,12 @@ class Outputs(QObject):
         self._recording = recording
         self.pipeline.hub.add(recording)
         self.record_label.setText(f"\u25cf REC 0:00  {recording.path.name}")
+        self.record_label.setVisible(True)
 
     def _finish_recording(self, recording: Recording, failed: str | None = None, wait: bool = False) -> None:
         uncheck_quietly(self.record_action)
         self.record_label.setText("")
+        self.record_label.setVisible(False)
 
         def done(_result, err) -> None:
             if (failed or err is not None) and recording.path.is_file():  # stopped, but what came before plays
