@@ -1,7 +1,8 @@
 """Shared fixtures: the shipped portraits as avatars, and a driver clip the project makes itself.
 
-The generated clip is a painting animated by our own renderer (neutral, mouth opening, head turning), so the
-core path is testable on a fresh clone without ../shared.
+The generated clip is a painting animated by our own renderer (neutral, mouth opening, head turning) from
+landmarks scripted as the demo source scripts them (pipeline/demo.py), so the core path is testable on a fresh
+clone without ../shared.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 
 from avatar_app.model.config import ModelConfig as _ModelConfig
+from avatar_app.pipeline.demo import open_mouth, turn_head  # noqa: F401 - tests import them from here
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
@@ -29,40 +31,6 @@ def shared_media(name: str) -> Path:
     if not path.is_file():
         pytest.skip(f"shared developer media not found: {path} (only present beside the developers' checkout)")
     return path
-
-
-def open_mouth(points: np.ndarray, amount: float) -> np.ndarray:
-    """Landmarks with the jaw dropped: the lower lip and chin move down by `amount` x the mouth's width."""
-    from avatar_app.face import landmarks as L
-
-    p = np.array(points, np.float64)
-    left, right = p[L.MOUTH_CORNERS[0], :2], p[L.MOUTH_CORNERS[1], :2]
-    width = np.linalg.norm(right - left)
-    centre_x = 0.5 * (left[0] + right[0])
-    # "Below the mouth" is below the upper inner lip's own curve (a smiling mouth is not a straight line).
-    upper = p[L.LIP_INNER_UPPER]
-    order = np.argsort(upper[:, 0])
-    lip_y = np.interp(p[:, 0], upper[order, 0], upper[order, 1])
-    depth = p[:, 1] - lip_y
-    w = np.clip(depth / (0.5 * width), 0, 1)
-    # The lower lip and what is under it drop as one, fully in the middle, not at the corners.
-    below = (depth > 0) & (np.abs(p[:, 0] - centre_x) < 0.5 * width)
-    taper = np.clip(1 - ((p[:, 0] - centre_x) / (0.5 * width)) ** 2, 0, 1) ** 0.5
-    w[below] = np.maximum(w[below], taper[below])
-    w[L.LIP_INNER_LOWER[1:-1]] = taper[L.LIP_INNER_LOWER[1:-1]]
-    w[np.concatenate([L.LIP_INNER_UPPER, L.LIP_OUTER_UPPER])] = 0.0
-    p[:, 1] += w * amount * width
-    return p
-
-
-def turn_head(points: np.ndarray, yaw=0.0, pitch=0.0, roll=0.0) -> np.ndarray:
-    """Landmarks of the same face rotated about its own centre (degrees)."""
-    from avatar_app.face import landmarks as L
-    from avatar_app.face.geometry import rotation_from_angles
-
-    p = np.asarray(points, np.float64)
-    c = p[L.RIGID].mean(0)
-    return (p - c) @ rotation_from_angles(yaw, pitch, roll).T + c
 
 
 @pytest.fixture(scope="session")

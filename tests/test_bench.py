@@ -28,7 +28,7 @@ def test_bench_writes_a_documented_json_a_row_per_frame_and_a_plot(tmp_path, gen
 
     doc = json.loads((tmp_path / "bench.json").read_text())
     assert bench.schema_errors(doc) == []
-    assert doc["format"] == "avatar_app.bench" and doc["version"] == 1 and doc["ok"] is True
+    assert doc["format"] == "avatar_app.bench" and doc["version"] == bench.VERSION == 2 and doc["ok"] is True
     run, result = doc["run"], doc["result"]
     assert run["mode"] == "paced" and run["paced_fps"] == 25 and run["backend"] == "mesh"
     assert run["provider"] == "cpu" and run["runtime"] is None and run["output_size"] == [72, 128] and run["drop_stale"] is True
@@ -39,6 +39,21 @@ def test_bench_writes_a_documented_json_a_row_per_frame_and_a_plot(tmp_path, gen
     assert 0 < e2e["p50"] <= e2e["p95"] <= e2e["p99"] <= e2e["max"]
     assert result["audio_delay_ms"] == round(e2e["p50"])
 
+    # The CPU budget: the process's share of the machine, split into capture, each stage and the rest.
+    cpu = result["cpu"]
+    assert cpu["cpu_count"] == doc["machine"]["cpu_count"] and cpu["frames"] == 40
+    assert cpu["percent_of_machine"] == pytest.approx(cpu["percent_of_core"] / cpu["cpu_count"])
+    assert cpu["percent_of_core"] == pytest.approx(100 * cpu["cpu_s"] / cpu["window_s"])
+    assert cpu["ms_per_frame"] == pytest.approx(1000 * cpu["cpu_s"] / 40)
+    parts = {p["name"]: p for p in cpu["parts"]}
+    assert list(parts) == ["capture", "tracker", "retarget", "renderer", "sink:null", "other"]
+    assert sum(p["cpu_s"] for p in parts.values()) == pytest.approx(cpu["cpu_s"])
+    assert sum(p["percent_of_machine"] for p in parts.values()) == pytest.approx(cpu["percent_of_machine"])
+    threads = [p for name, p in parts.items() if name != "other"]
+    assert all(p["cpu_s"] >= 0 and p["per_frame_ms"]["p50"] >= 0 for p in threads)
+    assert sum(p["cpu_s"] for p in threads) <= cpu["cpu_s"]
+    assert parts["other"]["per_frame_ms"] is None
+
     with open(tmp_path / "frames.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     ok = [r for r in rows if r["status"] == "ok"]
@@ -46,12 +61,13 @@ def test_bench_writes_a_documented_json_a_row_per_frame_and_a_plot(tmp_path, gen
     lost = sum(n for queue, n in result["dropped"].items() if queue != "capture")  # capture drops have no frame
     assert len(rows) == 40 + lost + sum(result["failed"].values())
     assert all(float(r["end_to_end_ms"]) > 0 and float(r["renderer_ms"]) > 0 for r in ok)
+    assert all(float(r[f"{name}_cpu_ms"]) >= 0 for r in ok for name in ("capture", "tracker", "renderer"))
 
     png = (tmp_path / "latency.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 10_000
 
     for figure in ("tracker", "renderer", "capture->sink", "p99", "dropped:", "CPUs", "provider cpu",
-                   "profiler overhead", "set your audio delay to"):
+                   "profiler overhead", "set your audio delay to", "% of the machine", "ms CPU per delivered frame"):
         assert figure in printed
     assert f"set your audio delay to {result['audio_delay_ms']} ms" in printed
 
@@ -99,7 +115,7 @@ def test_a_stage_that_hangs_is_reported_as_stalled(generated_driver, mona_avatar
 
 
 def test_schema_check_finds_what_is_wrong():
-    doc = {"format": "avatar_app.bench", "version": 2, "ok": "yes"}
+    doc = {"format": "avatar_app.bench", "version": bench.VERSION + 1, "ok": "yes"}
     errors = bench.schema_errors(doc)
     assert any("$.version" in e for e in errors) and any("$.ok" in e for e in errors)
     assert any("missing 'result'" in e for e in errors)

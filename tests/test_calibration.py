@@ -35,6 +35,13 @@ def test_the_countdown_runs_only_while_the_face_holds_still_and_looks_ahead(mona
     assert hold(None, 22 / 30) == 1.0  # no face: from the start too
     left = [hold(face, 1 + i / 30) for i in range(32)]
     assert left[-1] == 0.0
+    talking = SteadyHold(CalibrationSettings(hold_s=1.0))
+    iod = np.linalg.norm(face[L.IRIS_CENTER[1], :2] - face[L.IRIS_CENTER[0], :2])
+    for i in range(60):  # a still head that talks (the lower lip 0.3 IOD up and down, 3 times a second)
+        spoken = face.copy()
+        spoken[L.LIP_LOWER_ROWS.ravel(), 1] += 0.15 * iod * (1 - np.cos(2 * np.pi * 3 * i / 30))
+        left = talking(spoken, i / 30)
+    assert left > 0.9  # never taken mid-word
     aside = SteadyHold(CalibrationSettings(hold_s=1.0, patience_s=4.0))
     left = [aside(turn_head(face, yaw=20), i / 30) for i in range(60)]
     assert left[-1] > 2.0  # looking aside: 2 s of holding still are not enough ...

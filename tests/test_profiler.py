@@ -14,8 +14,9 @@ IMAGE = np.zeros((2, 2, 3), np.uint8)
 STAGES = ("tracker", "retarget", "renderer", "sink:cam")
 
 
-def synthetic_frame(index, t_capture, waits_ms, works_ms, stages=STAGES, entries=True):
-    """A frame stamped as the runner stamps it: before each stage it waits, then the stage works."""
+def synthetic_frame(index, t_capture, waits_ms, works_ms, stages=STAGES, entries=True, cpu_ms=None):
+    """A frame stamped as the runner stamps it: before each stage it waits, then the stage works (and, given
+    ``cpu_ms``, spends that much CPU on its thread; its first item is the capture thread's read)."""
     frame = Frame(IMAGE, index, t_capture)
     t = t_capture
     for stage, wait, work in zip(stages, waits_ms, works_ms):
@@ -24,6 +25,9 @@ def synthetic_frame(index, t_capture, waits_ms, works_ms, stages=STAGES, entries
             frame.stamps[f"enter:{stage}"] = t
         t += work / 1000
         frame.stamps[stage] = t
+    for stage, ms in zip(("capture", *stages), cpu_ms or ()):
+        frame.cpu[f"enter:{stage}"] = 100.0 + index
+        frame.cpu[stage] = 100.0 + index + ms / 1000
     return frame
 
 
@@ -132,6 +136,40 @@ def test_the_hud_snapshot_shows_the_last_frames_and_the_audio_delay():
     assert profiler.snapshot().frames == 0 and profiler.report().frames == 0
 
 
+def test_cpu_per_stage_and_the_process_total_add_up():
+    profiler = Profiler()
+    for i in range(50):  # the renderer's CPU grows 1..50 ms; capture 0.5, tracker 4, retarget 1, sink 0.1
+        profiler.record(synthetic_frame(i, 10.0 + i, [1, 0, 5, 0], [10, 2, 30, 0.5], cpu_ms=[0.5, 4, 1, 1 + i, 0.1]))
+    profiler.dropped("renderer", synthetic_frame(99, 70.0, [1, 0], [10, 1], stages=STAGES[:2], cpu_ms=[0.5, 4, 1]))
+    cpu = profiler.report().cpu
+    assert list(cpu.part_s) == ["capture", *STAGES, "other"]
+    assert cpu.per_frame_ms["renderer"]["p50"] == pytest.approx(25.5)
+    assert cpu.per_frame_ms["renderer"]["mean"] == pytest.approx(25.5)
+    assert cpu.per_frame_ms["tracker"]["count"] == 51  # the frame dropped after it spent tracker CPU too
+    assert cpu.part_s["tracker"] == pytest.approx(51 * 0.004)
+    assert "other" not in cpu.per_frame_ms  # the rest of the process has no per-frame figure
+    # The parts add up to the process's CPU; the per cents and ms per frame are the same figure three ways.
+    assert sum(cpu.part_s.values()) == pytest.approx(cpu.cpu_s)
+    assert cpu.frames == 50 and cpu.cpu_count >= 1 and cpu.window_s > 0 and cpu.cpu_s >= 0
+    assert cpu.percent_of_machine == pytest.approx(cpu.percent_of_core / cpu.cpu_count)
+    assert cpu.percent_of_core == pytest.approx(100 * cpu.cpu_s / cpu.window_s)
+    assert cpu.ms_per_frame == pytest.approx(1000 * cpu.cpu_s / 50)
+
+
+def test_the_cpu_window_opens_after_the_warm_up_and_closes_with_the_record():
+    profiler = Profiler(ProfilerSettings(skip_first=3, record_limit=5))
+    for i in range(2):
+        profiler.record(synthetic_frame(i, float(i), [0, 0, 0, 0], [1, 1, 1, 1], cpu_ms=[1, 1, 1, 1, 1]))
+    assert profiler.report().cpu is None  # still warming up: nothing measured yet
+    for i in range(2, 8):
+        profiler.record(synthetic_frame(i, float(i), [0, 0, 0, 0], [1, 1, 1, 1], cpu_ms=[1, 2, 1, 1, 1]))
+    first = profiler.report().cpu
+    sum(range(200_000))  # CPU spent after the record was complete is not in it
+    assert profiler.report().cpu == first
+    assert first.frames == 5 and first.per_frame_ms["tracker"]["count"] == 5
+    assert first.part_s["tracker"] == pytest.approx(5 * 0.002)  # warm-up frames left out
+
+
 def test_profiler_settings_are_checked():
     with pytest.raises(ValueError):
         ProfilerSettings(window=1)
@@ -182,7 +220,16 @@ def test_the_runner_reports_every_frame_to_the_profiler(generated_driver, mona_a
         s = out.stamps
         assert out.t_capture <= s["enter:tracker"] <= s["tracker"] <= s["retarget"]
         assert s["retarget"] <= s["enter:renderer"] <= s["renderer"] <= s["enter:sink:list"] <= s["sink:list"]
+        # and each thread's CPU clock at the same places, the capture thread's around its read
+        assert all(out.cpu[f"enter:{name}"] <= out.cpu[name] for name in ("capture", *report.stages))
     assert report.overhead_us["count"] == report.frames and report.overhead_us["mean"] > 0
+    cpu = report.cpu
+    assert list(cpu.part_s) == ["capture", *report.stages, "other"]
+    assert all(cpu.per_frame_ms[n]["count"] >= report.frames and cpu.per_frame_ms[n]["p50"] >= 0
+               for n in ("capture", *report.stages))
+    measured = [cpu.part_s[n] for n in ("capture", *report.stages)]
+    assert all(s >= 0 for s in measured) and sum(measured) <= cpu.cpu_s  # the threads' share of the process
+    assert cpu.percent_of_machine == pytest.approx(cpu.percent_of_core / cpu.cpu_count) and cpu.percent_of_core > 0
     assert profiler.snapshot().audio_delay_ms > 0
 
 
@@ -193,3 +240,4 @@ def test_a_runner_without_a_profiler_stamps_exits_only(generated_driver, mona_av
     runner.start()
     assert runner.wait(timeout=120)
     assert outputs and all(not k.startswith("enter:") for o in outputs for k in o.stamps)
+    assert all(not o.cpu for o in outputs)  # nor CPU stamps

@@ -1,4 +1,4 @@
-"""`avatar-app bench`: frame latency through the live pipeline, as a table, JSON, CSV and a plot.
+"""`avatar-app bench`: frame latency and CPU use through the live pipeline, as a table, JSON, CSV and a plot.
 
 Only argparse here; the pipeline is imported when the command runs (avatar_app/measure/bench.py).
 """
@@ -15,8 +15,8 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser(
         "bench",
-        help="measure frame latency through the live pipeline (per stage, capture->sink, audio delay)",
-        description="Run the threaded pipeline from a looping driver video and report where frame time goes. "
+        help="measure frame latency and CPU use through the live pipeline (per stage, capture->sink, audio delay)",
+        description="Run the threaded pipeline from a looping driver video and report where frame time and CPU go. "
                     "Paced (a camera's rate) measures latency and the audio delay; unpaced measures throughput.",
     )
     p.add_argument("--driver", type=Path, required=True, help="video of a face; it loops as long as needed")

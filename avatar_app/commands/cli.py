@@ -18,6 +18,7 @@ EXIT_USER_ERROR = 2
 COMMAND_MODULES: list[str] = [
     "avatar_app.commands.render", "avatar_app.commands.avatar", "avatar_app.commands.bench",
     "avatar_app.commands.evaluate", "avatar_app.commands.model", "avatar_app.commands.train", "avatar_app.commands.gui",
+    "avatar_app.commands.doctor",
 ]
 
 

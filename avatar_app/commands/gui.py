@@ -15,8 +15,9 @@ INSTALL_HINT = "pip install -e .[gui]"
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("gui", help="open the desktop app (what `avatar-app` alone does)")
-    p.add_argument("--source", default=None, metavar="INDEX|VIDEO",
-                   help="camera index (0, 1, ...) or a video file, played in a loop (default: as last time)")
+    p.add_argument("--source", default=None, metavar="INDEX|VIDEO|demo",
+                   help="camera index (0, 1, ...), a video file played in a loop, or demo: a face that moves by"
+                        " itself (default: as last time)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--avatar", type=Path, default=None, help="avatar file made by 'avatar-app avatar create'")
     g.add_argument("--portrait", type=Path, default=None, help="portrait image to animate")
@@ -27,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     source = getattr(args, "source", None)
-    if source is not None and not str(source).isdigit():
+    if source is not None and not str(source).isdigit() and str(source) != "demo":
         path = Path(source)
         if not path.is_file():
             raise InputFileError(f"{path}: no such video - give a camera index (0, 1, ...) or a video file")

@@ -1,13 +1,17 @@
 """`avatar-app render`: a driving video in, the animated portrait out, one output frame per driver frame.
 
 The driver is decoded once: the tracker stage runs over every frame first (so a driver with no face at all is
-refused before anything is written, and any frame can be the reference pose), then the stage loop's retarget,
-renderer and sink stages run over those frame messages, as the live runner's threads do.
+refused before anything is written, and the most neutral frame can be the reference pose), then the stage loop's
+retarget, renderer and sink stages run over those frame messages, as the live runner's threads do. The driver
+"demo" is one pass of the app's own demo face (pipeline/demo.py), recorded into a temporary file first.
 """
 
 from __future__ import annotations
 
 import argparse
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,48 +26,83 @@ class RenderReport:
     fps: float
     size: tuple[int, int]
     audio: bool
+    reference_frame: int = 0
+    reference_chosen: bool = True  # False: --reference-frame said which
+    reference_mouth: float = 0.0  # mouth_opening() of the reference frame's driver
+    first_mouth: float = 0.0  # ... and of the first frame with a face, for comparison
 
 
 def register(sub) -> None:
     r = sub.add_parser("render", help="animate a portrait with a driving video and write an MP4")
-    r.add_argument("--driver", type=Path, required=True, help="video of a face (its audio is kept)")
+    r.add_argument("--driver", type=Path, required=True,
+                   help="video of a face (its audio is kept), or 'demo': the app's own moving face (12 s)")
     add_avatar_choice(r)
     r.add_argument("--out", type=Path, required=True, help="output video (.mp4, .mov or .mkv)")
     r.add_argument("--size", type=int, default=512, help="longer side of the output in pixels (default 512)")
     r.add_argument("--backend", default="mesh", help="renderer: mesh (default, needs no weights) or neural (the shipped model, or --model DIR)")
     add_model_options(r)
     r.add_argument("--reference-frame", type=int, default=None, metavar="N",
-                   help="driver frame whose pose is the portrait's own (default: the first with a face)")
+                   help="driver frame whose pose is the portrait's own (default: the most neutral one: mouth"
+                        " closed, eyes open, facing forward, still)")
     r.add_argument("--side-by-side", action="store_true", help="write driver | avatar next to each other")
+    r.add_argument("--background", default="keep", metavar="keep|blur|COLOR",
+                   help="behind the avatar: keep (the portrait's own, default), blur, or a colour (#00B140, green...)")
     add_motion_options(r)
     r.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from avatar_app.pipeline.background import parse_background
     from avatar_app.pipeline.render.base import RenderSettings
     from avatar_app.pipeline.retarget import RetargetSettings
     from avatar_app.pipeline.sinks import check_output_path
 
     check_output_path(args.out)  # before any work
-    if not args.driver.is_file():
-        raise InputFileError(f"{args.driver}: no such driver video - check the path")
+    if not args.driver.is_file() and not _is_demo(args.driver):
+        raise InputFileError(f"{args.driver}: no such driver video - check the path (or use --driver demo)")
     render = RenderSettings(size=args.size, backend=args.backend, model=args.model, runtime=args.runtime,
                             provider=args.provider, trust_code=args.trust_model)
+    background = parse_background(args.background)  # a bad colour is refused before any work, like a bad size
     motion = RetargetSettings(
         pose_strength=args.pose_strength,
         expression_strength=args.expression_strength,
         follow_gaze=not args.no_gaze,
     )
     avatar = load_avatar(args)
-    report = render_video(
-        args.driver, avatar, args.out, render=render, motion=motion,
-        reference_frame=args.reference_frame, side_by_side=args.side_by_side, progress=True,
-    )
+    with _driver_video(args.driver) as driver:
+        report = render_video(
+            driver, avatar, args.out, render=render, motion=motion,
+            reference_frame=args.reference_frame, side_by_side=args.side_by_side, progress=True,
+            background=background,
+        )
+    if report.reference_chosen:
+        reference = (f"reference frame {report.reference_frame} (the most neutral; mouth opening"
+                     f" {report.reference_mouth:.3f}, the first face's {report.first_mouth:.3f})")
+    else:
+        reference = f"reference frame {report.reference_frame} (as asked)"
     print(
         f"{args.out}: {report.frames} frames at {report.fps:g} fps, {report.size[0]}x{report.size[1]}"
-        f"{', audio kept' if report.audio else ''}; face found in {report.frames_with_face}/{report.frames} frames"
+        f"{', audio kept' if report.audio else ''}; face found in {report.frames_with_face}/{report.frames} frames;"
+        f" {reference}"
     )
     return 0
+
+
+def _is_demo(driver: Path) -> bool:
+    from avatar_app.pipeline.sources import DEMO_SPEC
+
+    return str(driver) == DEMO_SPEC and not driver.exists()
+
+
+@contextmanager
+def _driver_video(driver: Path) -> Iterator[Path]:
+    """The driver as a video file: the file given, or one pass of the demo recorded into a temporary one."""
+    if not _is_demo(driver):
+        yield driver
+        return
+
+    with tempfile.TemporaryDirectory(prefix="avatar_app_demo_") as folder:
+        yield write_demo_video(Path(folder) / "demo.mp4")
 
 
 def render_video(
@@ -75,6 +114,7 @@ def render_video(
     reference_frame: int | None = None,
     side_by_side: bool = False,
     progress: bool = False,
+    background=None,
 ) -> RenderReport:
     import cv2
     import numpy as np
@@ -82,6 +122,9 @@ def render_video(
 
     from avatar_app.errors import NoFaceError
     from avatar_app.pipeline.animator import Animator
+    from avatar_app.pipeline.background import BackgroundStage
+    from avatar_app.pipeline.reference import choose_reference
+    from avatar_app.pipeline.render.mouth import mouth_opening
     from avatar_app.pipeline.render.base import RenderSettings
     from avatar_app.pipeline.retarget import RetargetSettings
     from avatar_app.pipeline.sinks import VideoFileSink, check_output_path
@@ -110,8 +153,9 @@ def render_video(
     found = [f.index for f in frames if f.face_found]
     if not found:
         raise NoFaceError(f"{driver}: no face found in any of its {len(frames)} frames - use a video where your face is clearly visible")
-    if reference_frame is None:
-        reference_frame = found[0]
+    chosen = reference_frame is None
+    if chosen:  # the most neutral frame, not the first: a first frame caught mid-word would invert the mouth
+        reference_frame = choose_reference([f.driver for f in frames]).index
     elif not 0 <= reference_frame < len(frames):
         raise InputFileError(f"{driver}: --reference-frame {reference_frame} is outside the video's {len(frames)} frames")
     elif not frames[reference_frame].face_found:
@@ -122,7 +166,8 @@ def render_video(
     w, h = animator.output_size
     dw = int(round(info.width * h / info.height / 2)) * 2 if side_by_side else 0
     sink = VideoFileSink(out, fps=info.fps, size=(w + dw, h), audio_from=driver)
-    loop = StageLoop(animator, media_time=True, sinks=[sink])
+    loop = StageLoop(animator, media_time=True, sinks=[sink],
+                     background=None if background is None or background.mode == "keep" else BackgroundStage(background))
     with sink:
         for frame in tqdm(frames, desc="rendering", unit="frame", disable=not progress, leave=False):
             loop.retarget(frame)
@@ -134,5 +179,21 @@ def render_video(
             loop.deliver(frame)
     loop.close()
     return RenderReport(
-        frames=len(frames), frames_with_face=len(found), fps=info.fps, size=(w + dw, h), audio=sink.has_audio
+        frames=len(frames), frames_with_face=len(found), fps=info.fps, size=(w + dw, h), audio=sink.has_audio,
+        reference_frame=reference_frame, reference_chosen=chosen,
+        reference_mouth=mouth_opening(frames[reference_frame].driver), first_mouth=mouth_opening(frames[found[0]].driver),
     )
+
+
+def write_demo_video(path: str | Path, seconds: float | None = None, fps: float = 25.0,
+                     size: int = 480) -> Path:
+    """Record `seconds` of the demo (one pass when None) into a video file, e.g. to drive `render` with it."""
+    from avatar_app.pipeline.sinks import VideoFileSink
+    from avatar_app.pipeline.sources import DEMO_SPEC, DemoSource, SourceSettings
+
+    source = DemoSource(SourceSettings(DEMO_SPEC, loop=True, fps=fps, height=size))
+    count = source.frame_count if seconds is None else max(1, round(seconds * fps))
+    with source, VideoFileSink(path, fps=fps, size=source.size) as sink:
+        for _ in range(count):
+            sink.write(source.read().image)
+    return Path(path)

@@ -24,6 +24,7 @@ from avatar_app.pipeline.animator import Animator
 from avatar_app.atomic import atomic_path
 from avatar_app.pipeline.avatar import Avatar
 from avatar_app.errors import AvatarAppError
+from avatar_app.measure import cpu
 from avatar_app.pipeline.frame import now
 from avatar_app.measure.profiler import LatencyReport, Profiler, ProfilerSettings
 from avatar_app.pipeline.render.base import RenderSettings
@@ -31,7 +32,7 @@ from avatar_app.pipeline.runner import Runner, RunnerSettings
 from avatar_app.pipeline.sources import FrameSource, SourceSettings, open_source
 
 FORMAT = "avatar_app.bench"
-VERSION = 1
+VERSION = 2  # 2: result.cpu, the CPU budget
 PIPELINE_THREADS = 3  # capture; tracker + retarget; renderer + sinks (see runner.py)
 
 
@@ -271,7 +272,7 @@ _STATS = {
 }
 _COUNTS = {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}}
 
-# Version 1 of the document `avatar-app bench --json` writes, as a JSON Schema (draft 2020-12 subset).
+# Version 2 of the document `avatar-app bench --json` writes, as a JSON Schema (draft 2020-12 subset).
 # Milliseconds unless a name says otherwise; every statistic is {p50, p95, p99, max, mean, count} or null.
 REPORT_SCHEMA = {
     "type": "object",
@@ -327,7 +328,7 @@ REPORT_SCHEMA = {
         "result": {
             "type": "object",
             "required": ["frames", "span_s", "fps", "capture_fps", "stages", "end_to_end_ms", "audio_delay_ms",
-                         "dropped", "failed", "profiler_overhead_us"],
+                         "dropped", "failed", "profiler_overhead_us", "cpu"],
             "properties": {
                 "frames": {"type": "integer", "minimum": 0},  # measured frames that reached the sinks
                 "span_s": _NUM,
@@ -346,6 +347,7 @@ REPORT_SCHEMA = {
                 "dropped": _COUNTS,
                 "failed": _COUNTS,
                 "profiler_overhead_us": _STATS,
+                "cpu": cpu.json_schema(_STATS),  # null only when nothing was measured
             },
         },
     },
@@ -390,6 +392,7 @@ def to_json(result: BenchResult) -> dict:
             "dropped": r.dropped,
             "failed": r.failed,
             "profiler_overhead_us": r.overhead_us,
+            "cpu": cpu.to_json(r.cpu),
         },
     }
 
@@ -444,7 +447,7 @@ def csv_columns(report: LatencyReport) -> list[str]:
     cols = ["index", "status", "t_capture_s"]
     for stage in report.stages:
         cols += [f"{stage}_wait_ms", f"{stage}_ms"]
-    return cols + ["end_to_end_ms"]
+    return cols + ["end_to_end_ms"] + cpu.csv_columns(report.cpu)
 
 
 def write_csv(result: BenchResult, path: Path) -> None:
@@ -460,7 +463,7 @@ def write_csv(result: BenchResult, path: Path) -> None:
             row = [t.index, t.status, f"{t.t_capture - t0:.6f}"]
             for stage in report.stages:
                 row += [_cell(waits.get(stage)), _cell(durations.get(stage))]
-            out.writerow(row + [_cell(t.end_to_end)])
+            out.writerow(row + [_cell(t.end_to_end)] + cpu.csv_cells(report.cpu, t))
 
 
 def _cell(seconds: float | None) -> str:
@@ -558,6 +561,7 @@ def format_table(result: BenchResult) -> str:
     if r.overhead_us is not None:
         o = r.overhead_us
         lines.append(f"profiler overhead: {o['mean']:.1f} us per frame (p99 {o['p99']:.1f} us)")
+    lines += ["", *cpu.table_lines(r.cpu), ""]
     if r.end_to_end_ms is not None:
         e = r.end_to_end_ms
         note = "" if s.paced_fps else " (unpaced: frames wait on purpose; measure the delay paced)"

@@ -1,15 +1,17 @@
 """Where frame time goes: every stage's duration, every queue's wait and drops, capture to sink.
 
-The runner stamps each frame when it enters ("enter:<stage>") and leaves ("<stage>") each stage and hands
-the finished frame to one ``Profiler``; dropped and failed frames are reported too. The profiler keeps a
-short rolling window for a HUD (``snapshot()``, cheap enough to call a few times a second from a GUI
-thread) and, while recording, the full per-frame record that ``report()`` summarises for `bench`.
+The runner stamps each frame when it enters ("enter:<stage>") and leaves ("<stage>") each stage, with the
+wall clock and the stage thread's CPU clock, and hands the finished frame to one ``Profiler``; dropped and
+failed frames are reported too. The profiler keeps a short rolling window for a HUD (``snapshot()``, cheap
+enough to call a few times a second from a GUI thread) and, while recording, the full per-frame record that
+``report()`` summarises for `bench`, with the process's CPU time over it (``CpuReport``).
 It times itself, so its cost per frame is a figure it reports, not a guess.
 """
 
 from __future__ import annotations
 
 import collections
+import os
 import sys
 import threading
 import time
@@ -17,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from avatar_app.pipeline.frame import ENTER, Frame, now
+from avatar_app.pipeline.frame import CAPTURE, ENTER, Frame, now
 
 # The profiler's own cost is CPU time of the calling thread, so time spent waiting for the GIL while the other
 # stages run is not billed to it; Windows updates thread times only at its 15 ms clock tick, so wall time there.
@@ -50,12 +52,14 @@ class FrameTiming:
 
     ``status`` is "ok" (it reached the end), "dropped:<queue>" (a newer frame replaced it) or
     "failed:<stage>" (that stage raised on it). Times are the monotonic clock of ``frames.now()``.
+    ``cpu``: CPU seconds the thread of "capture" and of each stage spent on the frame (where stamped).
     """
 
     index: int
     t_capture: float
     status: str
     stages: dict[str, tuple[float, float]]
+    cpu: dict[str, float] = field(default_factory=dict)
 
     @property
     def end_to_end(self) -> float | None:
@@ -79,18 +83,26 @@ class FrameTiming:
 
 def timing_of(frame: Frame, status: str = "ok") -> FrameTiming:
     """A frame's stamps as a FrameTiming. A stage without an entry stamp entered when the last one left."""
-    return _timing((frame.index, frame.t_capture, frame.stamps, status))
+    return _timing(_raw(frame, status))
+
+
+def _raw(frame: Frame, status: str) -> tuple:
+    """What the record keeps of a frame: copies of its stamps, made into a FrameTiming only when read."""
+    return frame.index, frame.t_capture, dict(frame.stamps), status, dict(frame.cpu)
 
 
 def _timing(raw: tuple) -> FrameTiming:
-    index, t_capture, stamps, status = raw
+    index, t_capture, stamps, status, cpu_stamps = raw
     exits = sorted((t, name) for name, t in stamps.items() if not name.startswith(ENTER))
     stages, previous = {}, t_capture
     for t_left, name in exits:
         came = stamps.get(ENTER + name, previous)
         stages[name] = (came, t_left)
         previous = t_left
-    return FrameTiming(index, t_capture, status, stages)
+    # Entry and exit of a stage are stamped on its own thread, so their difference is that thread's CPU.
+    cpu = {name: t - cpu_stamps[ENTER + name] for name, t in cpu_stamps.items()
+           if not name.startswith(ENTER) and ENTER + name in cpu_stamps}
+    return FrameTiming(index, t_capture, status, stages, cpu)
 
 
 def _quantile(ordered: list[float], q: float) -> float:
@@ -140,6 +152,48 @@ class HudSnapshot:
     overhead_us: float
 
 
+@dataclass(frozen=True)
+class CpuReport:
+    """The process's CPU time while the record was taken, and where it went.
+
+    The window runs from the end of the warm-up (from the profiler's start, without one) until the record
+    was complete (or until the report, if it never was); ``cpu_s`` is the process's CPU time in it (user +
+    system, every thread), ``frames`` the frames delivered in it. ``part_s`` splits ``cpu_s`` into "capture"
+    (the capture thread's reads of the source), each stage (its own thread, from entry to exit), and "other",
+    the rest: the libraries' own worker threads (MediaPipe's graph, OpenCV's and onnxruntime's pools), the
+    hand-overs between threads, the interpreter, the caller's thread. ``per_frame_ms``: a statistic of the
+    CPU milliseconds each part but "other" spent on a frame, over the frames that passed it.
+    """
+
+    cpu_count: int
+    window_s: float
+    cpu_s: float
+    frames: int
+    part_s: dict[str, float]  # in pipeline order, "other" last; adds up to cpu_s
+    per_frame_ms: dict[str, dict | None]
+
+    @property
+    def percent_of_core(self) -> float:
+        """100 = one core busy the whole window."""
+        return self.percent_of_core_of(self.cpu_s)
+
+    @property
+    def percent_of_machine(self) -> float:
+        """100 = every CPU busy the whole window."""
+        return self.percent_of_core / self.cpu_count
+
+    @property
+    def ms_per_frame(self) -> float | None:
+        """CPU milliseconds per delivered frame (None if none was)."""
+        return self.ms_per_frame_of(self.cpu_s)
+
+    def percent_of_core_of(self, seconds: float) -> float:
+        return 100.0 * seconds / self.window_s if self.window_s > 0 else 0.0
+
+    def ms_per_frame_of(self, seconds: float) -> float | None:
+        return 1000.0 * seconds / self.frames if self.frames else None
+
+
 @dataclass
 class LatencyReport:
     """The full record summarised: milliseconds, each as {p50, p95, p99, max, mean, count} (None if no data).
@@ -159,6 +213,7 @@ class LatencyReport:
     dropped: dict[str, int]
     failed: dict[str, int]
     overhead_us: dict | None  # per frame: the profiler's own time
+    cpu: CpuReport | None = None  # None until the warm-up is over
     timings: list[FrameTiming] = field(repr=False, default_factory=list)
 
     @property
@@ -177,7 +232,7 @@ class Profiler:
     def __init__(self, settings: ProfilerSettings = ProfilerSettings()):
         self.settings = settings
         self._lock = threading.Lock()
-        self._stamp_cost = _stamp_cost()
+        self._stamp_cost, self._cpu_stamp_cost = _stamp_costs()
         self.reset()
 
     def reset(self) -> None:
@@ -198,21 +253,29 @@ class Profiler:
             self._overhead_n = 0
             # The HUD's window as FrameTimings, converted once each: (frames seen when last updated, deque).
             self._hud = (0, collections.deque(maxlen=self.settings.window))
+            # (wall, process CPU) when the record starts (the warm-up is over) and when it is complete.
+            self._cpu_start = _clocks() if self.settings.keep_record and self.settings.skip_first == 0 else None
+            self._cpu_end: tuple[float, float] | None = None
 
     # -- what the pipeline calls --------------------------------------------------------------------------
     def record(self, frame: Frame) -> None:
         """A frame left its last stage (the sinks)."""
         t0 = _cost_clock()
-        raw = (frame.index, frame.t_capture, dict(frame.stamps), "ok")
+        raw = _raw(frame, "ok")
         with self._lock:
             self._window.append(raw)
             self._seen += 1
+            if self._seen == self.settings.skip_first and self.settings.keep_record:
+                self._cpu_start = _clocks()  # the last warm-up frame: the record's CPU window opens
             recording = self._recording()
             if recording:
                 self._record.append(raw)
                 self._n_ok += 1
-            # Its entry stamps (one per stage, beside each exit stamp) cost time inside the stages: overhead too.
-            cost = _cost_clock() - t0 + self._stamp_cost * (len(raw[2]) // 2)
+                if self._complete():
+                    self._cpu_end = _clocks()
+            # Its entry stamps (one per stage, beside each exit stamp) and CPU stamps cost time inside the
+            # stages: overhead too.
+            cost = _cost_clock() - t0 + self._stamp_cost * (len(raw[2]) // 2) + self._cpu_stamp_cost * len(raw[4])
             self._overhead_sum += cost
             self._overhead_n += 1
             if recording:
@@ -293,6 +356,7 @@ class Profiler:
             raws = list(self._record)
             dropped, failed = dict(self._record_dropped), dict(self._record_failed)
             overhead = list(self._overhead)
+            window = None if self._cpu_start is None else (self._cpu_start, self._cpu_end or _clocks())
         timings = [_timing(r) for r in raws]
         delivered = [t for t in timings if t.status == "ok"]
         stages = _stage_order(timings)
@@ -319,6 +383,7 @@ class Profiler:
             failed=failed,
             overhead_us=None if not overhead else {k: (v if k == "count" else v * 1e6)
                                                    for k, v in percentiles(overhead).items()},
+            cpu=None if window is None else _cpu_report(timings, len(delivered), stages, *window),
             timings=timings,
         )
 
@@ -332,7 +397,7 @@ class Profiler:
 
     def _count(self, totals: dict, recorded: dict, key: str, frame: Frame | None, status: str) -> None:
         t0 = _cost_clock()
-        raw = None if frame is None else (frame.index, frame.t_capture, dict(frame.stamps), status)
+        raw = None if frame is None else _raw(frame, status)
         with self._lock:
             totals[key] = totals.get(key, 0) + 1
             # A frame lost before the first recorded one belongs to the warm-up.
@@ -357,10 +422,39 @@ def _stage_order(timings) -> list[str]:
     return list(order)
 
 
-def _stamp_cost(n: int = 2000) -> float:
-    """Seconds one Frame.stamp() takes on this machine (an entry stamp is the profiler's doing)."""
+def _clocks() -> tuple[float, float]:
+    """(wall, CPU) now; the CPU clock is the whole process's (every thread, the libraries' pools too)."""
+    return now(), time.process_time()
+
+
+def _cpu_report(timings: list[FrameTiming], frames: int, stages: list[str], start: tuple[float, float],
+                end: tuple[float, float]) -> CpuReport:
+    spent: dict[str, list[float]] = {}
+    for t in timings:
+        for name, seconds in t.cpu.items():
+            spent.setdefault(name, []).append(seconds)
+    names = [n for n in [CAPTURE, *stages] if n in spent] + [n for n in spent if n != CAPTURE and n not in stages]
+    cpu_s = end[1] - start[1]
+    part_s = {n: float(sum(spent[n])) for n in names}
+    part_s["other"] = cpu_s - sum(part_s.values())
+    return CpuReport(
+        cpu_count=os.cpu_count() or 1,
+        window_s=end[0] - start[0],
+        cpu_s=cpu_s,
+        frames=frames,
+        part_s=part_s,
+        per_frame_ms={n: _ms(percentiles(spent[n])) for n in names},
+    )
+
+
+def _stamp_costs(n: int = 2000) -> tuple[float, float]:
+    """Seconds one Frame.stamp() and one Frame.cpu_stamp() take on this machine (entry stamps and CPU stamps
+    are the profiler's doing)."""
     frame = Frame(image=np.empty((1, 1, 3), np.uint8), index=0, t_capture=now())
     t0 = now()
     for _ in range(n):
         frame.stamp("enter:x")
-    return (now() - t0) / n
+    t1 = now()
+    for _ in range(n):
+        frame.cpu_stamp("x")
+    return (t1 - t0) / n, (now() - t1) / n

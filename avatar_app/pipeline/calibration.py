@@ -14,13 +14,15 @@ from avatar_app.face import landmarks as L
 class CalibrationSettings:
     """``hold_s``: how long the face must hold still. ``max_speed``: the most the head may move meanwhile, in
     inter-ocular distances per second. ``max_turn``: how far off-centre the nose may be, as a share of the
-    distance between the eyes (about 0.1 is 6-7 degrees of yaw). ``patience_s``: a face that holds still but
+    distance between the eyes (about 0.1 is 6-7 degrees of yaw). ``max_mouth_speed``: how fast the lips may
+    part or close meanwhile (IOD per second), so a pose is never taken mid-word. ``patience_s``: a face that holds still but
     keeps looking aside (a camera beside the screen) is taken after this long instead, so nobody is stuck."""
 
     hold_s: float = 1.0
     max_speed: float = 0.35
     max_turn: float = 0.12
-    patience_s: float = 4.0
+    patience_s: float = 3.0
+    max_mouth_speed: float = 0.5  # inter-ocular distances per second: talking is not holding still
 
     def __post_init__(self) -> None:
         if not 0.05 <= self.hold_s <= self.patience_s:
@@ -54,14 +56,17 @@ class SteadyHold:
         if driver is None:
             self.reset()
             return s.hold_s
-        rigid = np.asarray(driver, np.float64)[L.RIGID, :2]
-        iod = float(np.linalg.norm(driver[L.IRIS_CENTER[1], :2] - driver[L.IRIS_CENTER[0], :2])) + 1e-9
+        p = np.asarray(driver, np.float64)[:, :2]
+        iod = float(np.linalg.norm(p[L.IRIS_CENTER[1]] - p[L.IRIS_CENTER[0]])) + 1e-9
+        centre = p[L.RIGID].mean(0)
+        lips = float(np.linalg.norm(p[L.LIP_INNER_LOWER[5]] - p[L.LIP_INNER_UPPER[5]])) / iod  # mid-lip gap
         moving = False
         if self._last is not None:
-            previous, t0 = self._last
+            (previous, previous_lips), t0 = self._last
             dt = max(t - t0, 1e-3)
-            moving = float(np.linalg.norm(rigid.mean(0) - previous.mean(0))) / iod / dt > s.max_speed
-        self._last = (rigid, t)
+            moving = (float(np.linalg.norm(centre - previous)) / iod / dt > s.max_speed
+                      or abs(lips - previous_lips) / dt > s.max_mouth_speed)
+        self._last = ((centre, lips), t)
         if moving:
             self._since = None
             return s.hold_s

@@ -18,11 +18,17 @@ if TYPE_CHECKING:
     from avatar_app.pipeline.avatar import Avatar
 
 ENTER = "enter:"  # prefix of the stamp a stage writes when a frame enters it; the bare name is its exit
+CAPTURE = "capture"  # the capture thread's CPU stamps (around its read of the source) come under this name
 
 
 def now() -> float:
     """The clock every stage stamps with (monotonic seconds)."""
     return time.perf_counter()
+
+
+def thread_cpu() -> float:
+    """The calling thread's CPU clock (seconds): what a stage's own thread spends, waiting and sleeping not."""
+    return time.thread_time()
 
 
 @dataclass
@@ -31,7 +37,8 @@ class Frame:
 
     ``stamps`` maps a stage name ("tracker", "retarget", "renderer", "sink:<name>") to the monotonic time the
     frame left that stage (and "enter:<stage>" to when it entered, when entries are timed), so latency per
-    stage is a difference of stamps.
+    stage is a difference of stamps. When timed, ``cpu`` holds the stage thread's CPU clock (``thread_cpu()``)
+    under the same keys, and "capture" for the capture thread's read, so CPU per stage is a difference too.
     """
 
     image: np.ndarray
@@ -40,6 +47,7 @@ class Frame:
     # Position in the source's own timeline (seconds), e.g. a video's presentation time; None for cameras.
     t_media: float | None = None
     stamps: dict[str, float] = field(default_factory=dict)
+    cpu: dict[str, float] = field(default_factory=dict, repr=False)
     # False for the frames the runner sends while its source is down: ``image`` is then the last picture seen
     # (or black), kept for previews; the tracker treats the frame as "no face".
     has_picture: bool = True
@@ -84,6 +92,10 @@ class Frame:
 
     def enter(self, stage: str) -> None:
         self.stamps[ENTER + stage] = now()
+
+    def cpu_stamp(self, key: str) -> None:
+        """The calling thread's CPU clock under ``key`` ("enter:<stage>" or "<stage>")."""
+        self.cpu[key] = thread_cpu()
 
 
 class FrameObserver(Protocol):

@@ -28,7 +28,7 @@ import numpy as np
 
 from avatar_app.errors import first_line
 from avatar_app.pipeline.animator import Animator
-from avatar_app.pipeline.frame import Frame, FrameObserver, now
+from avatar_app.pipeline.frame import CAPTURE, ENTER, Frame, FrameObserver, now, thread_cpu
 from avatar_app.pipeline.sources import FrameSource
 from avatar_app.pipeline.stages import Sink, Stage, StageLoop, TrackerStage
 from avatar_app.pipeline.tracker import TrackerSettings
@@ -247,8 +247,10 @@ class Runner:
 
     def _capture(self) -> None:
         last: np.ndarray | None = None
+        timed = self.stages.timed
         try:
             while not self._stop.is_set():
+                started = thread_cpu() if timed else 0.0
                 try:
                     frame = self.source.read()
                 except Exception as err:  # an unplugged camera, a truncated file: ride it out, then go on
@@ -257,6 +259,9 @@ class Runner:
                     continue
                 if frame is None:
                     break
+                if timed:  # this thread's CPU for the read (decoding; a paced source's sleep does not count)
+                    frame.cpu[ENTER + CAPTURE] = started
+                    frame.cpu_stamp(CAPTURE)
                 last = frame.image
                 self.stats.frames_captured += 1
                 self._to_tracker.put(frame, wait_for_room=not self.settings.drop_stale, stop=self._stop)

@@ -1,7 +1,7 @@
-"""Where frames come from: a camera, a video file or a folder of images, all read the same way.
+"""Where frames come from: a camera, a video file, a folder of images or the demo face, all read the same way.
 
 Every source yields ``Frame``s stamped with the time they were obtained, so the pipeline can measure
-latency from capture; file sources can stand in for a camera (looping, paced in real time).
+latency from capture; file sources and the demo can stand in for a camera (looping, paced in real time).
 """
 
 from __future__ import annotations
@@ -19,19 +19,22 @@ import cv2
 import numpy as np
 
 from avatar_app.pipeline import frame as frames
+from avatar_app.pipeline import demo
 from avatar_app.errors import DeviceError, InputFileError, describe_av_error
 from avatar_app.pipeline.frame import Frame
 from avatar_app.images import MAX_IMAGE_PIXELS, load_image
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 _GIVE_VIDEO = "give an MP4, MOV, MKV or AVI file"
+DEMO_SPEC = "demo"  # the spec of the demo source (pipeline/demo.py): a face that moves by itself, no camera
 
 
 @dataclass(frozen=True)
 class SourceSettings:
     """What to read and how.
 
-    ``spec`` is a camera index ("0"), a video file, a folder of images or a glob ("frames/*.png").
+    ``spec`` is a camera index ("0"), a video file, a folder of images, a glob ("frames/*.png") or "demo" (the
+    app's own moving face, for a first run without a camera; pipeline/demo.py).
     ``loop`` restarts a file source at its end (the desktop app runs on a looping video where there is no
     camera); ``paced`` releases file frames at the file's rate in real time, as a camera would, instead of
     as fast as they decode. ``width``/``height``/``fps`` are requests to a camera; ``fps`` also sets the
@@ -430,12 +433,62 @@ class ImageSequenceSource(FrameSource):
         self._pending = None
 
 
+class DemoSource(FrameSource):
+    """The demo face (pipeline/demo.py: a shipped painting moved by a script): frames at ``settings.fps`` (25 when not given); one pass is one ``DemoScript`` period.
+
+    Like a video file it has media times, so ``paced`` releases frames in real time as a camera would and
+    ``loop`` goes on for ever; its frames' longer side is ``max(width, height)`` of the settings, else 480.
+    """
+
+    def __init__(self, settings: SourceSettings, script: demo.DemoScript = demo.DemoScript()) -> None:
+        super().__init__(settings)
+        self.script = script
+        self._renderer = None
+        self._neutral: np.ndarray | None = None
+        self._next = 0
+
+    @property
+    def frame_count(self) -> int:
+        return max(1, round(self.script.period * (self.settings.fps or demo.DEMO_FPS)))
+
+    def _open(self) -> None:
+        from avatar_app.pipeline.render.base import RenderSettings
+        from avatar_app.pipeline.render.mesh import MeshRenderer
+
+        avatar = demo.demo_avatar()
+        s = self.settings
+        renderer = MeshRenderer()
+        renderer.prepare(avatar, RenderSettings(size=max(s.width or 0, s.height or 0) or demo.DEMO_SIZE))
+        self._renderer, self._neutral = renderer, avatar.landmarks
+        self._fps = float(s.fps or demo.DEMO_FPS)
+        self._size = renderer.output_size
+        self._next = 0
+
+    def _grab(self) -> tuple[np.ndarray, float] | None:
+        if self._next >= self.frame_count:
+            return None
+        t = self._next / self._fps
+        self._next += 1
+        return self._renderer.render(demo.demo_landmarks(self._neutral, self.script.pose(t))), t
+
+    def _rewind(self) -> None:
+        self._next = 0
+
+    def _close(self) -> None:
+        self._renderer.close()
+        self._renderer = None
+
+
+
 def open_source(source: SourceSettings | str | int | os.PathLike) -> FrameSource:
-    """Pick the source for a spec and open it: digits -> camera, folder or glob -> images, else a video."""
+    """Pick the source for a spec and open it: digits -> camera, "demo" -> the demo face, folder or glob -> images,
+    else a video."""
     settings = source if isinstance(source, SourceSettings) else SourceSettings(spec=str(source))
     spec, path = settings.spec, Path(settings.spec)
     if spec.isdigit():
         cls = CameraSource
+    elif spec == DEMO_SPEC and not path.exists():  # a video file named "demo" is still that file
+        cls = DemoSource
     elif path.is_dir() or (not path.exists() and any(c in spec for c in "*?[")):
         cls = ImageSequenceSource  # an existing file named 'take [1].mp4' is still a video, not a glob
     else:

@@ -15,7 +15,7 @@ from typing import Callable, Protocol
 import numpy as np
 
 from avatar_app.pipeline.animator import Animator
-from avatar_app.pipeline.frame import Frame
+from avatar_app.pipeline.frame import ENTER, Frame
 from avatar_app.pipeline.tracker import FaceTracker, TrackerSettings
 
 
@@ -94,12 +94,14 @@ class StageLoop:
         media_time: bool = False,
         timed: bool = False,
         framing: Stage | None = None,
+        background: Stage | None = None,
     ):
         self.media_time = media_time
         self.framing = framing  # the call's picture (framing.py), made after the renderer for every sink
+        self.background = background  # what shows behind the avatar (background.py), before the framing
         self.tracker = tracker or TrackerStage(media_time=media_time)
         self.sinks = list(sinks)
-        self.timed = timed  # also stamp when a frame enters each stage (for the profiler)
+        self.timed = timed  # also stamp when a frame enters each stage, and the CPU clock (for the profiler)
         self._lock = threading.Lock()
         self._animator = animator
         self._retired: list[Animator] = []  # switched away from; closed by the renderer stage
@@ -137,27 +139,32 @@ class StageLoop:
         """Tracker stage: fills ``driver``."""
         self._enter(frame, "tracker")
         self.tracker.process(frame)
-        frame.stamp("tracker")
+        self._leave(frame, "tracker")
 
     def retarget(self, frame: Frame) -> None:
         """Retarget stage: fills ``target`` and ``animator`` (the animation that will draw it)."""
         self._enter(frame, "retarget")
         self.animator.retarget(frame, frame.time if self.media_time else frame.t_capture)
-        frame.stamp("retarget")
+        self._leave(frame, "retarget")
 
     def render(self, frame: Frame) -> None:
-        """Renderer stage: fills ``output`` with the image of the animation that made the target (and, with a
-        framing stage, ``call_image``)."""
+        """Renderer stage: fills ``output`` with the image of the animation that made the target (with a
+        background stage, over that background; with a framing stage, also ``call_image``)."""
         self._enter(frame, "renderer")
         animator = frame.animator
         frame.output = animator.render(frame.target)
-        frame.stamp("renderer")
+        self._leave(frame, "renderer")
         self._retire_older_than(animator)
+        background = self.background  # read once, like the framing below
+        if background is not None:
+            self._enter(frame, "background")
+            background.process(frame)
+            self._leave(frame, "background")
         framing = self.framing  # read once: the window may swap it meanwhile
         if framing is not None:
             self._enter(frame, "framing")
             framing.process(frame)
-            frame.stamp("framing")
+            self._leave(frame, "framing")
 
     def deliver(self, frame: Frame, on_error: Callable[[Sink, Exception], None] | None = None) -> None:
         """Each sink takes the frame. A sink that raises is removed and handed to ``on_error`` (the others go
@@ -173,7 +180,7 @@ class StageLoop:
                 self.sinks.remove(sink)
                 on_error(sink, err)
                 continue
-            frame.stamp(stage)
+            self._leave(frame, stage)
 
     def run(self, frame: Frame) -> Frame:
         """All the stages, one after the other (the offline commands)."""
@@ -185,8 +192,14 @@ class StageLoop:
 
     # -- inside -------------------------------------------------------------------------------------------
     def _enter(self, frame: Frame, stage: str) -> None:
-        if self.timed:
+        if self.timed:  # wall clock first, CPU last: the CPU span lies inside the wall one
             frame.enter(stage)
+            frame.cpu_stamp(ENTER + stage)
+
+    def _leave(self, frame: Frame, stage: str) -> None:
+        if self.timed:
+            frame.cpu_stamp(stage)
+        frame.stamp(stage)
 
     def _retire_older_than(self, animator: Animator) -> None:
         with self._lock:

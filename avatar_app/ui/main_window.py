@@ -16,7 +16,9 @@ from PySide6.QtGui import QAction, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QLabel, QMainWindow, QMessageBox, QSplitter, QToolBar, QVBoxLayout, QWidget
 
 from avatar_app.ui.library import AvatarLibrary
+from avatar_app.ui.panels.background import BackgroundPicker
 from avatar_app.ui.panels.controls import MotionControls
+from avatar_app.ui.panels.doctor import SetupCheck
 from avatar_app.ui.panels.gallery import AvatarGallery
 from avatar_app.ui.panels.hud import Hud
 from avatar_app.ui.panels.outputs import Outputs
@@ -120,7 +122,10 @@ class MainWindow(QMainWindow):
         self.hud = Hud(s, p, self.renderers.label, self)
         self.outputs = Outputs(s, p, self.tasks, recordings_dir if recordings_dir is not None
                                else default_recordings_dir(), self)
+        self.setup_check = SetupCheck(s, p, self.outputs, self.tasks, self)  # Help > Check set-up… (doctor)
         self.controls = MotionControls(s, p)
+        self.background = BackgroundPicker(s, p)  # what shows behind the avatar (keep, blur, a colour)
+        self.background.settings_changed.connect(self._save_settings)
         self.calibrate_action = action(self, "Calibrate", "C",
                                        tip="Look straight at the camera and hold still: that pose becomes the "
                                            "portrait's own pose (C)")
@@ -154,8 +159,10 @@ class MainWindow(QMainWindow):
         column.setContentsMargins(0, 0, 0, 0)
         column.addWidget(self.avatars, 1)
         column.addWidget(self.controls)
+        column.addWidget(self.background)
         for item in (*self.avatars.pick_actions, self.quit_action):
             self.addAction(item)
+        self.menuBar().addMenu("&Help").addAction(self.setup_check.action)
         split = QSplitter()
         split.addWidget(left)
         split.addWidget(previews)
@@ -197,6 +204,7 @@ class MainWindow(QMainWindow):
         self.sources.stopped.connect(self._note)
         self.hud.changed.connect(self.previews.avatar_view.set_hud)
         self.calibrate_action.triggered.connect(self.calibrate)
+        self.setup_check.status.connect(self.statusBar().showMessage)
         self.quit_action.triggered.connect(self.close)
         self.pipeline.problem.connect(self._problem)
 

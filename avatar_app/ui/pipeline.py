@@ -22,6 +22,7 @@ from avatar_app.measure.profiler import HudSnapshot, Profiler, ProfilerSettings
 from avatar_app.pipeline.animator import Animator
 from avatar_app.pipeline.calibration import CalibrationSettings
 from avatar_app.pipeline.avatar import Avatar
+from avatar_app.pipeline.background import BackgroundSettings, BackgroundStage
 from avatar_app.pipeline.frame import Frame
 from avatar_app.pipeline.framing import Framer, FramingSettings
 from avatar_app.pipeline.render.base import RenderSettings
@@ -122,6 +123,7 @@ class LivePipeline(QObject):
         self._avatar: Avatar | None = None
         self._render = RenderSettings()
         self._framing = FramingSettings()
+        self._background: BackgroundStage | None = None  # None: the portrait's own background, at no cost
         self._motion = RetargetSettings()
         self._smoothing: float | None = None  # the tracker's cutoff at rest (Hz); None: its default
         self._newest: Frame | None = None
@@ -168,6 +170,25 @@ class LivePipeline(QObject):
             stages = self._stages
         if stages is not None:
             stages.framing = Framer(framing)  # one reference swap: the renderer thread takes old or new
+
+    def set_background(self, background: BackgroundSettings) -> None:
+        """What shows behind the avatar from now on. Cutting out the person (the first time an avatar meets a
+        background) takes a tenth of a second or so: a worker does it and the running stage loop swaps to the
+        new stage once it is ready, so no frame waits for it."""
+        stage = None if background.mode == "keep" else BackgroundStage(background)
+        with self._lock:
+            self._background = stage
+            stages = self._stages
+        if stages is not None and stage is None:
+            stages.background = None
+        elif stages is not None:
+            self._spawn("background", lambda: self._use_background(stage, stages))
+
+    def _use_background(self, stage: BackgroundStage, stages: StageLoop) -> None:
+        stage.prepare(stages.animator)
+        with self._lock:  # not if another background was chosen meanwhile, or the pipeline restarted
+            if self._background is stage and self._stages is stages:
+                stages.background = stage  # one reference swap, as for the framing
 
     def set_motion(self, motion: RetargetSettings, smoothing: float | None = None) -> None:
         """How the avatar follows (strengths, eyes, mouth, gaze) and how much the tracker smooths (cutoff, Hz):
@@ -285,7 +306,9 @@ class LivePipeline(QObject):
                 if self._current(generation):
                     # guided: the reference pose is taken once the user has looked ahead and held still
                     stages = StageLoop(Animator(avatar, render, self._motion, guided=True, calibration=CALIBRATION),
-                                       framing=Framer(self._framing))
+                                       framing=Framer(self._framing), background=self._background)
+                    if stages.background is not None:  # the person cut out here, not on the renderer's thread
+                        stages.background.prepare(stages.animator)
                     self._apply_motion(stages)
             except Exception as err:  # noqa: BLE001 - one line to the window, whatever went wrong
                 if source is not None:
@@ -305,6 +328,7 @@ class LivePipeline(QObject):
                 if current:
                     runner.start()
                     self._runner, self._stages = runner, stages
+                    stages.background = self._background  # one chosen while this start was under way
             if not current:  # the window closed or another source was chosen meanwhile
                 source.close()
                 stages.close()
@@ -331,6 +355,9 @@ class LivePipeline(QObject):
             avatar, render = self._avatar, self._render
         try:
             animator = Animator(avatar, render, self._motion, guided=True, calibration=CALIBRATION)
+            background = self._background
+            if background is not None:  # the new avatar's person cut out before its first frame
+                background.prepare(animator)
         except Exception as err:  # noqa: BLE001
             with self._lock:
                 current = generation == self._avatar_generation

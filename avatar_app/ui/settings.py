@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, fields
 
 from PySide6.QtCore import QSettings
+
+from avatar_app.pipeline.background import BACKGROUNDS
 
 RENDER_SIZES = (256, 384, 512, 768, 1024)
 CAMERA_SIZES = ("640x360", "640x480", "960x540", "1280x720", "1920x1080")
@@ -18,6 +21,7 @@ class AppSettings:
     ``size``: the avatar's longer side in pixels. ``renderer``: "mesh", or "neural:<model folder>".
     ``camera_size`` / ``fps``: what the virtual camera sends (``fps`` also paces recordings).
     ``framing``: how the avatar fills the call's picture (follow, fill or fit; pipeline/framing.py).
+    ``background`` (keep, blur or colour) and ``background_colour`` ("#rrggbb"): what shows behind the avatar.
     ``pose_strength`` / ``expression_strength`` (0-2), ``follow_eyes`` / ``follow_mouth`` / ``follow_gaze``,
     ``smoothing`` (0-1): how the avatar follows (ui/panels/controls.py).
     ``overlay`` / ``hud``: whether they were showing."""
@@ -29,6 +33,8 @@ class AppSettings:
     camera_size: str = "1280x720"
     fps: int = 30
     framing: str = "follow"
+    background: str = "keep"
+    background_colour: str = "#00b140"
     pose_strength: float = 1.0
     expression_strength: float = 1.0
     follow_eyes: bool = True
@@ -57,6 +63,10 @@ class AppSettings:
             out.fps = cls.fps
         if out.framing not in {value for _, value in FRAMING_CHOICES}:
             out.framing = cls.framing
+        if out.background not in BACKGROUNDS:
+            out.background = cls.background
+        if not re.fullmatch(r"#[0-9a-fA-F]{6}", out.background_colour):
+            out.background_colour = cls.background_colour
         for name, top in (("pose_strength", 2.0), ("expression_strength", 2.0), ("smoothing", 1.0)):
             if not 0.0 <= getattr(out, name) <= top:  # a hand-edited file
                 setattr(out, name, getattr(cls, name))

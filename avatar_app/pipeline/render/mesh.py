@@ -82,6 +82,7 @@ class MeshRenderer:
         self._mouth = MouthPainter(self._image, self._src[: self._n_face], face_scale)
         yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
         self._base = np.dstack([xx, yy])
+        self._moved = (None, None)  # the last target rendered and its backward map (warp_like())
 
     @property
     def output_size(self) -> tuple[int, int]:
@@ -89,6 +90,7 @@ class MeshRenderer:
 
     def close(self) -> None:
         self._image = None
+        self._moved = (None, None)
 
     # ----------------------------------------------------------------------------------------------------
     def target_mesh(self, target: np.ndarray) -> np.ndarray:
@@ -146,19 +148,37 @@ class MeshRenderer:
         if self._image is None:
             raise RuntimeError("prepare() first")
         dst = self.target_mesh(target)
-        out = self._warp(dst, np.asarray(target)[:, 2])
+        moved = self._backward_map(dst, np.asarray(target)[:, 2])
+        self._moved = (target, moved)
+        out = _remap(self._image, moved)
         self._mouth.paint(out, dst[: self._n_face])
         return out
 
-    def _warp(self, dst: np.ndarray, depth: np.ndarray) -> np.ndarray:
-        """Backward-warp the portrait: a coarse displacement field over all that moves, a fine one over the
-        face and its first ring (where detail lives). Fine cells start from the coarse field's values, so a
-        cell no fine triangle covers still moves with its surroundings and the two join without a seam."""
+    def warp_like(self, channel: np.ndarray, target: np.ndarray) -> np.ndarray:
+        """A single-channel image of the output's size (the avatar's person mask) moved as render(target) moved
+        the portrait, so what rides on the hair and neck goes with them: the backward map render() made for this
+        target, applied by one more remap (no second rasterisation; only a target other than the last one
+        rendered has its map made again)."""
+        if self._image is None:
+            raise RuntimeError("prepare() first")
+        if channel.shape[:2] != self._image.shape[:2]:
+            raise ValueError(f"warp_like() takes an image of the output's size {self._size}, got {channel.shape[1::-1]}")
+        last, moved = self._moved
+        if target is not last:
+            moved = self._backward_map(self.target_mesh(target), np.asarray(target)[:, 2])
+        return _remap(channel, moved)
+
+    def _backward_map(self, dst: np.ndarray, depth: np.ndarray):
+        """Where each output pixel takes the portrait from, over the box of all that moves: ((x0, y0, x1, y1),
+        an (y1 - y0) x (x1 - x0) x 2 map of portrait positions), or None when nothing moves. A coarse
+        displacement field over all that moves, a fine one over the face and its first ring (where detail
+        lives). Fine cells start from the coarse field's values, so a cell no fine triangle covers still moves
+        with its surroundings and the two join without a seam."""
         moving = np.abs(dst - self._src).max(1) > 1e-3
         order = self.draw_order(dst, depth)
         order = order[moving[self._tris[order]].any(1)]
         if len(order) == 0:
-            return self._image.copy()
+            return None
         c = self._coarse_step
         (x0, y0, x1, y1), lo = self._box(dst, order, c)
         cells = np.zeros(((y1 - y0) // c, (x1 - x0) // c, 2), np.float32)
@@ -172,11 +192,7 @@ class MeshRenderer:
             fine = self._field(dst, fine_tris, s, flo, np.ascontiguousarray(start))
             field[fy0 - y0 : fy0 - y0 + fine.shape[0], fx0 - x0 : fx0 - x0 + fine.shape[1]] = fine
         field += self._base[y0:y1, x0:x1]
-        out = self._image.copy()
-        out[y0:y1, x0:x1] = cv2.remap(
-            self._image, field, None, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
-        )
-        return out
+        return (x0, y0, x1, y1), field
 
     def _box(self, dst: np.ndarray, tris: np.ndarray, step: int, within=None):
         """The pixel box (x0, y0, x1, y1) on a grid of `step` that these triangles cover before and after the
@@ -200,6 +216,16 @@ class MeshRenderer:
             return cells
         gh, gw = cells.shape[:2]
         return cv2.resize(cells, (gw * step, gh * step), interpolation=cv2.INTER_LINEAR)
+
+
+def _remap(image: np.ndarray, moved) -> np.ndarray:
+    """A copy of ``image`` (the portrait, or one channel of its size) warped by a backward map (None: unmoved)."""
+    out = image.copy()
+    if moved is not None:
+        (x0, y0, x1, y1), field = moved
+        out[y0:y1, x0:x1] = cv2.remap(image, field, None, interpolation=cv2.INTER_LINEAR,
+                                      borderMode=cv2.BORDER_REPLICATE)
+    return out
 
 
 @numba.njit(cache=True, nogil=True)

@@ -271,5 +271,10 @@ class NeuralRenderer:
         mask = cv2.GaussianBlur(mask, (feather, feather), 0)[..., None]
         return (out * (1 - mask) + placed * mask).astype(np.uint8)
 
+    def warp_like(self, channel: np.ndarray, target: np.ndarray) -> np.ndarray:
+        """One channel moved as the mesh warp under this frame moved the portrait (MeshRenderer.warp_like): the
+        generator's correction is blended over that warp inside the face crop and moves nothing itself."""
+        return self.mesh.warp_like(channel, target)
+
     def close(self) -> None:
         self.mesh.close()

@@ -1,5 +1,5 @@
-"""The source picker: which camera or video file drives the avatar, and starting the pipeline on it once an
-avatar is ready; a source that cannot open or stops is said in the camera preview."""
+"""The source picker: which camera, video file or the demo face drives the avatar, and starting the pipeline on it
+once an avatar is ready; a source that cannot open or stops is said in the camera preview."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QFileDialog, QWidget
 
+from avatar_app.pipeline.sources import DEMO_SPEC
 from avatar_app.ui.cameras import find_cameras
 from avatar_app.ui.panels.toolbar import combo, select_data
 from avatar_app.ui.pipeline import LivePipeline
@@ -15,14 +16,16 @@ from avatar_app.ui.settings import AppSettings
 from avatar_app.ui.tasks import BackgroundTasks
 
 PICK_VIDEO = "\x00pick-video"  # the source list's "Video file…" entry
+DEMO_TEXT = "Demo (no camera)"  # the source list's entry for the demo face (pipeline/demo.py)
 VIDEO_FILTER = "Videos (*.mp4 *.mov *.mkv *.avi *.webm *.m4v);;All files (*)"
-NO_SOURCE_TEXT = ("No camera found.\n\nChoose \u201cVideo file\u2026\u201d in the Source list to drive the avatar "
-                  "with a video of a face (it plays in a loop).")
+NO_SOURCE_TEXT = ("No camera found.\n\nChoose \u201cDemo (no camera)\u201d in the Source list to see the avatar move "
+                  "by itself, or \u201cVideo file\u2026\u201d to drive it with a video of a face (it plays in a loop).")
 
 
 class SourcePicker(QObject):
-    """``source_combo`` lists the cameras found and the video chosen. The pipeline starts on the chosen source
-    once ``avatar_ready()`` was called, and again whenever another source is chosen.
+    """``source_combo`` lists the cameras found, the demo and the video chosen. The pipeline starts on the chosen
+    source once ``avatar_ready()`` was called, and again whenever another source is chosen. With nothing chosen
+    before and no camera found, the demo runs (not remembered, so a camera plugged in later wins next time).
 
     ``camera_text(text)``: there is no camera picture, say this instead; ``stopped(title, text)``: the source
     could not open or ended (for the window's record of messages: the camera preview already says it);
@@ -42,9 +45,10 @@ class SourcePicker(QObject):
         self.tasks = tasks
         self._cameras: list[str] = []
         self._running: str | None = None  # the spec last started, until it fails or ends
+        self._fallback = ""  # what runs while nothing is chosen: the demo, once a search found no camera
         self._has_avatar = False
         self._closing = False
-        self.source_combo = combo([], tip="A camera, or a video file played in a loop")
+        self.source_combo = combo([], tip="A camera, the demo face, or a video file played in a loop")
         self.source_combo.setMinimumContentsLength(30)
         self.source_combo.activated.connect(self._activated)
         pipeline.started.connect(self._started)
@@ -52,15 +56,16 @@ class SourcePicker(QObject):
 
     # -- what the window asks -----------------------------------------------------------------------------------
     def look_for_cameras(self, probe: bool = True) -> None:
-        """Fill the list with the cameras that open (``probe`` False: assume none, as tests do)."""
+        """Fill the list with the cameras that open (``probe`` False: assume none and start nothing by itself, as
+        tests do)."""
         if probe:
             self.camera_text.emit("Looking for cameras\u2026")
             self.tasks.run("find-cameras", find_cameras, self._cameras_found)
         else:
-            self._cameras_found([], None)
+            self._cameras_found([], None, searched=False)
 
     def set_source(self, spec: str) -> None:
-        """Drive the avatar with camera ``spec`` (an index) or a video file (played in a loop)."""
+        """Drive the avatar with camera ``spec`` (an index), the demo ("demo") or a video file (played in a loop)."""
         self.settings.source = str(spec)
         self.settings_changed.emit()
         self._fill()
@@ -87,29 +92,34 @@ class SourcePicker(QObject):
         self._closing = True
 
     # -- the list and the pipeline ------------------------------------------------------------------------------
-    def _cameras_found(self, cameras: list[str] | None, _err) -> None:
+    def _cameras_found(self, cameras: list[str] | None, _err, searched: bool = True) -> None:
         if self._closing:
             return
         self._cameras = list(cameras or [])
         if not self.settings.source and self._cameras:
             self.settings.source = self._cameras[0]
+        self._fallback = DEMO_SPEC if searched and not self._cameras else ""
         self._fill()
-        if not self.settings.source:
+        if not self._spec():
             self.camera_text.emit(NO_SOURCE_TEXT)
         self._ensure_running()
+
+    def _spec(self) -> str:
+        return self.settings.source or self._fallback
 
     def _fill(self) -> None:
         picker = self.source_combo
         picker.blockSignals(True)
         picker.clear()
-        current = self.settings.source
+        current = self._spec()
         if not current:
             picker.addItem("(no source)", "")
         for index in self._cameras:
             picker.addItem(f"Camera {index}", index)
         if current and current.isdigit() and current not in self._cameras:
             picker.addItem(f"Camera {current} (not found)", current)
-        if current and not current.isdigit():
+        picker.addItem(DEMO_TEXT, DEMO_SPEC)
+        if current and not current.isdigit() and current != DEMO_SPEC:
             picker.addItem(f"Video: {Path(current).name}", current)
         picker.addItem("Video file\u2026", PICK_VIDEO)
         select_data(picker, current)
@@ -129,11 +139,12 @@ class SourcePicker(QObject):
             self.set_source(spec)
 
     def _ensure_running(self) -> None:
-        spec = self.settings.source
+        spec = self._spec()
         if self._closing or not spec or not self._has_avatar or self._running == spec:
             return
         self._running = spec
-        self.camera_text.emit(f"Opening {'camera ' + spec if spec.isdigit() else Path(spec).name}\u2026")
+        what = "camera " + spec if spec.isdigit() else "the demo" if spec == DEMO_SPEC else Path(spec).name
+        self.camera_text.emit(f"Opening {what}\u2026")
         self.pipeline.start(spec, camera_fps=self.settings.fps)
 
     def _started(self, description: str) -> None:

@@ -1,0 +1,74 @@
+"""What the background stage costs per frame (keep, blur, colour), beside the renderer it follows.
+
+    python benchmarks/background.py [--portrait IMG] [--size 512] [--frames 200]
+
+The head turns and rolls back and forth, so the renderer's warp (which the stage reuses for the mask) covers
+what it covers in a call. Prints the median and p95 milliseconds of the stage alone, and once what cutting the
+person out costs (per avatar, not per frame).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+PORTRAITS = Path(__file__).resolve().parents[1] / "assets" / "portraits"
+
+
+def turned(points: np.ndarray, yaw: float, roll: float) -> np.ndarray:
+    """The portrait's landmarks with the head turned and rolled about its own centre (degrees)."""
+    from avatar_app.face import landmarks as L
+    from avatar_app.face.geometry import rotation_from_angles
+
+    c = points[L.RIGID].mean(0)
+    return ((points - c) @ rotation_from_angles(yaw, 0.0, roll).T + c).astype(np.float32)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--portrait", type=Path, default=PORTRAITS / "mona_lisa.jpg")
+    p.add_argument("--size", type=int, default=512)
+    p.add_argument("--frames", type=int, default=200)
+    args = p.parse_args()
+    from avatar_app.images import load_image
+    from avatar_app.pipeline.animator import Animator
+    from avatar_app.pipeline.avatar import create_avatar
+    from avatar_app.pipeline.background import BackgroundSettings, BackgroundStage, avatar_mask
+    from avatar_app.pipeline.frame import Frame
+    from avatar_app.pipeline.render.base import RenderSettings
+
+    avatar = create_avatar(load_image(args.portrait), args.portrait.stem)
+    t = time.perf_counter()
+    avatar_mask(avatar)
+    print(f"{args.portrait.name}: cutting the person out (once per avatar) {1000 * (time.perf_counter() - t):.0f} ms")
+    animator = Animator(avatar, RenderSettings(size=args.size))
+    w, h = animator.output_size
+    rest = avatar.landmarks.astype(np.float64)
+    targets = [turned(rest, 15 * np.sin(i / 9), 10 * np.sin(i / 13)) for i in range(args.frames)]
+    render_ms = []
+    for mode in ("keep", "blur", "colour"):
+        stage = BackgroundStage(BackgroundSettings(mode=mode))
+        t = time.perf_counter()
+        stage.prepare(animator)
+        prepared = 1000 * (time.perf_counter() - t)
+        spent = []
+        for i, target in enumerate(targets):
+            frame = Frame(image=np.zeros((2, 2, 3), np.uint8), index=i, t_capture=0.0, target=target, animator=animator)
+            t = time.perf_counter()
+            frame.output = animator.render(target)
+            t1 = time.perf_counter()
+            stage.process(frame)
+            spent.append(time.perf_counter() - t1)
+            render_ms.append(t1 - t)
+        ms = 1000 * np.array(spent)
+        print(f"{mode:>6} at {w}x{h}: median {np.median(ms):.2f} ms, p95 {np.percentile(ms, 95):.2f} ms "
+              f"over {len(ms)} frames (once per animation: {prepared:.0f} ms)")
+    print(f"(the mesh renderer itself: median {1000 * np.median(render_ms):.2f} ms)")
+    animator.close()
+
+
+if __name__ == "__main__":
+    main()
