@@ -124,3 +124,11 @@ class Tripwire:
 
     def __reduce__(self):
         return (_trip, ("unpickled",))
+
+
+def one_error_line(capsys, code: int, path: Path) -> None:
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "Traceback" not in err
+    errors = [line for line in err.splitlines() if line.startswith("avatar-app: error:")]
+    assert len(errors) == 1 and str(path) in errors[0], err

@@ -29,6 +29,8 @@ from avatar_app.images import MAX_IMAGE_PIXELS, load_image
 from avatar_app.pipeline.sources import VideoFileSource, open_source, probe_video
 from tests.conftest import PORTRAITS
 
+from avatar_app.commands.cli import main
+from tests.fuzzing import one_error_line
 from tests.fuzzing import fuzz, attempt, Samples, case_dir, mutated, junk_with_magic, json_values, Tripwire, _tripped
 
 # PIL warns about the corrupt EXIF blocks these tests make; the loaders' results are what is checked.
@@ -423,3 +425,42 @@ def test_avatar_portrait_claiming_a_huge_size_is_refused(tmp_path, avatar_parts,
     assert isinstance(err, AvatarAppError) and "portrait.png claims" in str(err), str(err)
 
 
+# --- 6. the command line ----------------------------------------------------------------------------------
+
+@fuzz(10)
+@given(data=st.data())
+def test_cli_avatar_info_on_a_damaged_avatar(tmp_path, capsys, avatar_parts, data):
+    raw = avatar_parts["file"]
+    content = data.draw(st.binary(max_size=256) | st.integers(1, len(raw) - 1).map(lambda n: raw[:n]))
+    path = case_dir(tmp_path) / "me.avatar"
+    path.write_bytes(content)
+    one_error_line(capsys, main(["avatar", "info", str(path)]), path)
+
+
+@fuzz(6)
+@given(data=st.data())
+def test_cli_render_with_a_damaged_portrait(tmp_path, capsys, portrait_files, video_files, data):
+    folder = case_dir(tmp_path)
+    driver = folder / "driver.mp4"
+    driver.write_bytes(video_files["h264.mp4"])
+    name = data.draw(st.sampled_from(["rgb.png", "exif.jpg", "progressive.jpg"]))
+    good = portrait_files[name]
+    portrait = folder / name
+    portrait.write_bytes(data.draw(st.binary(max_size=64) | st.integers(8, len(good) // 2).map(lambda n: good[:n])))
+    code = main(["render", "--driver", str(driver), "--portrait", str(portrait), "--out", str(folder / "o.mp4")])
+    one_error_line(capsys, code, portrait)
+    assert not (folder / "o.mp4").exists()
+
+
+@fuzz(6)
+@given(data=st.data())
+def test_cli_render_with_a_damaged_driver(tmp_path, capsys, avatar_parts, video_files, data):
+    folder = case_dir(tmp_path)
+    avatar = folder / "me.avatar"
+    avatar.write_bytes(avatar_parts["file"])
+    good = video_files["h264.mp4"]
+    driver = folder / "driver.mp4"
+    driver.write_bytes(data.draw(st.binary(min_size=1, max_size=256) | st.integers(1, 64).map(lambda n: good[:n])))
+    code = main(["render", "--driver", str(driver), "--avatar", str(avatar), "--out", str(folder / "o.mp4")])
+    one_error_line(capsys, code, driver)
+    assert not (folder / "o.mp4").exists()

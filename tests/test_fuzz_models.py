@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from avatar_app.commands.cli import main
 from avatar_app.errors import AvatarAppError
 
+from tests.fuzzing import one_error_line
 from tests.fuzzing import fuzz, time_limit, attempt, case_dir, mutated, junk_with_magic, json_values, Tripwire, _tripped
 
 # PIL warns about the corrupt EXIF blocks these tests make; the loaders' results are what is checked.
@@ -329,55 +330,7 @@ def test_app_settings_harness_reads_what_save_wrote(tmp_path):
     assert (loaded.camera_size, loaded.fps, loaded.renderer, loaded.hud) == ("640x480", 25, "neural:export/rt", True)
 
 
-# --- 6. the command line ----------------------------------------------------------------------------------
-
-def one_error_line(capsys, code: int, path: Path) -> None:
-    err = capsys.readouterr().err
-    assert code == 2, err
-    assert "Traceback" not in err
-    errors = [line for line in err.splitlines() if line.startswith("avatar-app: error:")]
-    assert len(errors) == 1 and str(path) in errors[0], err
-
-
-@fuzz(10)
-@given(data=st.data())
-def test_cli_avatar_info_on_a_damaged_avatar(tmp_path, capsys, avatar_parts, data):
-    raw = avatar_parts["file"]
-    content = data.draw(st.binary(max_size=256) | st.integers(1, len(raw) - 1).map(lambda n: raw[:n]))
-    path = case_dir(tmp_path) / "me.avatar"
-    path.write_bytes(content)
-    one_error_line(capsys, main(["avatar", "info", str(path)]), path)
-
-
-@fuzz(6)
-@given(data=st.data())
-def test_cli_render_with_a_damaged_portrait(tmp_path, capsys, portrait_files, video_files, data):
-    folder = case_dir(tmp_path)
-    driver = folder / "driver.mp4"
-    driver.write_bytes(video_files["h264.mp4"])
-    name = data.draw(st.sampled_from(["rgb.png", "exif.jpg", "progressive.jpg"]))
-    good = portrait_files[name]
-    portrait = folder / name
-    portrait.write_bytes(data.draw(st.binary(max_size=64) | st.integers(8, len(good) // 2).map(lambda n: good[:n])))
-    code = main(["render", "--driver", str(driver), "--portrait", str(portrait), "--out", str(folder / "o.mp4")])
-    one_error_line(capsys, code, portrait)
-    assert not (folder / "o.mp4").exists()
-
-
-@fuzz(6)
-@given(data=st.data())
-def test_cli_render_with_a_damaged_driver(tmp_path, capsys, avatar_parts, video_files, data):
-    folder = case_dir(tmp_path)
-    avatar = folder / "me.avatar"
-    avatar.write_bytes(avatar_parts["file"])
-    good = video_files["h264.mp4"]
-    driver = folder / "driver.mp4"
-    driver.write_bytes(data.draw(st.binary(min_size=1, max_size=256) | st.integers(1, 64).map(lambda n: good[:n])))
-    code = main(["render", "--driver", str(driver), "--avatar", str(avatar), "--out", str(folder / "o.mp4")])
-    one_error_line(capsys, code, driver)
-    assert not (folder / "o.mp4").exists()
-
-
+# --- 6. the command line (the media cases are in test_fuzz_media.py) -------------------------------------
 @needs_torch
 @fuzz(6)
 @given(text=st.binary(max_size=128) | json_values.filter(lambda v: not isinstance(v, dict) or "name" not in v).map(

@@ -153,7 +153,8 @@ class MainWindow(QMainWindow):
         self.addToolBarBreak()
         self._toolbar("Output", [QLabel(" Renderer: "), self.renderers.renderer_combo, QLabel(" Size: "),
                                  self.renderers.size_combo, None, outputs.vcam_action, outputs.camera_size_combo,
-                                 outputs.fps_combo, outputs.framing_combo, None, outputs.record_action])
+                                 outputs.fps_combo, outputs.framing_combo, None, outputs.record_action,
+                                 outputs.folder_action])
         left = QWidget()
         column = QVBoxLayout(left)
         column.setContentsMargins(0, 0, 0, 0)

@@ -33,6 +33,7 @@ class AppSettings:
     camera_size: str = "1280x720"
     fps: int = 30
     framing: str = "follow"
+    recordings: str = ""  # the folder recordings go to ("": the Videos folder's avatar_app)
     background: str = "keep"
     background_colour: str = "#00b140"
     pose_strength: float = 1.0

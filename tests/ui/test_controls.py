@@ -91,3 +91,23 @@ def test_the_call_picture_follows_the_chosen_framing(qtbot, make_window, generat
     qtbot.waitUntil(lambda: window.avatar_view.image()[:, :200].max() > 0, timeout=5000)
     assert window.settings.framing == "follow"
     assert np.asarray(window.avatar_view.image()).std() > 10
+
+
+def test_recordings_go_to_the_folder_chosen_and_it_is_remembered(qtbot, make_window, generated_driver, tmp_path,
+                                                                monkeypatch):
+    from PySide6.QtWidgets import QFileDialog
+
+    chosen = tmp_path / "my recordings"
+    chosen.mkdir()
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *args, **kwargs: str(chosen))
+    window = make_window(source=str(generated_driver))
+    wait_for_avatar(qtbot, window)
+    wait_for_frames(qtbot, window, 3)
+    window.outputs.folder_action.trigger()
+    qtbot.keyClick(window, Qt.Key.Key_R)
+    qtbot.wait(800)
+    qtbot.keyClick(window, Qt.Key.Key_R)
+    qtbot.waitUntil(lambda: any(chosen.glob("avatar-*.mp4")), timeout=10000)
+    assert not any((tmp_path / "recordings").glob("avatar-*.mp4"))
+    window.close()
+    assert make_window().outputs.recordings_dir == chosen

@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
-from PySide6.QtWidgets import QLabel
+from PySide6.QtWidgets import QFileDialog, QLabel
 
 from avatar_app.errors import AvatarAppError, first_line
 from avatar_app.pipeline.framing import FramingSettings
@@ -40,7 +40,9 @@ class Outputs(QObject):
         self.settings = settings
         self.pipeline = pipeline
         self.tasks = tasks
-        self.recordings_dir = recordings_dir
+        # A folder the user chose earlier wins over the default, if it is still there.
+        chosen = Path(settings.recordings) if settings.recordings else None
+        self.recordings_dir = chosen if chosen is not None and chosen.is_dir() else recordings_dir
         self._vcam: VirtualCameraSink | None = None
         self._vcam_request = 0  # bumped per toggle, so a slow open that was overtaken is closed again
         self._recording: Recording | None = None
@@ -56,7 +58,9 @@ class Outputs(QObject):
                                    "How the avatar fills the call's picture: a crop that follows the head, the "
                                    "largest crop around the face held still, or the whole portrait between bars")
         self.record_action = action(self, "Record", "R", checkable=True,
-                                    tip="Record the avatar to an MP4 while it runs (R)")
+                                    tip="Record what the call sees to an MP4 while it runs (R)")
+        self.folder_action = action(self, "Recordings folder\u2026",
+                                    tip=f"Where recordings go (now {self.recordings_dir})")
         self.vcam_label = QLabel("Virtual camera: off")
         self.record_label = QLabel("")
         # A red badge, not grey status text: nobody should record a call without seeing it.
@@ -69,6 +73,7 @@ class Outputs(QObject):
         self.fps_combo.currentIndexChanged.connect(self._format_changed)
         self.framing_combo.currentIndexChanged.connect(self._format_changed)
         self.record_action.toggled.connect(self._record_toggled)
+        self.folder_action.triggered.connect(self._choose_folder)
         pipeline.set_framing(self.framing_settings())
         pipeline.output_failed.connect(self._output_failed)
 
@@ -155,6 +160,16 @@ class Outputs(QObject):
             self._finish_recording(output, failed=text)
 
     # -- recording ----------------------------------------------------------------------------------------------
+    def _choose_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(None, "Folder for recordings", str(self.recordings_dir))
+        if not folder:  # cancelled
+            return
+        self.recordings_dir = Path(folder)
+        self.settings.recordings = folder
+        self.folder_action.setToolTip(f"Where recordings go (now {folder})")
+        self.settings_changed.emit()
+        self.status.emit(f"Recordings go to {folder}", 6000)
+
     def _record_toggled(self, on: bool) -> None:
         if on:
             self._start_recording()
