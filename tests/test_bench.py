@@ -151,3 +151,12 @@ def test_bench_on_a_text_file_names_it(tmp_path, capsys):
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "notes.mp4" in err and len(err.strip().splitlines()) == 1
+
+
+def test_with_framing_the_call_s_picture_is_made_and_timed_as_its_own_stage(generated_driver, mona_avatar):
+    settings = bench.BenchSettings(generated_driver, size=64, frames=8, warmup=2, paced_fps=None, framing="follow")
+    result = bench.run_bench(mona_avatar, settings)
+    doc = bench.to_json(result)
+    assert doc["run"]["framing"] == "follow"
+    assert "framing" in result.report.stages and result.report.frames == 8
+    assert not bench.schema_errors(doc)

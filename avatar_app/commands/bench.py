@@ -24,6 +24,9 @@ def register(subparsers) -> None:
     p.add_argument("--backend", default="mesh", help="renderer: mesh (default) or neural (the shipped model, or --model DIR)")
     add_model_options(p)
     p.add_argument("--size", type=int, default=512, help="longer side of the output in pixels (default 512)")
+    p.add_argument("--framing", default="none", choices=["none", "follow", "fill", "fit"],
+                   help="also make the call's 1280x720 picture as the window does for the virtual camera "
+                        "(default none: the avatar image only)")
     p.add_argument("--frames", type=int, default=300, help="frames to measure (default 300)")
     p.add_argument("--warmup", type=int, default=30, help="frames run first and not measured (default 30)")
     pace = p.add_mutually_exclusive_group()
@@ -54,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     settings = bench.BenchSettings(
         driver=args.driver, size=args.size, backend=args.backend, model=args.model, runtime=args.runtime,
         provider=args.provider, trust_code=args.trust_model, frames=args.frames, warmup=args.warmup,
-        paced_fps=None if args.unpaced else args.paced,
+        paced_fps=None if args.unpaced else args.paced, framing=None if args.framing == "none" else args.framing,
     )
     avatar = load_avatar(args)
     result = bench.run_bench(avatar, settings, on_start=lambda: print(

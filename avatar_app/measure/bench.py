@@ -29,7 +29,9 @@ from avatar_app.pipeline.frame import now
 from avatar_app.measure.profiler import LatencyReport, Profiler, ProfilerSettings
 from avatar_app.pipeline.render.base import RenderSettings
 from avatar_app.pipeline.runner import Runner, RunnerSettings
+from avatar_app.pipeline.framing import Framer, FramingSettings
 from avatar_app.pipeline.sources import FrameSource, SourceSettings, open_source
+from avatar_app.pipeline.stages import StageLoop, TrackerStage
 
 FORMAT = "avatar_app.bench"
 VERSION = 2  # 2: result.cpu, the CPU budget
@@ -56,6 +58,9 @@ class BenchSettings:
     slot_size: int = 1
     start_s: float = 120.0
     stall_s: float = 20.0
+    # The call's picture as the window makes it for the virtual camera (pipeline/framing.py), or None: none
+    framing: str | None = None
+    call_size: tuple[int, int] = (1280, 720)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "driver", Path(self.driver))
@@ -216,7 +221,9 @@ def run_bench(avatar: Avatar, settings: BenchSettings, animator: Animator | None
     logs = _LogCollector()
     runner_log = logging.getLogger("avatar_app.pipeline.runner")
     runner_log.addHandler(logs)
-    runner = Runner(source, animator, [NullSink()], runner_settings, on_problem=problems.append, observer=profiler)
+    stages = StageLoop(animator, TrackerStage(runner_settings.tracker), framing=None if settings.framing is None
+                       else Framer(FramingSettings(*settings.call_size, mode=settings.framing)))
+    runner = Runner(source, stages, [NullSink()], runner_settings, on_problem=problems.append, observer=profiler)
     failure = None
     try:
         runner.start()
@@ -318,6 +325,7 @@ REPORT_SCHEMA = {
                 "output_size": {"type": "array", "items": {"type": "integer"}, "minItems": 2, "maxItems": 2},
                 "mode": {"enum": ["paced", "unpaced"]},
                 "paced_fps": {"type": ["number", "null"]},
+                "framing": {"type": ["string", "null"]},  # the call's picture made (follow, fill, fit) or null
                 "frames": {"type": "integer"},  # asked for
                 "warmup": {"type": "integer"},
                 "drop_stale": {"type": "boolean"},
@@ -377,6 +385,7 @@ def to_json(result: BenchResult) -> dict:
             "output_size": list(result.output_size),
             "mode": s.mode,
             "paced_fps": s.paced_fps,
+            "framing": s.framing,
             "frames": s.frames,
             "warmup": s.warmup,
             **result.runner,

@@ -60,13 +60,19 @@ def fit_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def cut(image: np.ndarray, crop: tuple[float, float, float], size: tuple[int, int]) -> np.ndarray:
-    """The crop (centre x, centre y, height; the call's aspect) of ``image``, resized to ``size``."""
+    """The crop (centre x, centre y, height; the call's aspect) of ``image``, resized to ``size``.
+
+    The crop's centre is placed to the sub-pixel (a gliding camera does not step) and its side to the pixel;
+    cut first and then resized, which is about four times cheaper than one affine warp to the call's size.
+    """
     w, h = size
     cx, cy, ch = crop
-    scale = h / ch
-    m = np.array([[scale, 0.0, w / 2 - scale * cx], [0.0, scale, h / 2 - scale * cy]])
-    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    return cv2.warpAffine(image, m, (w, h), flags=interpolation, borderMode=cv2.BORDER_REPLICATE)
+    ih, iw = image.shape[:2]
+    crop_h = max(2, min(ih, int(round(ch))))
+    crop_w = max(2, min(iw, int(round(crop_h * w / h))))
+    patch = cv2.getRectSubPix(image, (crop_w, crop_h), (float(cx) - 0.5, float(cy) - 0.5))
+    interpolation = cv2.INTER_AREA if crop_h > h else cv2.INTER_LINEAR
+    return cv2.resize(patch, (w, h), interpolation=interpolation)
 
 
 def fitting_crop(image_size: tuple[int, int], aspect: float, cx: float, cy: float, ch: float
