@@ -3,6 +3,7 @@ asked before anything of the window is imported (this module imports no Qt itsel
 
 from __future__ import annotations
 
+import ctypes.util
 import os
 import re
 import subprocess
@@ -73,7 +74,9 @@ def _why_not(stderr: str, returncode: int) -> tuple[str, str]:
     no_display = (sys.platform == "linux" and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY")
                   and os.environ.get("QT_QPA_PLATFORM", "") in ("", "xcb"))
     display_fix = "run it in a desktop session (QT_QPA_PLATFORM=offscreen only for tests)"
-    if "xcb-cursor0" in stderr:
+    # Qt names libxcb-cursor0 whenever its xcb plug-in fails, even when the library is there and only the
+    # display is missing: blame the library only when it really cannot be found.
+    if "xcb-cursor0" in stderr and ctypes.util.find_library("xcb-cursor") is None:
         found = "Qt's xcb plug-in needs libxcb-cursor0, which is missing"
         fix = "sudo apt install libxcb-cursor0 (Fedora: xcb-util-cursor)"
         if no_display:

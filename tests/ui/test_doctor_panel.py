@@ -108,11 +108,15 @@ Available platform plugins are: minimal, offscreen, xcb, wayland.
 """
 
 
-@pytest.mark.parametrize("display, words", [
-    (":0", ["libxcb-cursor0, which is missing", "sudo apt install libxcb-cursor0"]),
-    (None, ["libxcb-cursor0", "no display (DISPLAY is not set)", "desktop session"]),
+@pytest.mark.parametrize("display, installed, words", [
+    (":0", False, ["libxcb-cursor0, which is missing", "sudo apt install libxcb-cursor0"]),
+    (None, False, ["libxcb-cursor0", "no display (DISPLAY is not set)", "desktop session"]),
+    # Qt names the library whenever xcb fails; with it installed, the missing display is the whole story
+    (None, True, ["no display to open a window on (DISPLAY is not set)", "desktop session"]),
 ])
-def test_qts_xcb_complaint_becomes_what_to_install(monkeypatch, display, words):
+def test_qts_xcb_complaint_becomes_what_to_install(monkeypatch, display, installed, words):
+    monkeypatch.setattr(qt.ctypes.util, "find_library",
+                        lambda name: "libxcb-cursor.so.0" if installed and name == "xcb-cursor" else None)
     monkeypatch.setattr(qt.sys, "platform", "linux")
     monkeypatch.delenv("QT_QPA_PLATFORM", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
@@ -123,6 +127,7 @@ def test_qts_xcb_complaint_becomes_what_to_install(monkeypatch, display, words):
     found, fix = qt._why_not(XCB_CURSOR, -6)
     for word in words:
         assert word in f"{found} - {fix}"
+    assert installed != ("libxcb-cursor0" in found)
 
 
 def test_no_display_and_other_broken_plugins(monkeypatch):
