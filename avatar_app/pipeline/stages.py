@@ -120,7 +120,7 @@ class StageLoop:
                 self._animator = animator
 
     def calibrate(self) -> None:
-        """The next driver pose with a face becomes the reference."""
+        """Take the reference pose again: the next face (or, with guided calibration, the next steady look)."""
         self.animator.calibrate()
 
     def open(self) -> None:
