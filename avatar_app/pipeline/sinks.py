@@ -313,3 +313,73 @@ def _playable_frames(path: Path | None) -> int:
     except (av.FFmpegError, OSError):
         pass  # a cut-off tail: the frames before it still count
     return count
+
+
+AUDIO_RATE = 48000
+
+
+def decode_audio(path: str | os.PathLike, rate: int = AUDIO_RATE) -> np.ndarray | None:
+    """The first audio track of a file as float32 (channels x samples) at ``rate``; None when it has none."""
+    with av.open(str(path)) as container:
+        if not container.streams.audio:
+            return None
+        stream = container.streams.audio[0]
+        layout = "mono" if stream.codec_context.channels == 1 else "stereo"
+        resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
+        chunks = []
+        for frame in container.decode(stream):
+            for out in resampler.resample(frame):
+                chunks.append(out.to_ndarray())
+        for out in resampler.resample(None):
+            chunks.append(out.to_ndarray())
+    if not chunks:
+        return None
+    return np.concatenate(chunks, axis=1).astype(np.float32)
+
+
+def audio_for_frames(audio: np.ndarray, media_times: list[float | None], fps: float,
+                     rate: int = AUDIO_RATE) -> np.ndarray:
+    """A sound track for a video whose k-th frame showed the driver at ``media_times[k]`` (None: silence): each
+    frame's 1/fps of sound is the driver's from that moment, so lips and voice stay together whatever the
+    pipeline's delay, drops, repeats or loops of the driver were."""
+    channels, total = audio.shape
+    out = np.zeros((channels, round(len(media_times) * rate / fps)), np.float32)
+    for k, t in enumerate(media_times):
+        start, end = round(k * rate / fps), round((k + 1) * rate / fps)
+        if t is None:
+            continue
+        s = round(t * rate)
+        piece = audio[:, max(0, s):max(0, s) + end - start]
+        out[:, start:start + piece.shape[1]] = piece
+    return out
+
+
+def add_sound(video: str | os.PathLike, sound: np.ndarray, rate: int = AUDIO_RATE) -> None:
+    """Put ``sound`` (channels x samples, float) beside the video track of ``video`` as AAC, replacing the file
+    atomically (the video is copied, not re-encoded)."""
+    video = Path(video)
+    tmp = temp_path_beside(video)
+    try:
+        with av.open(str(video)) as src, av.open(str(tmp), "w", format=_FORMATS[video.suffix.lower()]) as out:
+            v_in = src.streams.video[0]
+            v_out = out.add_stream_from_template(v_in)
+            layout = "mono" if sound.shape[0] == 1 else "stereo"
+            a_out = out.add_stream("aac", rate=rate)
+            a_out.codec_context.layout = layout
+            for packet in src.demux(v_in):
+                if packet.dts is None:
+                    continue
+                packet.stream = v_out
+                out.mux(packet)
+            step = 1024
+            for i in range(0, sound.shape[1], step):
+                frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(sound[:, i:i + step]), format="fltp",
+                                                   layout=layout)
+                frame.sample_rate, frame.pts, frame.time_base = rate, i, Fraction(1, rate)
+                out.mux(a_out.encode(frame))
+            out.mux(a_out.encode(None))
+        os.replace(tmp, video)
+    except (av.FFmpegError, OSError) as err:
+        tmp.unlink(missing_ok=True)
+        raise OutputPathError(f"{video}: the sound could not be added ({describe_av_error(err)}) - the video "
+                              "is kept without it") from None

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from avatar_app.pipeline.frame import now
-from avatar_app.pipeline.sinks import VideoFileSink, check_output_path
+from avatar_app.pipeline.frame import Frame, now
+from avatar_app.pipeline.sinks import VideoFileSink, add_sound, audio_for_frames, check_output_path, decode_audio
 from avatar_app.pipeline.framing import fit_image
 
 
@@ -29,13 +29,19 @@ class Recording:
     The live pipeline delivers frames at whatever rate the machine manages, so frames are repeated or skipped
     to keep the file in real time (a minute recorded plays for a minute). The size is fixed when recording
     starts; a later avatar of another shape is fitted into it.
+
+    ``audio_from`` (the driver video): each written frame remembers the moment of the driver it shows, and
+    ``close()`` adds the driver's sound of those moments, so lips and voice stay together whatever the
+    pipeline's delay was (a camera's frames have no such moments: the file is silent).
     """
 
     name = "record"
     _MAX_REPEAT_S = 1.0  # after a longer stall (a source switch), the gap is not filled frame by frame
 
-    def __init__(self, path: Path, fps: float, size: tuple[int, int]):
+    def __init__(self, path: Path, fps: float, size: tuple[int, int], audio_from: Path | None = None):
         self.path = check_output_path(path)
+        self.audio_from = audio_from
+        self._moments: list[float | None] = []  # per written frame: the driver's media time it shows
         self.fps = float(fps)
         self.size = size
         self._sink = VideoFileSink(path, fps=fps, size=size, fragmented=True)
@@ -49,7 +55,11 @@ class Recording:
     def seconds(self) -> float:
         return self.frames_written / self.fps
 
-    def write(self, image_bgr: np.ndarray) -> None:
+    def process(self, frame: Frame) -> None:
+        """The sink stage: the call's picture, and the moment of the driver it shows."""
+        self.write(frame.call_image if frame.call_image is not None else frame.output, frame.t_media)
+
+    def write(self, image_bgr: np.ndarray, media_time: float | None = None) -> None:
         t = now()
         if self._t0 is None:
             self._t0 = t
@@ -63,7 +73,14 @@ class Recording:
         for _ in range(due):
             self._sink.write(image)
             self.frames_written += 1
+            self._moments.append(media_time)
 
     def close(self) -> None:
-        """Finish the file (raises an AvatarAppError if no frame ever arrived; nothing is left behind)."""
+        """Finish the file (raises an AvatarAppError if no frame ever arrived; nothing is left behind), then add
+        the driver's sound when there is one (a failure there keeps the silent video and says so)."""
         self._sink.close()
+        if self.audio_from is None or not any(m is not None for m in self._moments):
+            return
+        sound = decode_audio(self.audio_from)
+        if sound is not None:
+            add_sound(self.path, audio_for_frames(sound, self._moments, self.fps))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from pathlib import Path
 from typing import Callable
 
 from PySide6.QtCore import QObject, Signal
@@ -28,7 +29,7 @@ from avatar_app.pipeline.framing import Framer, FramingSettings
 from avatar_app.pipeline.render.base import RenderSettings
 from avatar_app.pipeline.retarget import RetargetSettings
 from avatar_app.pipeline.runner import Runner
-from avatar_app.pipeline.sources import SourceSettings, open_source
+from avatar_app.pipeline.sources import SourceSettings, open_source, probe_video
 from avatar_app.pipeline.stages import StageLoop
 
 log = logging.getLogger(__name__)
@@ -77,8 +78,8 @@ class OutputHub:
         failed = []
         with self._lock:
             for output in list(self._outputs):
-                try:
-                    output.write(image)
+                try:  # a recording takes the frame (it keeps the moment of the driver it shows)
+                    output.process(frame) if hasattr(output, "process") else output.write(image)
                 except Exception as err:  # that output is unplugged; the others, and the previews, go on
                     self._outputs.remove(output)
                     failed.append((output, err))
@@ -203,6 +204,18 @@ class LivePipeline(QObject):
         stages.animator.set_motion(self._motion)
         if self._smoothing is not None and hasattr(stages.tracker, "set_smoothing"):
             stages.tracker.set_smoothing(self._smoothing)
+
+    @property
+    def sound_source(self) -> Path | None:
+        """The running driver video when it has sound (recordings take it), else None (a camera, the demo)."""
+        runner = self.runner
+        path = getattr(runner.source, "path", None) if runner is not None else None
+        if path is None or not Path(path).is_file():
+            return None
+        try:
+            return Path(path) if probe_video(path).has_audio else None
+        except Exception:  # noqa: BLE001 - a file that cannot be probed records silently
+            return None
 
     @property
     def source_fps(self) -> float | None:
@@ -402,6 +415,4 @@ class LivePipeline(QObject):
 
 
 def _short(path: str) -> str:
-    from pathlib import Path
-
     return Path(path).name

@@ -111,3 +111,24 @@ def test_recordings_go_to_the_folder_chosen_and_it_is_remembered(qtbot, make_win
     assert not any((tmp_path / "recordings").glob("avatar-*.mp4"))
     window.close()
     assert make_window().outputs.recordings_dir == chosen
+
+
+def test_a_recording_from_a_driver_video_keeps_its_sound_in_step(qtbot, make_window, tmp_path):
+    from avatar_app.pipeline.sinks import AUDIO_RATE, decode_audio
+    from avatar_app.pipeline.sources import probe_video
+    from tests.test_recording_sound import _driver_with_sound
+
+    driver = _driver_with_sound(tmp_path / "talk.mp4")  # a second of silence, then a tone; looped
+    window = make_window(source=str(driver))
+    wait_for_avatar(qtbot, window)
+    wait_for_frames(qtbot, window, 3)
+    qtbot.keyClick(window, Qt.Key.Key_R)
+    qtbot.wait(2500)
+    qtbot.keyClick(window, Qt.Key.Key_R)
+    qtbot.waitUntil(lambda: any((tmp_path / "recordings").glob("avatar-*.mp4")), timeout=10000)
+    video = next((tmp_path / "recordings").glob("avatar-*.mp4"))
+    qtbot.waitUntil(lambda: probe_video(video).has_audio, timeout=10000)  # the sound is added as it finishes
+    info = probe_video(video)
+    sound = decode_audio(video)
+    assert abs(sound.shape[1] / AUDIO_RATE - info.duration) < 0.15
+    assert np.abs(sound).max() > 0.2  # the driver's tone came along (the driver loops: tone and silence)

@@ -188,7 +188,7 @@ class Outputs(QObject):
             return
         try:
             self.recordings_dir.mkdir(parents=True, exist_ok=True)
-            recording = Recording(recording_path(self.recordings_dir), fps, size)
+            recording = Recording(recording_path(self.recordings_dir), fps, size, self.pipeline.sound_source)
             recording.open()
         except (AvatarAppError, OSError) as err:
             uncheck_quietly(self.record_action)
