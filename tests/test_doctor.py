@@ -342,7 +342,7 @@ def test_a_recordings_folder_not_made_yet_is_measured_where_it_will_be(monkeypat
 
 
 def test_the_default_recordings_folder_follows_xdg_user_dirs(monkeypatch, tmp_path):
-    monkeypatch.setattr(checks, "_os_name", lambda system: "linux")
+    monkeypatch.setattr(checks, "os_name_of", lambda system: "linux")
     monkeypatch.setattr(checks.Path, "home", lambda: tmp_path)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     assert checks.default_recordings_dir() == tmp_path / "Videos" / "avatar_app"

@@ -9,13 +9,21 @@ import numpy as np
 import pytest
 
 from avatar_app.commands.cli import main
-from avatar_app.measure.evaluate import EvaluationSettings, driven_frames, nearest_source, read_crops
+from avatar_app.face.crop import crop
+from avatar_app.measure.evaluate import EvaluationSettings, driven_frames, nearest_source
+from avatar_app.pipeline.sources import SourceSettings, VideoFileSource
 from avatar_app.measure.scoring import StillDetector, load_face_embedder
 from avatar_app.measure.metrics import l1, psnr, ssim
 from avatar_app.pipeline.sinks import VideoFileSink
 from tests.conftest import PORTRAITS
 
 SIZE = 128
+
+
+def read_crops(path, box, size):
+    """Every frame of a video cut to the evaluation's box, decoded on their own (to check what evaluate scored)."""
+    with VideoFileSource(SourceSettings(str(path))) as source:
+        return [crop(frame.image, box, size) for frame in source]
 
 
 def _strict_json(path):

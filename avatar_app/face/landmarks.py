@@ -151,3 +151,15 @@ def to_dlib68(points: np.ndarray) -> np.ndarray:
     src = points.astype(np.float64)
     out = np.array([src[list(i)].mean(axis=0) if isinstance(i, tuple) else src[i] for i in DLIB68_FROM_MESH])
     return out.astype(points.dtype if points.dtype.kind == "f" else np.float64)
+
+
+def inter_ocular(points: np.ndarray) -> float:
+    """Distance between the eye centres of a 478-point (iris centres) or 68-point (eye means) face."""
+    p = np.asarray(points, np.float64)[:, :2]
+    if len(p) == N_POINTS:
+        left, right = p[IRIS_CENTER[0]], p[IRIS_CENTER[1]]
+    elif len(p) == 68:
+        left, right = p[dlib68_part("right_eye")].mean(axis=0), p[dlib68_part("left_eye")].mean(axis=0)
+    else:
+        raise ValueError(f"expected 478 or 68 landmarks, got {len(p)}")
+    return float(np.linalg.norm(left - right))

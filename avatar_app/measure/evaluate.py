@@ -105,11 +105,6 @@ _NO_PICTURE = np.zeros((0, 0, 3), np.uint8)
 
 
 # -- the crop: the face crop the app's neural model sees (face/crop.py), the same for every frame of a clip --
-def read_crops(path: Path, box: tuple[int, int, int], size: int) -> list[np.ndarray]:
-    with VideoFileSource(SourceSettings(str(path))) as source:
-        return [crop(frame.image, box, size) for frame in source]
-
-
 def driven_frames(n: int, first: int, count: int) -> list[int]:
     """Up to ``count`` frame indices spread evenly over [first, n), both ends included."""
     if n <= first:

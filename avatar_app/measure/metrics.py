@@ -9,7 +9,7 @@ import math
 import cv2
 import numpy as np
 
-from avatar_app.face import landmarks as L
+from avatar_app.face.landmarks import inter_ocular  # noqa: F401 - the scale every error is in, re-exported
 
 # SSIM constants of Wang, Bovik, Sheikh and Simoncelli (2004).
 _SSIM_WINDOW = 11
@@ -19,7 +19,6 @@ _SSIM_K2 = 0.03
 _DATA_RANGE = 255.0
 
 # Iris centres of the 478-point mesh, eye contours of the 68-point iBUG layout (0-based).
-_EYES_68 = (L.dlib68_part("right_eye"), L.dlib68_part("left_eye"))
 
 
 def _check_pair(a: np.ndarray, b: np.ndarray) -> None:
@@ -77,18 +76,6 @@ def l1(a: np.ndarray, b: np.ndarray) -> float:
     """Mean absolute difference over all pixels and channels, as a fraction of 255."""
     _check_pair(a, b)
     return float(np.mean(np.abs(a.astype(np.float64) - b.astype(np.float64))) / _DATA_RANGE)
-
-
-def inter_ocular(points: np.ndarray) -> float:
-    """Distance between the eye centres of a 478-point (iris centres) or 68-point (eye means) face."""
-    p = np.asarray(points, np.float64)[:, :2]
-    if len(p) == L.N_POINTS:
-        left, right = p[L.IRIS_CENTER[0]], p[L.IRIS_CENTER[1]]
-    elif len(p) == 68:
-        left, right = p[_EYES_68[0]].mean(axis=0), p[_EYES_68[1]].mean(axis=0)
-    else:
-        raise ValueError(f"expected 478 or 68 landmarks, got {len(p)}")
-    return float(np.linalg.norm(left - right))
 
 
 def landmark_error(pred: np.ndarray, ref: np.ndarray) -> float:

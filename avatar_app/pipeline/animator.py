@@ -49,7 +49,6 @@ class Animator:
         self._calibrate_next = threading.Event()  # set from any thread (the window's C key)
         self.guided = guided
         self._hold = SteadyHold(calibration)
-        self._holding = False  # a guided calibration is counting down (tracker thread only)
         self.calibration_left: float | None = None
         self._closed = False
 
@@ -86,14 +85,12 @@ class Animator:
         return self.easing(self.retargeter(driver), t)
 
     def _guide(self, driver: np.ndarray | None, t: float) -> None:
-        if not self._holding:  # a new request (or the first): count from the full time
+        if self.calibration_left is None:  # a new request (or the first): count from the full time
             self._hold.reset()
-            self._holding = True
         left = self._hold(driver, t)
         if left <= 0.0 and driver is not None:
             self.retargeter.calibrate(driver)
             self._calibrate_next.clear()
-            self._holding = False
             self.calibration_left = None
         else:
             self.calibration_left = left

@@ -57,7 +57,7 @@ class SteadyHold:
             self.reset()
             return s.hold_s
         p = np.asarray(driver, np.float64)[:, :2]
-        iod = float(np.linalg.norm(p[L.IRIS_CENTER[1]] - p[L.IRIS_CENTER[0]])) + 1e-9
+        iod = L.inter_ocular(p) + 1e-9
         centre = p[L.RIGID].mean(0)
         lips = float(np.linalg.norm(p[L.LIP_INNER_LOWER[5]] - p[L.LIP_INNER_UPPER[5]])) / iod  # mid-lip gap
         moving = False

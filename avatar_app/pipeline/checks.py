@@ -30,7 +30,7 @@ from avatar_app.pipeline.virtual_camera import (
     VirtualCameraError,
     VirtualCameraSettings,
     VirtualCameraSink,
-    _os_name,  # one reading of platform.system() for the set-up steps and for these checks
+    os_name_of,  # one reading of platform.system() for the set-up steps and for these checks
     setup_instructions,
 )
 
@@ -233,13 +233,13 @@ def check_virtual_camera(needed: bool = False, in_use: str | None = None, system
 
 
 def _camera_label(system: str | None) -> str:
-    return CARD_LABEL if _os_name(system) == "linux" else "OBS Virtual Camera"
+    return CARD_LABEL if os_name_of(system) == "linux" else "OBS Virtual Camera"
 
 
 def _no_virtual_camera(system: str | None, reason: str) -> tuple[str, str]:
     """What is missing and what to do, from the set-up steps for this OS."""
     steps = setup_instructions(system)
-    if _os_name(system) != "linux":
+    if os_name_of(system) != "linux":
         first = next((line[3:] for line in steps.splitlines() if line.startswith("1. ")), steps.splitlines()[0])
         return f"no virtual camera ({reason})", first
     install = next((line.strip() for line in steps.splitlines() if "apt install" in line), "")
@@ -422,10 +422,10 @@ def check_selfie_segmentation() -> Check:
         return Check(name, False, False, "MediaPipe is not installed", "pip install -e .")
     if not hasattr(solutions, "selfie_segmentation"):
         return Check(name, False, False, f"not in MediaPipe {_mediapipe_version()}", MEDIAPIPE_FIX)
-    from avatar_app.pipeline.tracker import _quiet_native_logs  # the tracker's own silencer for MediaPipe's logs
+    from avatar_app.pipeline.tracker import quiet_native_logs  # the tracker's own silencer for MediaPipe's logs
 
     try:
-        with _quiet_native_logs():
+        with quiet_native_logs():
             segmenter = solutions.selfie_segmentation.SelfieSegmentation(model_selection=0)
             try:
                 result = segmenter.process(np.full((144, 256, 3), 128, np.uint8))
@@ -477,9 +477,9 @@ def default_recordings_dir() -> Path:
     """Where the window records to: the user's Videos folder (Movies on macOS), then avatar_app; the same place
     Qt's MoviesLocation gives the window, worked out without Qt."""
     home = Path.home()
-    if _os_name(None) == "macos":
+    if os_name_of(None) == "macos":
         return home / "Movies" / "avatar_app"
-    if _os_name(None) == "linux":
+    if os_name_of(None) == "linux":
         return _xdg_videos_dir(home) / "avatar_app"
     return home / "Videos" / "avatar_app"
 

@@ -64,6 +64,11 @@ class Frame:
     call_image: np.ndarray | None = field(default=None, repr=False)
 
     @property
+    def picture(self) -> np.ndarray | None:
+        """What the call gets: the framed picture when a framing stage made one, else the avatar image."""
+        return self.call_image if self.call_image is not None else self.output
+
+    @property
     def time(self) -> float:
         """The frame's time for smoothing and easing: media time for files, capture time for cameras."""
         return self.t_media if self.t_media is not None else self.t_capture

@@ -112,19 +112,18 @@ class Framer:
         if s.mode == "fit":
             return fit_image(image, s.size)
         ih, iw = image.shape[:2]
-        if portrait_size is None:
-            return cut(image, fitting_crop((iw, ih), s.width / s.height, iw / 2, ih / 2, ih), s.size)
-        if s.mode == "fill":
-            face = rest if rest is not None else target
-            if face is None:
-                return cut(image, fitting_crop((iw, ih), s.width / s.height, iw / 2, ih / 2, ih), s.size)
-            k = iw / portrait_size[0]
-            cx, cy = (face[:, :2].min(axis=0) + face[:, :2].max(axis=0)) / 2 * k
-            return cut(image, fitting_crop((iw, ih), s.width / s.height, cx, cy, ih), s.size)
-        if target is None:  # no pose: the camera holds still where it was
-            crop = self._last or fitting_crop((iw, ih), s.width / s.height, iw / 2, ih / 2, ih)
-            return cut(image, crop, s.size)
-        return cut(image, self.follow(target, portrait_size, (iw, ih), t), s.size)
+        aspect = s.width / s.height
+        face = rest if rest is not None else target
+        if s.mode == "follow" and target is not None and portrait_size is not None:
+            crop = self.follow(target, portrait_size, (iw, ih), t)
+        elif s.mode == "follow" and self._last is not None:  # no pose: the camera holds still where it was
+            crop = self._last
+        elif s.mode == "fill" and face is not None and portrait_size is not None:  # the largest crop, on the face
+            cx, cy = (face[:, :2].min(axis=0) + face[:, :2].max(axis=0)) / 2 * (iw / portrait_size[0])
+            crop = fitting_crop((iw, ih), aspect, cx, cy, ih)
+        else:  # nothing to place it by: the middle
+            crop = fitting_crop((iw, ih), aspect, iw / 2, ih / 2, ih)
+        return cut(image, crop, s.size)
 
     def follow(self, target: np.ndarray, portrait_size: tuple[int, int], image_size: tuple[int, int],
                t: float) -> tuple[float, float, float]:

@@ -53,7 +53,7 @@ def eye_opening(points: np.ndarray) -> float:
 
 
 def _inter_ocular(points: np.ndarray) -> float:
-    return max(float(np.linalg.norm(points[L.IRIS_CENTER[1], :2] - points[L.IRIS_CENTER[0], :2])), 1e-6)
+    return max(L.inter_ocular(points), 1e-6)
 
 
 def mouth_width(points: np.ndarray) -> float:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Iterator
 
 # Builds of MediaPipe that log through glog honour these; 0.10.21 logs through absl and ignores them,
-# which is why the native graph is also started under _quiet_native_logs() below.
+# which is why the native graph is also started under quiet_native_logs() below.
 os.environ.setdefault("GLOG_minloglevel", "2")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -102,8 +102,7 @@ class FaceLandmarks:
 
     def inter_ocular(self) -> float:
         """Distance between the iris centres in pixels: the face's scale, steady under mouth motion."""
-        left, right = (self.points[i, :2] for i in L.IRIS_CENTER)  # the subject's right eye first (image left)
-        return float(np.linalg.norm(left - right))
+        return L.inter_ocular(self.points)
 
     def scaled(self, factor: float) -> FaceLandmarks:
         """A copy for the same image resized by ``factor`` (z scales with x, so all three columns scale)."""
@@ -132,7 +131,7 @@ def _flush_stderr() -> None:
 
 
 @contextlib.contextmanager
-def _quiet_native_logs() -> Iterator[None]:
+def quiet_native_logs() -> Iterator[None]:
     """Send the process's stderr (fd 2) to /dev/null while MediaPipe's native graph starts.
 
     Starting a graph and its first frames print TFLite and absl lines to fd 2, out of reach of Python's
@@ -162,7 +161,7 @@ class _Mesh:
     """
 
     def __init__(self, *, static: bool, max_faces: int, detection: float, tracking: float) -> None:
-        with _quiet_native_logs():
+        with quiet_native_logs():
             self._mesh = mp_face_mesh.FaceMesh(
                 static_image_mode=static,
                 max_num_faces=max_faces,
@@ -181,7 +180,7 @@ class _Mesh:
         if self._seen_face:
             result = self._mesh.process(rgb)
         else:
-            with _quiet_native_logs():
+            with quiet_native_logs():
                 result = self._mesh.process(rgb)
             self._seen_face = bool(result.multi_face_landmarks)
         scale = np.array([w, h, w], dtype=np.float32)

@@ -51,7 +51,7 @@ class VirtualCameraError(DeviceError):
         self.reason = reason
 
 
-def _os_name(system: str | None) -> str:
+def os_name_of(system: str | None) -> str:
     system = (system or platform.system()).lower()
     if system.startswith("win"):
         return "windows"
@@ -63,7 +63,7 @@ def _os_name(system: str | None) -> str:
 def setup_instructions(system: str | None = None) -> str:
     """What to do, step by step, so that a virtual camera exists on this OS (or on ``system``). Commands stand
     on their own lines, indented by four spaces, so they can be copied whole."""
-    os_name = _os_name(system)
+    os_name = os_name_of(system)
     if os_name == "windows":
         return (
             "Windows needs a virtual camera driver, installed once:\n"
@@ -106,7 +106,7 @@ def setup_instructions(system: str | None = None) -> str:
 
 
 def _one_line_fix(system: str | None = None) -> str:
-    os_name = _os_name(system)
+    os_name = os_name_of(system)
     if os_name == "windows":
         return "install OBS Studio and start its virtual camera once (or install Unity Capture), then try again"
     if os_name == "macos":
@@ -183,7 +183,7 @@ class VirtualCameraSink:
 
     def process(self, frame: Frame) -> None:
         """The sink stage: the call's picture goes out (the avatar image, fitted, without a framing stage)."""
-        self.write(frame.call_image if frame.call_image is not None else frame.output)
+        self.write(frame.picture)
 
     def write(self, image_bgr: np.ndarray) -> None:
         if self._camera is None:

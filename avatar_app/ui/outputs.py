@@ -57,7 +57,7 @@ class Recording:
 
     def process(self, frame: Frame) -> None:
         """The sink stage: the call's picture, and the moment of the driver it shows."""
-        self.write(frame.call_image if frame.call_image is not None else frame.output, frame.t_media)
+        self.write(frame.picture, frame.t_media)
 
     def write(self, image_bgr: np.ndarray, media_time: float | None = None) -> None:
         t = now()

@@ -74,12 +74,11 @@ class OutputHub:
 
     def process(self, frame: Frame) -> None:
         """The sink stage: every plugged-in output gets the call's picture (the framed avatar)."""
-        image = frame.call_image if frame.call_image is not None else frame.output
         failed = []
         with self._lock:
             for output in list(self._outputs):
-                try:  # a recording takes the frame (it keeps the moment of the driver it shows)
-                    output.process(frame) if hasattr(output, "process") else output.write(image)
+                try:  # every output is a sink stage: it takes the frame (a recording keeps its driver moment)
+                    output.process(frame)
                 except Exception as err:  # that output is unplugged; the others, and the previews, go on
                     self._outputs.remove(output)
                     failed.append((output, err))
@@ -202,7 +201,7 @@ class LivePipeline(QObject):
 
     def _apply_motion(self, stages: StageLoop) -> None:
         stages.animator.set_motion(self._motion)
-        if self._smoothing is not None and hasattr(stages.tracker, "set_smoothing"):
+        if self._smoothing is not None:
             stages.tracker.set_smoothing(self._smoothing)
 
     @property

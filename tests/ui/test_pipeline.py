@@ -15,6 +15,9 @@ class ListOutput:
     def __init__(self, fail=False):
         self.images, self.fail = [], fail
 
+    def process(self, frame):
+        self.write(frame.picture)
+
     def write(self, image):
         if self.fail:
             raise OSError("device went away")
@@ -41,7 +44,7 @@ def test_remove_waits_for_a_write_in_progress():
     entered, release = threading.Event(), threading.Event()
 
     class Slow:
-        def write(self, image):
+        def process(self, frame):
             entered.set()
             release.wait(2)
 

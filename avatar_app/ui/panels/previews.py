@@ -103,7 +103,7 @@ class Previews(QWidget):
         else:
             banner = None
         self.camera_view.set_banner(banner)
-        self.avatar_view.set_image(frame.call_image if frame.call_image is not None else frame.output)
+        self.avatar_view.set_image(frame.picture)
         if self._was_calibrating and not calibrating and frame.face_found:
             self.status.emit("Calibrated: your pose now is the portrait's own pose (C to take it again)", 6000)
         self._was_calibrating = calibrating
