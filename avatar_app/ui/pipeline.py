@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import shiboken6
 from PySide6.QtCore import QObject, Signal
 
 from avatar_app.errors import first_line
@@ -392,6 +393,8 @@ class LivePipeline(QObject):
             pending, self._signal_pending = self._signal_pending, True
         if not pending:
             self._emit(self.frame_ready)
+        elif not shiboken6.isValid(self):  # destroyed with a frame still untaken: no emit will ever fail
+            self._orphaned()
 
     def _on_problem(self, message: str) -> None:
         self.last_problem = message
@@ -406,11 +409,15 @@ class LivePipeline(QObject):
         try:
             signal.emit(*args)
         except RuntimeError:  # "Signal source has been deleted"
-            with self._lock:
-                self._generation += 1
-                runner, self._runner = self._runner, None
-            if runner is not None:  # stop() joins the runner's threads, so not on one of them
-                threading.Thread(target=runner.stop, name="avatar-ui-orphan-stop", daemon=True).start()
+            self._orphaned()
+
+    def _orphaned(self) -> None:
+        """The window is gone without having closed this pipeline: stop the runner from a thread of its own."""
+        with self._lock:
+            self._generation += 1
+            runner, self._runner = self._runner, None
+        if runner is not None:  # stop() joins the runner's threads, so not on one of them
+            threading.Thread(target=runner.stop, name="avatar-ui-orphan-stop", daemon=True).start()
 
 
 def _short(path: str) -> str:
