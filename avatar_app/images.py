@@ -110,3 +110,19 @@ def save_image_atomic(path: str | os.PathLike, image_bgr: np.ndarray) -> None:
         raise OutputPathError(
             f"{path}: cannot write ({err.strerror or first_line(err)}) - choose a folder you can write to"
         ) from None
+
+
+def fit_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``image`` scaled to fit inside ``size`` (w, h), aspect kept, centred on black."""
+    w, h = size
+    ih, iw = image.shape[:2]
+    if (iw, ih) == (w, h):
+        return np.ascontiguousarray(image)
+    scale = min(w / iw, h / ih)
+    nw, nh = max(1, min(w, int(round(iw * scale)))), max(1, min(h, int(round(ih * scale))))
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    resized = cv2.resize(image, (nw, nh), interpolation=interpolation)
+    out = np.zeros((h, w, 3), np.uint8)
+    x, y = (w - nw) // 2, (h - nh) // 2
+    out[y:y + nh, x:x + nw] = resized
+    return out

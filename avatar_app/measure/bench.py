@@ -29,7 +29,8 @@ from avatar_app.pipeline.frame import now
 from avatar_app.measure.profiler import LatencyReport, Profiler, ProfilerSettings
 from avatar_app.pipeline.render.base import RenderSettings
 from avatar_app.pipeline.runner import Runner, RunnerSettings
-from avatar_app.pipeline.framing import Framer, FramingSettings
+from avatar_app.call.framing import FramingSettings
+from avatar_app.call.picture import CallPicture, CallSettings
 from avatar_app.pipeline.sources import FrameSource, SourceSettings, open_source
 from avatar_app.pipeline.stages import StageLoop, TrackerStage
 
@@ -58,7 +59,7 @@ class BenchSettings:
     slot_size: int = 1
     start_s: float = 120.0
     stall_s: float = 20.0
-    # The call's picture as the window makes it for the virtual camera (pipeline/framing.py), or None: none
+    # The call's picture as the window makes it for the virtual camera (avatar_app/call/), or None: none
     framing: str | None = None
     call_size: tuple[int, int] = (1280, 720)
 
@@ -221,8 +222,11 @@ def run_bench(avatar: Avatar, settings: BenchSettings, animator: Animator | None
     logs = _LogCollector()
     runner_log = logging.getLogger("avatar_app.pipeline.runner")
     runner_log.addHandler(logs)
-    stages = StageLoop(animator, TrackerStage(runner_settings.tracker), framing=None if settings.framing is None
-                       else Framer(FramingSettings(*settings.call_size, mode=settings.framing)))
+    call = None if settings.framing is None else CallPicture(CallSettings(FramingSettings(*settings.call_size,
+                                                                                        mode=settings.framing)))
+    stages = StageLoop(animator, TrackerStage(runner_settings.tracker), call=call)
+    if call is not None:
+        call.prepare(animator)  # the person cut out before the clock starts, as the window does
     runner = Runner(source, stages, [NullSink()], runner_settings, on_problem=problems.append, observer=profiler)
     failure = None
     try:

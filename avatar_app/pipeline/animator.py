@@ -105,6 +105,10 @@ class Animator:
     def render(self, target: np.ndarray) -> np.ndarray:
         return self.renderer.render(target)
 
+    def draw(self, target: np.ndarray):
+        """The renderer's Drawing of this target (the call's picture draws it at its own size)."""
+        return self.renderer.draw(target)
+
     def close(self) -> None:
         if not self._closed:
             self._closed = True

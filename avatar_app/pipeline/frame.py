@@ -16,6 +16,7 @@ import numpy as np
 if TYPE_CHECKING:
     from avatar_app.pipeline.animator import Animator
     from avatar_app.pipeline.avatar import Avatar
+    from avatar_app.pipeline.render.base import Drawing
 
 ENTER = "enter:"  # prefix of the stamp a stage writes when a frame enters it; the bare name is its exit
 CAPTURE = "capture"  # the capture thread's CPU stamps (around its read of the source) come under this name
@@ -58,14 +59,17 @@ class Frame:
     animator: Animator | None = field(default=None, repr=False)
     # retarget, while a guided calibration runs: seconds the driver must still hold still (None: calibrated)
     calibration_left: float | None = None
-    # renderer: the avatar image (H x W x 3 uint8 BGR)
+    # renderer: the avatar image at the working size (H x W x 3 uint8 BGR), made when no call stage runs
     output: np.ndarray | None = field(default=None, repr=False)
-    # framing: the picture the call gets (the virtual camera's size), which recordings and the window show too
+    # renderer, when a call stage runs: the map and overlays the call's picture is drawn from (render/base.py)
+    drawing: Drawing | None = field(default=None, repr=False)
+    # the call stage (avatar_app/call/): the picture the call gets (the virtual camera's size), which
+    # recordings and the window show too
     call_image: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def picture(self) -> np.ndarray | None:
-        """What the call gets: the framed picture when a framing stage made one, else the avatar image."""
+        """What the call gets: the call stage's picture when one made it, else the avatar image."""
         return self.call_image if self.call_image is not None else self.output
 
     @property

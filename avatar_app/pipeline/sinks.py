@@ -168,7 +168,7 @@ class VideoFileSink:
 
     def process(self, frame: Frame) -> None:
         """The sink stage: the frame's avatar image goes out."""
-        self.write(frame.output)
+        self.write(frame.picture)
 
     def write(self, image_bgr: np.ndarray) -> None:
         """Encode one frame; it must be exactly ``size`` (w, h), BGR uint8."""

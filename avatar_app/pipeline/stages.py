@@ -33,7 +33,7 @@ class Stage(Protocol):
 
 class Sink(Protocol):
     """Where finished frames go (a video file, a virtual camera, the window's outputs): ``process`` writes the
-    frame's ``output`` image."""
+    frame's ``picture``."""
 
     name: str
 
@@ -93,12 +93,12 @@ class StageLoop:
         sinks: list[Sink] | tuple[Sink, ...] = (),
         media_time: bool = False,
         timed: bool = False,
-        framing: Stage | None = None,
-        background: Stage | None = None,
+        call: Stage | None = None,
     ):
         self.media_time = media_time
-        self.framing = framing  # the call's picture (framing.py), made after the renderer for every sink
-        self.background = background  # what shows behind the avatar (background.py), before the framing
+        # The call's picture (avatar_app/call/), drawn from the renderer's drawing for every sink; without one
+        # the renderer draws its own image at the working size (frame.output).
+        self.call = call
         self.tracker = tracker or TrackerStage(media_time=media_time)
         self.sinks = list(sinks)
         self.timed = timed  # also stamp when a frame enters each stage, and the CPU clock (for the profiler)
@@ -148,23 +148,21 @@ class StageLoop:
         self._leave(frame, "retarget")
 
     def render(self, frame: Frame) -> None:
-        """Renderer stage: fills ``output`` with the image of the animation that made the target (with a
-        background stage, over that background; with a framing stage, also ``call_image``)."""
+        """Renderer stage: the animation that made the target draws it: with a call stage, as a drawing that
+        stage turns into ``call_image``; without one, as ``output`` at the working size."""
+        call = self.call  # read once: the window may swap it meanwhile
         self._enter(frame, "renderer")
         animator = frame.animator
-        frame.output = animator.render(frame.target)
+        if call is None:
+            frame.output = animator.render(frame.target)
+        else:
+            frame.drawing = animator.draw(frame.target)
         self._leave(frame, "renderer")
         self._retire_older_than(animator)
-        background = self.background  # read once, like the framing below
-        if background is not None:
-            self._enter(frame, "background")
-            background.process(frame)
-            self._leave(frame, "background")
-        framing = self.framing  # read once: the window may swap it meanwhile
-        if framing is not None:
-            self._enter(frame, "framing")
-            framing.process(frame)
-            self._leave(frame, "framing")
+        if call is not None:
+            self._enter(frame, "call")
+            call.process(frame)
+            self._leave(frame, "call")
 
     def deliver(self, frame: Frame, on_error: Callable[[Sink, Exception], None] | None = None) -> None:
         """Each sink takes the frame. A sink that raises is removed and handed to ``on_error`` (the others go

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from avatar_app.pipeline.frame import Frame
-from avatar_app.pipeline.framing import fit_image
+from avatar_app.images import fit_image
 from avatar_app.errors import DeviceError
 
 CARD_LABEL = "avatar_app"  # the name the Linux device shows in call apps, as the modprobe line below sets it

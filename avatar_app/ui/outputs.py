@@ -9,7 +9,7 @@ import numpy as np
 
 from avatar_app.pipeline.frame import Frame, now
 from avatar_app.pipeline.sinks import VideoFileSink, add_sound, audio_for_frames, check_output_path, decode_audio
-from avatar_app.pipeline.framing import fit_image
+from avatar_app.images import fit_image
 
 
 def recording_path(folder: Path) -> Path:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+import cv2
 import numpy as np
 
 from avatar_app.errors import AvatarAppError
@@ -60,8 +61,124 @@ class Renderer(Protocol):
     def render(self, target: np.ndarray) -> np.ndarray:
         """The avatar at these landmarks: H x W x 3 uint8 BGR. At the avatar's own landmarks, the portrait."""
 
+    def draw(self, target: np.ndarray) -> Drawing:
+        """The same as render(), before any pixel is drawn (the call's picture draws it at its own size). One call
+        per frame, in order (a renderer may carry state from frame to frame: the mouth's strength)."""
+
     def close(self) -> None:
         """Free what prepare() took."""
+
+
+class Overlay(Protocol):
+    """Something a renderer draws over the warped portrait (the inside of a mouth, a generated face), at whatever
+    resolution the picture is made: ``to_canvas`` (2 x 3) takes the renderer's working pixels to the canvas's."""
+
+    def draw(self, canvas: np.ndarray, to_canvas: np.ndarray) -> None: ...
+
+
+@dataclass
+class Drawing:
+    """What a renderer made of one target pose, before any pixel is drawn: where each pixel of its working
+    picture takes the portrait from, and what is drawn over that.
+
+    ``moved``: ((x0, y0, x1, y1), an (y1 - y0) x (x1 - x0) x 2 float32 map of portrait positions) in working
+    pixels, identity outside the box; None when nothing moves. The call's picture evaluates it once at the
+    call's size, straight from the full-resolution portrait (avatar_app/call/); ``compose()`` at working size."""
+
+    size: tuple[int, int]  # (w, h) of the working picture
+    moved: tuple[tuple[int, int, int, int], np.ndarray] | None
+    overlays: list = field(default_factory=list)
+    reach: np.ndarray | None = None  # the displacement over the whole picture, when the renderer has it at hand
+    far: float | None = None  # the longest displacement (working px), when the renderer knows it
+
+    @property
+    def farthest(self) -> float:
+        """How far (working px) the map moves any pixel at most."""
+        if self.far is None:
+            self.far = 0.0 if self.moved is None else float(np.abs(self.displacement()).max())
+        return self.far
+
+    def full_map(self) -> np.ndarray:
+        """The absolute map over the whole working picture (h x w x 2 float32): portrait position per pixel."""
+        out = _pixel_grid(self.size).copy()
+        if self.moved is not None:
+            (x0, y0, x1, y1), m = self.moved
+            out[y0:y1, x0:x1] = m
+        return out
+
+    def displacement(self) -> np.ndarray:
+        """The map less each pixel's own position (h x w x 2 float32): how far each pixel reaches."""
+        if self.reach is not None:
+            return self.reach
+        w, h = self.size
+        out = np.zeros((h, w, 2), np.float32)
+        if self.moved is not None:
+            (x0, y0, x1, y1), m = self.moved
+            out[y0:y1, x0:x1] = m - _pixel_grid(self.size)[y0:y1, x0:x1]
+        return out
+
+
+_grids: dict[tuple[int, int], np.ndarray] = {}
+
+
+def _pixel_grid(size: tuple[int, int]) -> np.ndarray:
+    """Each pixel's own position (h x w x 2 float32), kept per size (read-only)."""
+    grid = _grids.get(size)
+    if grid is None:
+        w, h = size
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+        grid = np.dstack([xx, yy])
+        grid.flags.writeable = False
+        _grids[size] = grid
+    return grid
+
+
+IDENTITY = np.array([[1, 0, 0], [0, 1, 0]], np.float32)
+
+
+def compose(image: np.ndarray, drawing: Drawing) -> np.ndarray:
+    """The drawing at working size: ``image`` (the portrait at working size) warped by its map, overlays on top."""
+    out = image.copy()
+    if drawing.moved is not None:
+        (x0, y0, x1, y1), m = drawing.moved
+        out[y0:y1, x0:x1] = cv2.remap(image, m, None, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    for overlay in drawing.overlays:
+        overlay.draw(out, IDENTITY)
+    return out
+
+
+def then(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """The 2 x 3 affine that applies ``first`` and then ``second``."""
+    a = np.vstack([first, [0, 0, 1]]).astype(np.float64)
+    b = np.vstack([second, [0, 0, 1]]).astype(np.float64)
+    return (b @ a)[:2].astype(np.float32)
+
+
+@dataclass
+class PatchOverlay:
+    """A picture (BGR uint8) and its opacity (float32 0..1, same size) placed by ``to_working`` (2 x 3: patch
+    pixels -> working pixels): the neural generator's face."""
+
+    image: np.ndarray
+    alpha: np.ndarray
+    to_working: np.ndarray
+
+    def draw(self, canvas: np.ndarray, to_canvas: np.ndarray) -> None:
+        a = then(self.to_working, to_canvas)
+        ph, pw = self.alpha.shape
+        corners = np.array([[0, 0], [pw, 0], [0, ph], [pw, ph]], np.float32) @ a[:, :2].T + a[:, 2]
+        h, w = canvas.shape[:2]
+        x0, y0 = np.maximum(np.floor(corners.min(0)).astype(int), 0)
+        x1, y1 = np.minimum(np.ceil(corners.max(0)).astype(int), [w, h])
+        if x1 <= x0 or y1 <= y0:
+            return
+        a = a.copy()
+        a[:, 2] -= (x0, y0)
+        size = (int(x1 - x0), int(y1 - y0))
+        placed = cv2.warpAffine(self.image, a, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        alpha = cv2.warpAffine(self.alpha, a, size, flags=cv2.INTER_LINEAR, borderValue=0)[..., None]
+        region = canvas[y0:y1, x0:x1].astype(np.float32)
+        canvas[y0:y1, x0:x1] = (region + alpha * (placed.astype(np.float32) - region) + 0.5).astype(np.uint8)
 
 
 BACKENDS = ("mesh", "neural")

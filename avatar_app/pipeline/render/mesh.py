@@ -1,14 +1,26 @@
-"""The mesh renderer: warps the whole portrait piecewise-affinely from its own landmarks to the target ones.
+"""The mesh renderer: warps the portrait piecewise-affinely from its own landmarks to the target ones.
 
-Per frame: the target mesh is built (the face exactly at the target landmarks, control rings from the head's
-2-D motion), rasterised into a backward displacement field (target pixel -> portrait pixel) and applied with
-one cv2.remap; an opened mouth gets its inside painted (mouth.py). No weights, a few milliseconds on a CPU.
+Per frame it works out a backward map (target pixel -> portrait pixel): over the face, the face mesh rasterised
+exactly at the target landmarks; everywhere else one smooth field, continuous with the face's outline by
+construction, so no seam can open where the face meets the hair (below). An opened mouth gets its inside
+painted (mouth.py). The map and the mouth are a Drawing: the call's picture evaluates it once at the call's
+size from the full-resolution portrait (avatar_app/call/); render() draws it at the working size. No weights.
+
+Outside the face, a pixel p takes the portrait from
+    p + w(p) * (H^-1(p) - p) + fade(rho) * r(b):
+H is the head's rigid 2-D motion (a similarity of the rigid landmarks), so hair and the skull move with it
+unstretched; w is 1 over the head and falls to 0 from the chin down to the shoulders (the body stays, the neck
+stretches between) and beyond the widest hair; b is where the ray from the face's centre through p meets the target outline, r(b) what
+the face mesh does there beyond that motion, interpolated along the outline edge exactly as the mesh
+interpolates it, and fade (1 at the outline, 0 at FADE_RADII outline radii out) lets it die out. At the outline
+the field equals the mesh, so the two join without a step; nothing is triangulated out there, so nothing folds.
+What lies behind the person does not move at all: the call's picture lays the warped person (its mask moved by
+the same map) over a still background.
 
 A turned head folds its own projection (the far side of the nose, the far cheek): those triangles face away
 from the camera. They are drawn first and the surface that faces the camera is drawn over them, far to near,
 as a painter's-algorithm renderer would, so what shows is the near surface and the face stays exactly where
-the target says. (An earlier design moved the points instead until nothing folded; on real clips that
-flattened every turn towards the portrait's own pose and pinned the head.)
+the target says.
 """
 
 from __future__ import annotations
@@ -18,15 +30,22 @@ import numba
 import numpy as np
 
 from avatar_app.face import landmarks as L
-from avatar_app.face.geometry import fit_similarity
-from avatar_app.face.mesh_layout import EYE, MOUTH, RING, SKIN, MeshLayout, signed_areas
-from avatar_app.pipeline.render.base import RenderSettings, output_size
-from avatar_app.pipeline.render.mouth import MouthPainter
+from avatar_app.face.geometry import Similarity, fit_similarity
+from avatar_app.face.mesh_layout import EYE, MOUTH, SKIN, MeshLayout, signed_areas
+from avatar_app.pipeline.render.base import Drawing, RenderSettings, compose, output_size
+from avatar_app.pipeline.render.mouth import MouthOverlay, MouthPainter
 
-# The coarse displacement field has at least this many cells across the face.
+# The fine displacement field (the face) has at least this many cells across the face.
 CELLS_ACROSS_FACE = 128
-# ... and the coarse one this many across the image's longer side.
-COARSE_CELLS = 64
+# The smooth field outside the face: one cell per this share of the face's size.
+OUTSIDE_CELLS_ACROSS_FACE = 16
+# How far the face's own motion beyond the head's reaches out (outline radii), and the head's share w: 1 down
+# to HEAD_TO below the chin, 0 from BODY_FROM (face heights) down.
+FADE_RADII = 0.6
+HEAD_TO, BODY_FROM = 0.1, 0.8
+# ... and, sideways and above, 1 out to HEAD_REACH outline radii from the face's centre (the widest hair), 0 from
+# HEAD_REACH + 1 on: the room around the head is behind the person and shows the still background anyway.
+HEAD_REACH = 2.0
 
 
 class MeshRenderer:
@@ -46,7 +65,6 @@ class MeshRenderer:
         mesh: MeshLayout = avatar.mesh
         self._tris = mesh.triangles
         self._src = mesh.points.astype(np.float64) * self._scale
-        self._follow = mesh.follow.astype(np.float64)
         self._n_face = len(avatar.landmarks)
         face_scale = np.ptp(self._src[L.FACE_OVAL], axis=0).max()
         groups = mesh.groups
@@ -62,57 +80,50 @@ class MeshRenderer:
         self._lid_mid = [(L.EYE_UPPER[e][4], L.EYE_LOWER[e][4]) for e in (0, 1)]
         self._own_gap = [max(float(np.linalg.norm(self._src[lo] - self._src[up])), 1e-3) for up, lo in self._lid_mid]
         self._disk_eye = np.array([0 if a == L.IRIS_CENTER[0] else 1 for a in mesh.anchor[self._anchored]], np.int64)
-        # Fine cells over the face and its first ring, coarse ones over the rest (which moves smoothly).
+        # Fine cells over the face, one smooth coarse field outside it.
         self._step = max(1, int(round(face_scale / CELLS_ACROSS_FACE)))
-        self._coarse_step = max(4 * self._step, int(round(max(w, h) / COARSE_CELLS)))
-        self._near_face = (groups != RING) | (self._tris < self._n_face).any(axis=1)
-        # Triangle groups for the drawing order (draw_order()).
-        self._ring_tris = np.flatnonzero(groups == RING)
+        self._coarse_step = max(2, int(round(face_scale / OUTSIDE_CELLS_ACROSS_FACE)))
+        # Triangle groups for the drawing order (draw_order()); the layout's control rings are not drawn.
         self._face_tris = np.flatnonzero((groups == SKIN) | (groups == EYE))
         self._mouth_tris = np.flatnonzero(groups == MOUTH)
+        self._drawn = np.concatenate([self._face_tris, self._mouth_tris])
         # Depth of each mesh point's landmark (an iris disk point has its iris centre's) for that ordering.
         self._depth_source = np.where(mesh.anchor >= 0, mesh.anchor, np.arange(len(self._src)))
         self._rigid_src = self._src[L.RIGID]
-        # Each ring point sits on the ray of one face-outline point (build_mesh makes the rings as radial copies
-        # of the outline, after the iris disks); it follows that point's motion, by its share.
-        n_oval = len(L.FACE_OVAL)
-        ring_start = self._n_face + len(self._anchored)
-        self._ring_points = np.arange(ring_start, ring_start + 3 * n_oval)
-        self._ring_share = self._follow[self._ring_points][:, None]
+        self._oval_src = self._src[L.FACE_OVAL]
+        self._face_height = float(np.linalg.norm(self._src[L.CHIN] - self._src[L.FOREHEAD]))
         self._mouth = MouthPainter(self._image, self._src[: self._n_face], face_scale)
+        c = self._coarse_step
+        gw, gh = -(-w // c), -(-h // c)
+        gy, gx = np.mgrid[0:gh, 0:gw].astype(np.float64)
+        self._cells = np.stack([(gx + 0.5) * c - 0.5, (gy + 0.5) * c - 0.5], -1).reshape(-1, 2)
+        self._cells_shape = (gh, gw)
         yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
         self._base = np.dstack([xx, yy])
-        self._moved = (None, None)  # the last target rendered and its backward map (warp_like())
+        self._last = (None, None)  # the last target drawn and its drawing
 
     @property
     def output_size(self) -> tuple[int, int]:
         return self._size
 
+    @property
+    def image(self) -> np.ndarray:
+        """The portrait at the working size (what render() warps)."""
+        return self._image
+
     def close(self) -> None:
         self._image = None
-        self._moved = (None, None)
+        self._last = (None, None)
 
     # ----------------------------------------------------------------------------------------------------
     def target_mesh(self, target: np.ndarray) -> np.ndarray:
-        """Positions of every mesh point (output pixels) for target landmarks in portrait pixels: the face
-        exactly at the landmarks, the control rings following the head's 2-D motion, each iris disk with its
-        iris (smaller as its eye closes). Folds are left to draw_order()."""
+        """Positions of the drawn mesh points (output pixels) for target landmarks in portrait pixels: the face
+        exactly at the landmarks, each iris disk with its iris (smaller as its eye closes); the layout's control
+        rings stay where they are (nothing outside the face is triangulated). Folds are left to draw_order()."""
         face_xy = np.asarray(target, np.float64)[:, :2] * self._scale
         head = fit_similarity(self._rigid_src, face_xy[L.RIGID])
         dst = self._src.copy()
         dst[: self._n_face] = face_xy
-        # The rings follow the head's rigid motion (hair turns and rolls with the skull) plus what the outline
-        # next to them does beyond it (a turn compresses one side of the face and widens the other, which a
-        # rigid ring would tear at the outline); both fade to none at the fixed ring. The first ring takes the
-        # outline's own motion point for point, so the band between them moves as one and never folds (a
-        # smoothed copy let raised brows push the forehead over the hair: a seam); the middle ring a smoothed
-        # copy.
-        oval = self._src[L.FACE_OVAL]
-        extra = face_xy[L.FACE_OVAL] - head.apply(oval)
-        smooth = (np.roll(extra, 2, 0) + 2 * np.roll(extra, 1, 0) + 3 * extra + 2 * np.roll(extra, -1, 0)
-                  + np.roll(extra, -2, 0)) / 9.0
-        ring = self._src[self._ring_points]
-        dst[self._ring_points] = ring + self._ring_share * (head.apply(ring) - ring + np.concatenate([extra, smooth, smooth]))
         a = self._anchored
         if len(a):
             gap = np.array([np.linalg.norm(face_xy[lo] - face_xy[up]) / own
@@ -128,82 +139,137 @@ class MeshRenderer:
         return (area < 0) & ~self._sliver[self._face_tris]
 
     def draw_order(self, dst: np.ndarray, depth: np.ndarray) -> np.ndarray:
-        """Triangles in the order they are drawn: ring triangles facing away, the other ring triangles, face
-        triangles facing away, face triangles facing the camera far to near, the mouth's inside. ``depth``: the
-        target landmarks' z (larger = farther)."""
+        """Triangles in the order they are drawn: face triangles facing away, face triangles facing the camera far
+        to near, the mouth's inside. ``depth``: the target landmarks' z (larger = farther)."""
         t = self._tris[self._face_tris]
         away = self.facing_away(dst)
         vertex_depth = np.append(depth, 0.0)[np.minimum(self._depth_source, len(depth))]
         face_depth = vertex_depth[t].sum(1)
         front = np.flatnonzero(~away)
         front = front[np.argsort(-face_depth[front], kind="stable")]
-        # A ring band folds where the head moves further than the room to the border allows: the folded part
-        # goes under the part that still faces the camera, as on the face.
-        ring_away = signed_areas(dst, self._tris[self._ring_tris]) < 0
-        return np.concatenate([self._ring_tris[ring_away], self._ring_tris[~ring_away], self._face_tris[away],
-                               self._face_tris[front], self._mouth_tris])
+        return np.concatenate([self._face_tris[away], self._face_tris[front], self._mouth_tris])
 
     # ----------------------------------------------------------------------------------------------------
     def render(self, target: np.ndarray) -> np.ndarray:
+        return compose(self._image, self.draw(target))
+
+    def draw(self, target: np.ndarray) -> Drawing:
         if self._image is None:
             raise RuntimeError("prepare() first")
+        target = np.asarray(target)
         dst = self.target_mesh(target)
-        moved = self._backward_map(dst, np.asarray(target)[:, 2])
-        self._moved = (target, moved)
-        out = _remap(self._image, moved)
-        self._mouth.paint(out, dst[: self._n_face])
-        return out
+        moved = self._backward_map(dst, target[:, 2])
+        reach = far = None
+        if moved is not None:
+            *moved, reach, far = moved
+        face = dst[: self._n_face]
+        strength = self._mouth.update(face)
+        drawing = Drawing(self._size, None if moved is None else tuple(moved),
+                          [MouthOverlay(self._mouth, face, strength)] if strength > 0 else [], reach, far)
+        self._last = (target, drawing)
+        return drawing
 
     def warp_like(self, channel: np.ndarray, target: np.ndarray) -> np.ndarray:
-        """A single-channel image of the output's size (the avatar's person mask) moved as render(target) moved
-        the portrait, so what rides on the hair and neck goes with them: the backward map render() made for this
-        target, applied by one more remap (no second rasterisation; only a target other than the last one
-        rendered has its map made again)."""
+        """A single-channel image of the output's size moved as render(target) moved the portrait: the map
+        draw() made for this target, applied by one more remap (a target other than the last one drawn has its
+        map made again)."""
         if self._image is None:
             raise RuntimeError("prepare() first")
         if channel.shape[:2] != self._image.shape[:2]:
             raise ValueError(f"warp_like() takes an image of the output's size {self._size}, got {channel.shape[1::-1]}")
-        last, moved = self._moved
-        if target is not last:
+        last, drawing = self._last
+        if target is last:
+            moved = drawing.moved
+        else:
             moved = self._backward_map(self.target_mesh(target), np.asarray(target)[:, 2])
+            moved = None if moved is None else moved[:2]
         return _remap(channel, moved)
+
+    def head_motion(self, dst: np.ndarray) -> Similarity:
+        """The head's rigid 2-D motion (output pixels, portrait -> target) for a target mesh."""
+        return fit_similarity(self._rigid_src, dst[L.RIGID])
+
+    def outside_map(self, dst: np.ndarray, points: np.ndarray) -> np.ndarray:
+        """Where each of ``points`` (N x 2, target output pixels) outside the face takes the portrait from (N x 2):
+        the smooth field of the module's docstring, equal to the face mesh on the target outline."""
+        head = self.head_motion(dst)
+        inv_rot, inv_scale = head.rotation.T, 1.0 / head.scale
+
+        def base(p, w):  # p moved back by the head's motion, in proportion w
+            back = (p - head.translation) @ inv_rot.T * inv_scale
+            return p + w[:, None] * (back - p)
+
+        down = head.rotation @ np.array([0.0, 1.0])
+        chin = dst[L.CHIN]
+        face_h = max(self._face_height * head.scale, 1.0)
+
+        oval_t = dst[L.FACE_OVAL]
+        centre = oval_t.mean(0)
+        radius = max(float(np.sqrt(np.mean(np.sum((oval_t - centre) ** 2, 1)))), 1.0)
+
+        def head_share(p):
+            v = (p - chin) @ down / face_h
+            r = np.linalg.norm(p - centre, axis=1) / radius
+            return (1.0 - _smoothstep((v - HEAD_TO) / (BODY_FROM - HEAD_TO))) * (1.0 - _smoothstep(r - HEAD_REACH))
+
+        ang = np.arctan2(oval_t[:, 1] - centre[1], oval_t[:, 0] - centre[0])
+        order = np.argsort(ang, kind="stable")
+        ang, ot, os_ = ang[order], oval_t[order], self._oval_src[order]
+        rel = points - centre
+        theta = np.arctan2(rel[:, 1], rel[:, 0])
+        k = (np.searchsorted(ang, theta, side="right") - 1) % len(ang)  # segment k -> k + 1, cyclically
+        k1 = (k + 1) % len(ang)
+        a, d = ot[k] - centre, ot[k1] - ot[k]
+        dist = np.linalg.norm(rel, axis=1)
+        u = rel / np.maximum(dist, 1e-9)[:, None]
+        den = u[:, 0] * d[:, 1] - u[:, 1] * d[:, 0]
+        den = np.where(np.abs(den) < 1e-9, 1e-9, den)
+        lam = np.clip((a[:, 0] * u[:, 1] - a[:, 1] * u[:, 0]) / den, 0.0, 1.0)
+        edge = centre + a + lam[:, None] * d  # where the ray meets the outline
+        edge_src = os_[k] + lam[:, None] * (os_[k1] - os_[k])  # where the mesh takes that point from
+        residual = edge_src - base(edge, head_share(edge))
+        rho = dist / np.maximum(np.linalg.norm(edge - centre, axis=1), 1e-6) - 1.0
+        fade = 1.0 - _smoothstep(rho / FADE_RADII)
+        return base(points, head_share(points)) + fade[:, None] * residual
 
     def _backward_map(self, dst: np.ndarray, depth: np.ndarray):
         """Where each output pixel takes the portrait from, over the box of all that moves: ((x0, y0, x1, y1),
-        an (y1 - y0) x (x1 - x0) x 2 map of portrait positions), or None when nothing moves. A coarse
-        displacement field over all that moves, a fine one over the face and its first ring (where detail
-        lives). Fine cells start from the coarse field's values, so a cell no fine triangle covers still moves
-        with its surroundings and the two join without a seam."""
-        moving = np.abs(dst - self._src).max(1) > 1e-3
-        order = self.draw_order(dst, depth)
-        order = order[moving[self._tris[order]].any(1)]
-        if len(order) == 0:
+        an (y1 - y0) x (x1 - x0) x 2 map of portrait positions, the displacement over the whole picture, the
+        longest displacement), or None when nothing moves. The smooth outside
+        field on a coarse grid over the whole picture, the face mesh rasterised over it on a fine one (cells no
+        face triangle covers keep the coarse field's values, so the two join without a seam)."""
+        if np.abs(dst[: self._n_face] - self._src[: self._n_face]).max() <= 1e-3:
             return None
+        w, h = self._size
         c = self._coarse_step
-        (x0, y0, x1, y1), lo = self._box(dst, order, c)
-        cells = np.zeros(((y1 - y0) // c, (x1 - x0) // c, 2), np.float32)
-        field = self._field(dst, order, c, lo, cells)
-        fine_tris = order[self._near_face[order]]
-        if len(fine_tris):
-            s = self._step
-            (fx0, fy0, fx1, fy1), flo = self._box(dst, fine_tris, s, within=(x0, y0, x1, y1))
-            # Each fine cell starts as the coarse field at its centre pixel.
-            start = field[fy0 - y0 + s // 2 : fy1 - y0 : s, fx0 - x0 + s // 2 : fx1 - x0 : s]
-            fine = self._field(dst, fine_tris, s, flo, np.ascontiguousarray(start))
-            field[fy0 - y0 : fy0 - y0 + fine.shape[0], fx0 - x0 : fx0 - x0 + fine.shape[1]] = fine
-        field += self._base[y0:y1, x0:x1]
-        return (x0, y0, x1, y1), field
+        gh, gw = self._cells_shape
+        cells = (self.outside_map(dst, self._cells) - self._cells).reshape(gh, gw, 2).astype(np.float32)
+        field = cv2.resize(cells, (gw * c, gh * c), interpolation=cv2.INTER_LINEAR)[:h, :w]
+        order = self.draw_order(dst, depth)
+        s = self._step
+        (fx0, fy0, fx1, fy1), flo = self._box(dst, order, s)
+        start = field[fy0 + s // 2 : fy1 : s, fx0 + s // 2 : fx1 : s]
+        fine = np.zeros(((fy1 - fy0) // s, (fx1 - fx0) // s, 2), np.float32)
+        fine[: start.shape[0], : start.shape[1]] = start
+        fine = self._field(dst, order, s, flo, fine)
+        fh, fw = min(fine.shape[0], h - fy0), min(fine.shape[1], w - fx0)
+        field[fy0 : fy0 + fh, fx0 : fx0 + fw] = fine[:fh, :fw]
+        # Only the part that moves is remapped (the rest of the picture is the portrait itself).
+        still = np.abs(cells).max(2) < 0.01
+        rows, cols = np.flatnonzero(~still.all(1)), np.flatnonzero(~still.all(0))
+        y0, y1 = min(rows[0] * c, fy0), min(max((rows[-1] + 1) * c, fy1), h)
+        x0, x1 = min(cols[0] * c, fx0), min(max((cols[-1] + 1) * c, fx1), w)
+        box = field[y0:y1, x0:x1] + self._base[y0:y1, x0:x1]
+        far = max(float(np.abs(cells).max()), float(np.abs(fine).max()) if fine.size else 0.0)
+        return (int(x0), int(y0), int(x1), int(y1)), box, field, far
 
-    def _box(self, dst: np.ndarray, tris: np.ndarray, step: int, within=None):
+    def _box(self, dst: np.ndarray, tris: np.ndarray, step: int):
         """The pixel box (x0, y0, x1, y1) on a grid of `step` that these triangles cover before and after the
-        move, and its first cell; clipped to the image, and to `within` (a box on a coarser grid)."""
+        move, and its first cell; clipped to the image."""
         w, h = self._size
         x_lo, y_lo, x_hi, y_hi = _bounds(dst, self._src, self._tris, tris)
         lo = np.maximum(np.floor(np.array([x_lo, y_lo]) / step).astype(int) - 1, 0)
-        hi = np.minimum(np.ceil(np.array([x_hi, y_hi]) / step).astype(int) + 1, [w // step, h // step])
-        if within is not None:
-            lo = np.maximum(lo, -(-np.array(within[:2]) // step))
-            hi = np.minimum(hi, np.array(within[2:]) // step)
+        hi = np.minimum(np.ceil(np.array([x_hi, y_hi]) / step).astype(int) + 1, [-(-w // step), -(-h // step)])
         hi = np.maximum(hi, lo + 1)
         return (lo[0] * step, lo[1] * step, hi[0] * step, hi[1] * step), lo
 
@@ -216,6 +282,11 @@ class MeshRenderer:
             return cells
         gh, gw = cells.shape[:2]
         return cv2.resize(cells, (gw * step, gh * step), interpolation=cv2.INTER_LINEAR)
+
+
+def _smoothstep(x: np.ndarray) -> np.ndarray:
+    x = np.clip(x, 0.0, 1.0)
+    return x * x * (3.0 - 2.0 * x)
 
 
 def _remap(image: np.ndarray, moved) -> np.ndarray:

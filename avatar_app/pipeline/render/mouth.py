@@ -89,15 +89,24 @@ class MouthPainter:
         self.own_gap = central_gap(points)
         self.strength = 0.0  # what the last frame showed
 
-    def paint(self, out: np.ndarray, points: np.ndarray) -> None:
-        """Paint the mouth's inside into out (in place) for target points (478 x 2, output pixels).
-        Frames are expected in order: the strength follows the mouth at a bounded rate."""
+    def update(self, points: np.ndarray) -> float:
+        """How strongly this frame's mouth is painted (0..1) for target points (478 x 2). Called once per frame,
+        in order: the strength follows the mouth at a bounded rate."""
         lip_gap = central_gap(points)
         wanted = float(np.clip((lip_gap - self.own_gap - GAP_START) / GAP_FULL, 0.0, 1.0))
         self.strength = float(np.clip(wanted, self.strength - FALL_PER_FRAME, self.strength + RISE_PER_FRAME))
-        strength = self.strength
+        return self.strength
+
+    def paint(self, out: np.ndarray, points: np.ndarray) -> None:
+        """update() and draw() in one: paint this frame's mouth into out (in place), points in out's pixels."""
+        self.draw(out, points, self.update(points))
+
+    def draw(self, out: np.ndarray, points: np.ndarray, strength: float) -> None:
+        """Paint the mouth's inside into out (in place) at ``strength`` for points (478 x 2) in out's pixels; at
+        any resolution (the call's picture paints it at its own size, so the teeth are as sharp as the rest)."""
         if strength <= 0:
             return
+        lip_gap = central_gap(points)
         teeth_share = float(np.clip((lip_gap - TEETH_GAP) / TEETH_FADE, 0.0, 1.0))
         poly = _polygon(points[:, :2])
         h, w = out.shape[:2]
@@ -151,3 +160,14 @@ class MouthPainter:
         alpha = (mask.astype(np.float32) / 255.0 * strength * corners)[..., None]
         roi = out[y0:y1, x0:x1].astype(np.float32)
         out[y0:y1, x0:x1] = np.clip(roi + alpha * (colour - roi), 0, 255).astype(np.uint8)
+
+
+class MouthOverlay:
+    """This frame's painted mouth as an overlay (pipeline/render/base.py): points in working pixels."""
+
+    def __init__(self, painter: MouthPainter, points: np.ndarray, strength: float):
+        self.painter, self.points, self.strength = painter, np.asarray(points, np.float64)[:, :2], strength
+
+    def draw(self, canvas: np.ndarray, to_canvas: np.ndarray) -> None:
+        a = np.asarray(to_canvas, np.float64)
+        self.painter.draw(canvas, self.points @ a[:, :2].T + a[:, 2], self.strength)

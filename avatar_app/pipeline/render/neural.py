@@ -23,7 +23,7 @@ from avatar_app.errors import AvatarAppError, InputFileError, first_line
 from avatar_app.face.crop import box_affine, crop_box, face_crop
 from avatar_app.face.landmark_image import draw_landmarks
 from avatar_app.model.format import NeuralIdentity, read_manifest
-from avatar_app.pipeline.render.base import RenderSettings, untrusted_torchscript
+from avatar_app.pipeline.render.base import IDENTITY, Drawing, PatchOverlay, RenderSettings, compose, untrusted_torchscript
 from avatar_app.pipeline.render.mesh import MeshRenderer
 
 RUNTIMES = ("onnx", "torchscript")
@@ -206,6 +206,8 @@ class NeuralRenderer:
         self.model = model if model is not None else ExportedModel(model_dir, runtime, provider, trust_code)
         self.mesh = MeshRenderer()
         self.identity_made = False  # prepare() gave the avatar its ê and ψ (the caller may save the avatar)
+        self._working: np.ndarray | None = None
+        self._drawn_by_mesh = 0
 
     def prepare(self, avatar, settings: RenderSettings = RenderSettings()) -> None:
         neural = getattr(avatar, "neural", None)
@@ -225,11 +227,6 @@ class NeuralRenderer:
         bx, by, bs = x0 * scale[0], y0 * scale[1], side * scale[0]  # the box in output pixels
         self._to_crop = box_affine((bx, by, bs), s)
         self._from_crop = cv2.invertAffineTransform(self._to_crop)
-        # The output rectangle the crop covers (clipped to the image), and the crop -> rectangle affine.
-        rect = (max(0, int(np.floor(bx))), max(0, int(np.floor(by))), min(w, int(np.ceil(bx + bs))), min(h, int(np.ceil(by + bs))))
-        to_rect = self._from_crop.copy()
-        to_rect[:, 2] -= (rect[0], rect[1])
-        self._rect = (rect, to_rect)
         # The correction fades out over the crop's outer eighth: no seam where the crop ends.
         ramp = np.clip(np.minimum(np.arange(s), np.arange(s)[::-1]) / (s / 8), 0, 1).astype(np.float32)
         self._taper = np.minimum.outer(ramp, ramp)
@@ -239,37 +236,40 @@ class NeuralRenderer:
         return self.mesh.output_size
 
     def render(self, target: np.ndarray) -> np.ndarray:
-        out = self.mesh.render(target)
+        drawing = self.draw(target, keep_working=True)
+        out = self._working
+        for overlay in drawing.overlays[self._drawn_by_mesh:]:  # the mesh's own are in the working picture
+            overlay.draw(out, IDENTITY)
+        return out
+
+    def draw(self, target: np.ndarray, keep_working: bool = False) -> Drawing:
+        """The mesh warp's drawing, with the generator's face as one more overlay on top."""
+        drawing = self.mesh.draw(target)
+        self._drawn_by_mesh = len(drawing.overlays)
         s = self.model.size
         lm = draw_landmarks(target, self._box, s, self.model.thickness).transpose(2, 0, 1)[None]
         lm = np.ascontiguousarray(lm, dtype=np.float32)
-        w, h = self.output_size
         if self.model.conditioning == "warp":
+            # The generator corrects the warp as it was trained to: it sees the mesh's picture of the crop.
+            out = compose(self.mesh.image, drawing)
+            self._working = out if keep_working else None
             crop = face_crop(out, self._to_crop, s)
             warp = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB).astype(np.float32).transpose(2, 0, 1)[None] / 127.5 - 1.0
             rgb, mask = self.model.correct(np.ascontiguousarray(warp), lm, self._psi)
             face = cv2.cvtColor(((rgb[0].transpose(1, 2, 0) + 1.0) * 127.5).clip(0, 255).astype(np.uint8), cv2.COLOR_RGB2BGR)
-            m = (mask[0, 0] * self._taper).astype(np.float32)
-            # Only the crop's rectangle of the output changes: warp back and blend there alone.
-            (x0, y0, x1, y1), to_rect = self._rect
-            if x1 <= x0 or y1 <= y0:
-                return out
-            size = (x1 - x0, y1 - y0)
-            placed = cv2.warpAffine(face, to_rect, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            alpha = cv2.warpAffine(m, to_rect, size, flags=cv2.INTER_LINEAR, borderValue=0)[..., None]
-            region = out[y0:y1, x0:x1].astype(np.float32)
-            out[y0:y1, x0:x1] = (region + alpha * (placed.astype(np.float32) - region) + 0.5).astype(np.uint8)
-            return out
+            drawing.overlays.append(PatchOverlay(face, (mask[0, 0] * self._taper).astype(np.float32), self._from_crop))
+            return drawing
+        if keep_working:
+            self._working = compose(self.mesh.image, drawing)
         face = self.model.generate(lm, self._psi)[0]
         face = cv2.cvtColor(((face.transpose(1, 2, 0) + 1.0) * 127.5).clip(0, 255).astype(np.uint8), cv2.COLOR_RGB2BGR)
-        # Place the generated crop over the output, blended inside the target face's outline.
-        placed = cv2.warpAffine(face, self._from_crop, (w, h), flags=cv2.INTER_LINEAR)
-        mask = np.zeros((h, w), np.float32)
-        outline = np.round(np.asarray(target)[L.FACE_OVAL, :2] * self._scale).astype(np.int32)
-        cv2.fillPoly(mask, [outline], 1.0)
-        feather = max(3, int(self._box[2] * self._scale[0] / 40) | 1)
-        mask = cv2.GaussianBlur(mask, (feather, feather), 0)[..., None]
-        return (out * (1 - mask) + placed * mask).astype(np.uint8)
+        # The generated crop goes over the output inside the target face's outline (feathered).
+        outline = (np.asarray(target)[L.FACE_OVAL, :2] * self._scale) @ self._to_crop[:, :2].T + self._to_crop[:, 2]
+        alpha = np.zeros((s, s), np.float32)
+        cv2.fillPoly(alpha, [np.round(outline).astype(np.int32)], 1.0)
+        feather = max(3, int(s / 40) | 1)
+        drawing.overlays.append(PatchOverlay(face, cv2.GaussianBlur(alpha, (feather, feather), 0), self._from_crop))
+        return drawing
 
     def warp_like(self, channel: np.ndarray, target: np.ndarray) -> np.ndarray:
         """One channel moved as the mesh warp under this frame moved the portrait (MeshRenderer.warp_like): the

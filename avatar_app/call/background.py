@@ -1,10 +1,12 @@
-"""What shows behind the avatar, for streamers who key it over a scene: the portrait's own background (keep), that
-background blurred, or a solid colour (a green screen).
+"""What shows behind the person in the call's picture: the portrait's own background (keep), that background
+blurred, or a solid colour (a green screen, for streamers who key the avatar over a scene).
 
 The person is cut out once per avatar (MediaPipe's selfie segmentation, cleaned up with GrabCut and softened
-along the portrait's own edges) and the cut moves with the head every frame by the renderer's own warp, so hair
-and shoulders that the mesh moves take their mask along. The background itself stands still, as a room behind a
-webcam does.
+along the portrait's own edges). Behind it lies a still layer made once per avatar too: the portrait with the
+person filled in from the background around it (inpainted), so what a moved head uncovers is background and not
+a smear, continued past the portrait's sides (mirrored and blurred more the further out) where a 16:9 call
+picture is wider than a portrait. Only the person moves (picture.py lays it over this layer), as in front of
+a webcam.
 """
 
 from __future__ import annotations
@@ -21,17 +23,16 @@ import numpy as np
 
 from avatar_app.errors import first_line
 from avatar_app.face import landmarks as L
-from avatar_app.pipeline.frame import Frame
 
 if TYPE_CHECKING:
-    from avatar_app.pipeline.animator import Animator
     from avatar_app.pipeline.avatar import Avatar
 
 BACKGROUNDS = ("keep", "blur", "colour")
 GREEN_SCREEN = "#00b140"  # chroma-key green, what keying filters (OBS's among them) expect by default
 NAMED_COLOURS = {"green": GREEN_SCREEN, "blue": "#0047bb", "black": "#000000", "white": "#ffffff"}
 
-MASK_SIDE = 512  # the person mask's resolution (longer side); it is resized to each output size once
+MASK_SIDE = 512  # the person mask's resolution (longer side); it is resized to the call picture's source once
+INPAINT_SIDE = 320  # the background fill's resolution (longer side)
 GRABCUT_SIDE = 256  # GrabCut's resolution: colour models need no more, and it stays ~0.1 s per avatar
 SELFIE_MODEL = 0  # 0: the general model (256 x 256 input). 1, "landscape" (144 x 256), cut hair and the
 # paintings' shoulders blockier and lost more of the Girl with a Pearl Earring's turban.
@@ -200,72 +201,52 @@ def _normalised_blur(weighted: np.ndarray, keep: np.ndarray, sigma: float) -> tu
     return num / np.maximum(den, 1e-6), den
 
 
-@dataclass(frozen=True)
-class _Scene:
-    """One animation's background: the person mask at the output size and the still picture behind."""
+def inpainted_background(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The portrait with the person filled in from the background around it (once per avatar). The fill is
+    worked out at INPAINT_SIDE (a fill has no detail to lose), then laid in only where the person was, with the
+    portrait's own pixels everywhere else."""
+    h, w = image.shape[:2]
+    person = cv2.resize(mask, (w, h), interpolation=cv2.INTER_LINEAR) if mask.shape != (h, w) else mask
+    k = min(1.0, INPAINT_SIDE / max(h, w))
+    size = (max(1, round(w * k)), max(1, round(h * k)))
+    small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    hole = cv2.resize(person, size, interpolation=cv2.INTER_LINEAR) > 0.05
+    hole = cv2.dilate(hole.astype(np.uint8), np.ones((5, 5), np.uint8))  # the fringe of the old cut goes too
+    if not hole.any():
+        return image.copy()
+    if hole.all():  # nothing to fill from: the portrait's mean colour
+        return np.broadcast_to(image.reshape(-1, 3).mean(0).astype(np.uint8), image.shape).copy()
+    filled = cv2.inpaint(small, hole * 255, 3, cv2.INPAINT_TELEA)
+    # A Telea fill streaks along its rays: a blur over the hole (only) makes it read as out-of-focus background.
+    soft = cv2.GaussianBlur(filled, (0, 0), max(1.0, max(size) / 96))
+    filled = np.where(hole[..., None] > 0, soft, filled)
+    big = cv2.resize(filled, (w, h), interpolation=cv2.INTER_LINEAR)
+    keep = np.clip(1.0 - cv2.resize(hole.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR), 0, 1)
+    keep = np.minimum(keep, 1.0 - np.clip(person * 4.0, 0.0, 1.0))[..., None]
+    return (image * keep + big * (1.0 - keep) + 0.5).astype(np.uint8)
 
-    mask: np.ndarray  # H x W float32, the avatar at rest
-    behind: np.ndarray  # H x W x 3 uint8
 
-
-class BackgroundStage:
-    """The background stage: over ``frame.output`` (in place), out = mask * avatar + (1 - mask) * background,
-    with the avatar's person mask moved as the renderer moved the portrait this frame. "keep" leaves the frame
-    alone. Runs on the renderer's thread, right after the renderer (its warp is reused)."""
-
-    name = "background"
-
-    def __init__(self, settings: BackgroundSettings = BackgroundSettings()):
-        self.settings = settings
-        self._lock = threading.Lock()
-        self._scenes: dict[int, _Scene] = {}  # by animation (generation): the newest two
-
-    def open(self) -> None:
-        pass
-
-    def prepare(self, animator: Animator) -> None:
-        """Per-animation work (the mask at the output size, the picture behind; the first time an avatar is seen,
-        its segmentation): off the renderer's thread, before this animation's first frame. Without it, that
-        first frame does it (once)."""
-        if self.settings.mode != "keep":
-            self._scene(animator)
-
-    def process(self, frame: Frame) -> None:
-        if self.settings.mode == "keep" or frame.output is None or frame.animator is None:
-            return
-        animator = frame.animator
-        scene = self._scene(animator)
-        mask = scene.mask
-        if mask.shape != frame.output.shape[:2]:  # not the renderer's own picture: nothing to key it by
-            return
-        warp_like = getattr(animator.renderer, "warp_like", None)
-        if warp_like is not None and frame.target is not None:
-            mask = warp_like(mask, frame.target)
-        # In place where the output allows it (OpenCV hands back a new array for one that does not).
-        frame.output = cv2.blendLinear(frame.output, scene.behind, mask, 1.0 - mask, dst=frame.output)
-
-    def close(self) -> None:
-        with self._lock:
-            self._scenes = {}
-
-    def _scene(self, animator: Animator) -> _Scene:
-        with self._lock:
-            scene = self._scenes.get(animator.generation)
-        if scene is not None:
-            return scene
-        w, h = animator.output_size
-        person = avatar_mask(animator.avatar)
-        shrink = w < person.shape[1]
-        mask = cv2.resize(person, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
-        if self.settings.mode == "blur":
-            image = cv2.resize(animator.avatar.image, (w, h), interpolation=cv2.INTER_AREA)
-            behind = blurred_background(image, mask, self.settings.blur * max(w, h))
-        else:
-            behind = np.empty((h, w, 3), np.uint8)
-            behind[:] = self.settings.colour
-        scene = _Scene(mask, behind)
-        with self._lock:
-            newest = sorted(self._scenes)[-1:]  # frames of the previous animation may still be on their way
-            self._scenes = {g: self._scenes[g] for g in newest}
-            self._scenes[animator.generation] = scene
-        return scene
+def extend(image: np.ndarray, pad: tuple[int, int, int, int], like: np.ndarray | None = None) -> np.ndarray:
+    """``image`` continued by (left, top, right, bottom) pixels: mirrored at its edges and blurred more the
+    further from them, so the continuation reads as out-of-focus room rather than a copy. ``like``: an image
+    already extended so, whose continuation this one takes over (the still layers must agree out there)."""
+    left, top, right, bottom = (max(0, int(p)) for p in pad)
+    if not (left or top or right or bottom):
+        return image
+    h, w = image.shape[:2]
+    side = max(h, w)
+    big = cv2.copyMakeBorder(image, top, bottom, left, right, cv2.BORDER_REFLECT_101)
+    ph, pw = big.shape[:2]
+    k = min(1.0, 64.0 / side)
+    small = cv2.resize(big, (max(1, round(pw * k)), max(1, round(ph * k))), interpolation=cv2.INTER_AREA)
+    blurred = cv2.resize(cv2.GaussianBlur(small, (0, 0), 2.5), (pw, ph), interpolation=cv2.INTER_LINEAR)
+    yy, xx = np.ogrid[0:ph, 0:pw]
+    out_x = np.maximum(np.maximum(left - xx, xx - (left + w - 1)), 0)
+    out_y = np.maximum(np.maximum(top - yy, yy - (top + h - 1)), 0)
+    ramp = np.clip(np.maximum(out_x, out_y) / max(0.04 * side, 1.0), 0, 1).astype(np.float32)[..., None]
+    out = (big * (1 - ramp) + blurred * ramp + 0.5).astype(np.uint8)
+    if like is not None and like.shape == out.shape:
+        inside = np.zeros((ph, pw), bool)
+        inside[top : top + h, left : left + w] = True
+        out[~inside] = like[~inside]
+    return out
