@@ -221,8 +221,9 @@ def inpainted_background(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     soft = cv2.GaussianBlur(filled, (0, 0), max(1.0, max(size) / 96))
     filled = np.where(hole[..., None] > 0, soft, filled)
     big = cv2.resize(filled, (w, h), interpolation=cv2.INTER_LINEAR)
-    keep = np.clip(1.0 - cv2.resize(hole.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR), 0, 1)
-    keep = np.minimum(keep, 1.0 - np.clip(person * 4.0, 0.0, 1.0))[..., None]
+    # The fill goes only where the person is (fully from a quarter of the mask up): the scene stays itself
+    # exactly, so a pixel that never moves shows the same whether the person is drawn over it or not.
+    keep = (1.0 - np.clip(person * 4.0, 0.0, 1.0))[..., None]
     return (image * keep + big * (1.0 - keep) + 0.5).astype(np.uint8)
 
 

@@ -47,12 +47,18 @@ def register(sub) -> None:
     r.add_argument("--side-by-side", action="store_true", help="write driver | avatar next to each other")
     r.add_argument("--background", default="keep", metavar="keep|blur|COLOR",
                    help="behind the avatar: keep (the portrait's own, default), blur, or a colour (#00B140, green...)")
+    r.add_argument("--framing", default="none", choices=["none", "follow", "fill", "fit"],
+                   help="write the picture the virtual camera gets: follow the head (head and shoulders), fill, or"
+                        " fit (bars), at --call-size; none (default): the whole portrait, its longer side --size")
+    r.add_argument("--call-size", default="1280x720", metavar="WxH",
+                   help="the call's picture with --framing (default 1280x720, what the virtual camera sends)")
     add_motion_options(r)
     r.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from avatar_app.pipeline.background import parse_background
+    from avatar_app.call.background import parse_background
+    from avatar_app.call.framing import FramingSettings, parse_call_size
     from avatar_app.pipeline.render.base import RenderSettings
     from avatar_app.pipeline.retarget import RetargetSettings
     from avatar_app.pipeline.sinks import check_output_path
@@ -63,6 +69,9 @@ def run(args: argparse.Namespace) -> int:
     render = RenderSettings(size=args.size, backend=args.backend, model=args.model, runtime=args.runtime,
                             provider=args.provider, trust_code=args.trust_model)
     background = parse_background(args.background)  # a bad colour is refused before any work, like a bad size
+    framing = None
+    if args.framing != "none":
+        framing = FramingSettings(*parse_call_size(args.call_size), mode=args.framing)  # ValueError: exit 2
     motion = RetargetSettings(
         pose_strength=args.pose_strength,
         expression_strength=args.expression_strength,
@@ -73,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         report = render_video(
             driver, avatar, args.out, render=render, motion=motion,
             reference_frame=args.reference_frame, side_by_side=args.side_by_side, progress=True,
-            background=background,
+            background=background, framing=framing,
         )
     if report.reference_chosen:
         reference = (f"reference frame {report.reference_frame} (the most neutral; mouth opening"
@@ -115,14 +124,20 @@ def render_video(
     side_by_side: bool = False,
     progress: bool = False,
     background=None,
+    framing=None,
 ) -> RenderReport:
+    """Animate ``avatar`` with ``driver`` into ``out``: the call's picture, as the virtual camera gets it, with
+    ``framing`` (FramingSettings); without one, the whole portrait (its longer side render.size), drawn the
+    same way (from the portrait's own pixels, over the still background)."""
     import cv2
     import numpy as np
     from tqdm import tqdm
 
     from avatar_app.errors import NoFaceError
     from avatar_app.pipeline.animator import Animator
-    from avatar_app.pipeline.background import BackgroundStage
+    from avatar_app.call.background import BackgroundSettings
+    from avatar_app.call.framing import FramingSettings
+    from avatar_app.call.picture import CallPicture, CallSettings
     from avatar_app.pipeline.reference import choose_reference
     from avatar_app.pipeline.render.mouth import mouth_opening
     from avatar_app.pipeline.render.base import RenderSettings
@@ -163,11 +178,14 @@ def render_video(
 
     animator = Animator(avatar, render, motion)
     animator.calibrate(frames[reference_frame].driver)
-    w, h = animator.output_size
+    if framing is None:  # the whole portrait at the working size: "fit" at the portrait's own shape
+        framing = FramingSettings(*animator.output_size, mode="fit")
+    call = CallPicture(CallSettings(framing, background or BackgroundSettings()))
+    call.prepare(animator)
+    w, h = framing.size
     dw = int(round(info.width * h / info.height / 2)) * 2 if side_by_side else 0
     sink = VideoFileSink(out, fps=info.fps, size=(w + dw, h), audio_from=driver)
-    loop = StageLoop(animator, media_time=True, sinks=[sink],
-                     background=None if background is None or background.mode == "keep" else BackgroundStage(background))
+    loop = StageLoop(animator, media_time=True, sinks=[sink], call=call)
     with sink:
         for frame in tqdm(frames, desc="rendering", unit="frame", disable=not progress, leave=False):
             loop.retarget(frame)
@@ -175,7 +193,7 @@ def render_video(
             if side_by_side:
                 left = cv2.imdecode(np.frombuffer(thumbs.pop(frame.index), np.uint8), cv2.IMREAD_COLOR)
                 left = cv2.resize(left, (dw, h), interpolation=cv2.INTER_AREA)
-                frame.output = np.concatenate([left, frame.output], 1)
+                frame.call_image = np.concatenate([left, frame.call_image], 1)
             loop.deliver(frame)
     loop.close()
     return RenderReport(

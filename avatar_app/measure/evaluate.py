@@ -35,6 +35,8 @@ from typing import Protocol
 import numpy as np
 from tqdm import tqdm
 
+from avatar_app.call.framing import FramingSettings
+from avatar_app.call.picture import CallPicture, CallSettings
 from avatar_app.pipeline.animator import Animator
 from avatar_app.pipeline.avatar import Avatar, create_avatar
 from avatar_app.errors import AvatarAppError, InputFileError, NoFaceError
@@ -72,14 +74,17 @@ MethodFactory = Callable[[Avatar, np.ndarray, float, int], Method]
 
 
 class AnimatorMethod:
-    """The app's own animation path, the stage loop's retarget and renderer stages (face-loss easing included),
-    calibrated on the source frame."""
+    """The app's own animation path, the stage loop's retarget, renderer and call-picture stages (face-loss easing
+    included), calibrated on the source frame: what is scored is the picture a call gets, the whole source
+    frame ("fit" at the renderer's size) drawn from its own pixels over its still background."""
 
     def __init__(self, avatar: Avatar, reference: np.ndarray, t0: float, render: RenderSettings,
                  retarget: RetargetSettings = RetargetSettings(), renderer=None) -> None:
         animator = Animator(avatar, render, retarget, renderer=renderer)
         animator.calibrate(reference)  # the source frame's own pose is the reference
-        self.stages = StageLoop(animator, media_time=True)
+        call = CallPicture(CallSettings(FramingSettings(*animator.output_size, mode="fit")))
+        call.prepare(animator)
+        self.stages = StageLoop(animator, media_time=True, call=call)
         self._index = 0
         self.stages.retarget(self._frame(reference, t0))  # start the face-loss easing there
 
@@ -95,7 +100,7 @@ class AnimatorMethod:
         frame = self._frame(driver, t)
         self.stages.retarget(frame)  # the driver is tracked already: in the crop, once per clip
         self.stages.render(frame)
-        return frame.output
+        return frame.picture
 
     def close(self) -> None:
         self.stages.close()

@@ -24,9 +24,10 @@ from avatar_app.measure.profiler import HudSnapshot, Profiler, ProfilerSettings
 from avatar_app.pipeline.animator import Animator
 from avatar_app.pipeline.calibration import CalibrationSettings
 from avatar_app.pipeline.avatar import Avatar
-from avatar_app.pipeline.background import BackgroundSettings, BackgroundStage
+from avatar_app.call.background import BackgroundSettings
+from avatar_app.call.picture import CallPicture, CallSettings
 from avatar_app.pipeline.frame import Frame
-from avatar_app.pipeline.framing import Framer, FramingSettings
+from avatar_app.call.framing import FramingSettings
 from avatar_app.pipeline.render.base import RenderSettings
 from avatar_app.pipeline.retarget import RetargetSettings
 from avatar_app.pipeline.runner import Runner
@@ -123,8 +124,7 @@ class LivePipeline(QObject):
         self._avatar_generation = 0
         self._avatar: Avatar | None = None
         self._render = RenderSettings()
-        self._framing = FramingSettings()
-        self._background: BackgroundStage | None = None  # None: the portrait's own background, at no cost
+        self._call = CallPicture(CallSettings())  # the call's picture: framing, background, compositing
         self._motion = RetargetSettings()
         self._smoothing: float | None = None  # the tracker's cutoff at rest (Hz); None: its default
         self._newest: Frame | None = None
@@ -165,31 +165,31 @@ class LivePipeline(QObject):
             self._spawn("switch", lambda: self._switch(generation))
 
     def set_framing(self, framing: FramingSettings) -> None:
-        """The call's picture from now on (the running stage loop switches at its next frame)."""
+        """The call's picture from now on (the running stage loop switches once its layers are ready)."""
         with self._lock:
-            self._framing = framing
-            stages = self._stages
-        if stages is not None:
-            stages.framing = Framer(framing)  # one reference swap: the renderer thread takes old or new
+            settings = CallSettings(framing, self._call.settings.background)
+        self._use_call(settings)
 
     def set_background(self, background: BackgroundSettings) -> None:
-        """What shows behind the avatar from now on. Cutting out the person (the first time an avatar meets a
-        background) takes a tenth of a second or so: a worker does it and the running stage loop swaps to the
-        new stage once it is ready, so no frame waits for it."""
-        stage = None if background.mode == "keep" else BackgroundStage(background)
+        """What shows behind the avatar from now on. The still layers are made once per avatar and choice
+        (cutting out the person, the first time, takes a tenth of a second or so): a worker does it and the
+        running stage loop swaps to the new stage once it is ready, so no frame waits for it."""
         with self._lock:
-            self._background = stage
-            stages = self._stages
-        if stages is not None and stage is None:
-            stages.background = None
-        elif stages is not None:
-            self._spawn("background", lambda: self._use_background(stage, stages))
+            settings = CallSettings(self._call.settings.framing, background)
+        self._use_call(settings)
 
-    def _use_background(self, stage: BackgroundStage, stages: StageLoop) -> None:
+    def _use_call(self, settings: CallSettings) -> None:
+        with self._lock:
+            stage = self._call = self._call.with_settings(settings)
+            stages = self._stages
+        if stages is not None:
+            self._spawn("call picture", lambda: self._swap_call(stage, stages))
+
+    def _swap_call(self, stage: CallPicture, stages: StageLoop) -> None:
         stage.prepare(stages.animator)
-        with self._lock:  # not if another background was chosen meanwhile, or the pipeline restarted
-            if self._background is stage and self._stages is stages:
-                stages.background = stage  # one reference swap, as for the framing
+        with self._lock:  # not if another choice was made meanwhile, or the pipeline restarted
+            if self._call is stage and self._stages is stages:
+                stages.call = stage  # one reference swap: the renderer thread takes old or new
 
     def set_motion(self, motion: RetargetSettings, smoothing: float | None = None) -> None:
         """How the avatar follows (strengths, eyes, mouth, gaze) and how much the tracker smooths (cutoff, Hz):
@@ -318,10 +318,11 @@ class LivePipeline(QObject):
                 # meanwhile, the renderer (slow too: a model to load, numba to compile) is not prepared.
                 if self._current(generation):
                     # guided: the reference pose is taken once the user has looked ahead and held still
+                    with self._lock:
+                        call = self._call
                     stages = StageLoop(Animator(avatar, render, self._motion, guided=True, calibration=CALIBRATION),
-                                       framing=Framer(self._framing), background=self._background)
-                    if stages.background is not None:  # the person cut out here, not on the renderer's thread
-                        stages.background.prepare(stages.animator)
+                                       call=call)
+                    call.prepare(stages.animator)  # the layers made here, not on the renderer's thread
                     self._apply_motion(stages)
             except Exception as err:  # noqa: BLE001 - one line to the window, whatever went wrong
                 if source is not None:
@@ -341,7 +342,9 @@ class LivePipeline(QObject):
                 if current:
                     runner.start()
                     self._runner, self._stages = runner, stages
-                    stages.background = self._background  # one chosen while this start was under way
+                chosen = self._call
+            if current and stages.call is not chosen:  # one chosen while this start was under way
+                self._spawn("call picture", lambda: self._swap_call(chosen, stages))
             if not current:  # the window closed or another source was chosen meanwhile
                 source.close()
                 stages.close()
@@ -368,9 +371,9 @@ class LivePipeline(QObject):
             avatar, render = self._avatar, self._render
         try:
             animator = Animator(avatar, render, self._motion, guided=True, calibration=CALIBRATION)
-            background = self._background
-            if background is not None:  # the new avatar's person cut out before its first frame
-                background.prepare(animator)
+            with self._lock:
+                call = self._call
+            call.prepare(animator)  # the new avatar's layers made before its first frame
         except Exception as err:  # noqa: BLE001
             with self._lock:
                 current = generation == self._avatar_generation

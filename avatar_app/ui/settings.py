@@ -7,7 +7,7 @@ from dataclasses import dataclass, fields
 
 from PySide6.QtCore import QSettings
 
-from avatar_app.pipeline.background import BACKGROUNDS
+from avatar_app.call.background import BACKGROUNDS
 
 RENDER_SIZES = (256, 384, 512, 768, 1024)
 CAMERA_SIZES = ("640x360", "640x480", "960x540", "1280x720", "1920x1080")
@@ -20,7 +20,7 @@ class AppSettings:
     """``avatar``: path of the chosen portrait or avatar file. ``source``: a camera index or a video file.
     ``size``: the avatar's longer side in pixels. ``renderer``: "mesh", or "neural:<model folder>".
     ``camera_size`` / ``fps``: what the virtual camera sends (``fps`` also paces recordings).
-    ``framing``: how the avatar fills the call's picture (follow, fill or fit; pipeline/framing.py).
+    ``framing``: how the avatar fills the call's picture (follow, fill or fit; call/framing.py).
     ``background`` (keep, blur or colour) and ``background_colour`` ("#rrggbb"): what shows behind the avatar.
     ``pose_strength`` / ``expression_strength`` (0-2), ``follow_eyes`` / ``follow_mouth`` / ``follow_gaze``,
     ``smoothing`` (0-1): how the avatar follows (ui/panels/controls.py).

@@ -42,6 +42,7 @@ OUTSIDE_CELLS_ACROSS_FACE = 16
 # How far the face's own motion beyond the head's reaches out (outline radii), and the head's share w: 1 down
 # to HEAD_TO below the chin, 0 from BODY_FROM (face heights) down.
 FADE_RADII = 0.6
+MAX_SQUEEZE = 0.4  # the most the fading motion may compress or stretch what lies beside the face (share)
 HEAD_TO, BODY_FROM = 0.1, 0.8
 # ... and, sideways and above, 1 out to HEAD_REACH outline radii from the face's centre (the widest hair), 0 from
 # HEAD_REACH + 1 on: the room around the head is behind the person and shows the still background anyway.
@@ -228,8 +229,13 @@ class MeshRenderer:
         edge = centre + a + lam[:, None] * d  # where the ray meets the outline
         edge_src = os_[k] + lam[:, None] * (os_[k1] - os_[k])  # where the mesh takes that point from
         residual = edge_src - base(edge, head_share(edge))
-        rho = dist / np.maximum(np.linalg.norm(edge - centre, axis=1), 1e-6) - 1.0
-        fade = 1.0 - _smoothstep(rho / FADE_RADII)
+        edge_r = np.maximum(np.linalg.norm(edge - centre, axis=1), 1e-6)
+        rho = dist / edge_r - 1.0
+        # The face's own motion dies out over at least FADE_RADII, further where it is large (a turned head
+        # compresses one side of the face by a fifth of its width): so the hair beside it is never squeezed to
+        # less than ~60 % of its width, or stretched as much, which would streak it.
+        reach = np.maximum(FADE_RADII, np.linalg.norm(residual, axis=1) / edge_r / MAX_SQUEEZE)
+        fade = 1.0 - _smoothstep(rho / reach)
         return base(points, head_share(points)) + fade[:, None] * residual
 
     def _backward_map(self, dst: np.ndarray, depth: np.ndarray):
@@ -248,9 +254,15 @@ class MeshRenderer:
         order = self.draw_order(dst, depth)
         s = self._step
         (fx0, fy0, fx1, fy1), flo = self._box(dst, order, s)
-        start = field[fy0 + s // 2 : fy1 : s, fx0 + s // 2 : fx1 : s]
-        fine = np.zeros(((fy1 - fy0) // s, (fx1 - fx0) // s, 2), np.float32)
-        fine[: start.shape[0], : start.shape[1]] = start
+        # Around the face the outside field is worked out on a grid of 2 fine cells (a coarse cell straddling
+        # the outline would blend the field inside the face into the hair just outside it: a small step there),
+        # then the face's own triangles are drawn over it.
+        m = 2 * s
+        near = (self._near_cells(fx0, fy0, fx1, fy1, m))
+        start = (self.outside_map(dst, near) - near).astype(np.float32).reshape((fy1 - fy0) // m + 1, (fx1 - fx0) // m + 1, 2)
+        gh_f, gw_f = (fy1 - fy0) // s, (fx1 - fx0) // s
+        fine = np.ascontiguousarray(cv2.resize(start, (start.shape[1] * 2, start.shape[0] * 2),
+                                               interpolation=cv2.INTER_LINEAR)[:gh_f, :gw_f])
         fine = self._field(dst, order, s, flo, fine)
         fh, fw = min(fine.shape[0], h - fy0), min(fine.shape[1], w - fx0)
         field[fy0 : fy0 + fh, fx0 : fx0 + fw] = fine[:fh, :fw]
@@ -262,6 +274,12 @@ class MeshRenderer:
         box = field[y0:y1, x0:x1] + self._base[y0:y1, x0:x1]
         far = max(float(np.abs(cells).max()), float(np.abs(fine).max()) if fine.size else 0.0)
         return (int(x0), int(y0), int(x1), int(y1)), box, field, far
+
+    def _near_cells(self, x0: int, y0: int, x1: int, y1: int, m: int) -> np.ndarray:
+        """Centres (output px) of the cells of side m covering the box from (x0, y0), one more each way."""
+        gw, gh = (x1 - x0) // m + 1, (y1 - y0) // m + 1
+        gy, gx = np.mgrid[0:gh, 0:gw].astype(np.float64)
+        return np.stack([x0 + (gx + 0.5) * m - 0.5, y0 + (gy + 0.5) * m - 0.5], -1).reshape(-1, 2)
 
     def _box(self, dst: np.ndarray, tris: np.ndarray, step: int):
         """The pixel box (x0, y0, x1, y1) on a grid of `step` that these triangles cover before and after the

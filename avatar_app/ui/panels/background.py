@@ -9,7 +9,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor, QIcon, QPixmap
 from PySide6.QtWidgets import QColorDialog, QFormLayout, QGroupBox, QWidget
 
-from avatar_app.pipeline.background import GREEN_SCREEN, BackgroundSettings
+from avatar_app.call.background import GREEN_SCREEN, BackgroundSettings
 from avatar_app.ui.panels.toolbar import combo, select_quietly
 from avatar_app.ui.pipeline import LivePipeline
 from avatar_app.ui.settings import AppSettings

@@ -1,0 +1,233 @@
+"""The picture the call gets: drawn once at the call's size from the portrait's own pixels (sharp whatever the
+working size), the face joining the hair without a seam, hair that moves with the head unstretched, and what a
+moved head uncovers filled with background."""
+
+import dataclasses
+
+import cv2
+import numpy as np
+import pytest
+
+from avatar_app.call.background import BackgroundSettings, avatar_mask, inpainted_background
+from avatar_app.call.framing import FramingSettings
+from avatar_app.call.picture import CallPicture, CallSettings, crop_affine
+from avatar_app.face import landmarks as L
+from avatar_app.face.geometry import fit_similarity
+from avatar_app.pipeline.animator import Animator
+from avatar_app.pipeline.frame import Frame
+from avatar_app.pipeline.render.base import RenderSettings
+from avatar_app.pipeline.stages import StageLoop
+from tests.conftest import turn_head
+
+SIZE = 512
+
+
+@pytest.fixture(scope="module")
+def mona(mona_avatar):
+    animator = Animator(mona_avatar, RenderSettings(size=SIZE))
+    yield animator
+    animator.close()
+
+
+def call_picture(animator, target, settings=CallSettings(), stage=None, t=0.0) -> np.ndarray:
+    """The call's picture of the avatar at ``target``, as the renderer thread makes it."""
+    stage = stage or CallPicture(settings)
+    frame = Frame(image=np.zeros((8, 8, 3), np.uint8), index=0, t_capture=t, t_media=t)
+    frame.target = np.asarray(target, np.float32)
+    frame.animator = animator
+    StageLoop(animator, call=stage).render(frame)
+    assert frame.output is None and frame.picture is frame.call_image
+    return frame.call_image
+
+
+def crop_of(stage, animator, target, t=0.0):
+    scene = stage._scene(animator)
+    return stage.framer.crop(np.asarray(target), scene.rest, scene.crown, scene.portrait_size, t)
+
+
+def face_mask(avatar, target, size, affine, shrink=0.8) -> np.ndarray:
+    """The inner face of ``target`` (portrait px) in a picture whose pixel u shows portrait px x0 + a * u."""
+    x0, y0, a = affine
+    oval = np.asarray(target)[L.FACE_OVAL, :2]
+    oval = oval.mean(0) + shrink * (oval - oval.mean(0))
+    pts = (oval - [x0, y0]) / a
+    w, h = size
+    inside = np.zeros((h, w), np.uint8)
+    cv2.fillPoly(inside, [np.round(pts).astype(np.int32)], 1)
+    return inside.astype(bool)
+
+
+def _sharpness(image, mask):
+    lap = cv2.Laplacian(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), cv2.CV_64F)
+    return float(lap[mask].var())
+
+
+def test_the_call_sees_the_portrait_s_own_pixels_whatever_the_working_size(mona_avatar):
+    """At rest the call's picture is the portrait cut and scaled once (as sharp as a cubic resize of the
+    painting), not a small render stretched: a renderer working at 256 gives the same sharp picture as one at 1024."""
+    pictures = {}
+    for size in (256, 1024):
+        animator = Animator(mona_avatar, RenderSettings(size=size))
+        stage = CallPicture(CallSettings())
+        pictures[size] = call_picture(animator, mona_avatar.landmarks, stage=stage)
+        crop = crop_of(stage, animator, mona_avatar.landmarks)
+        animator.close()
+    a, x0, y0 = crop_affine(crop, (1280, 720))
+    m = np.array([[1 / a, 0, -x0 / a], [0, 1 / a, -y0 / a]], np.float32)
+    reference = cv2.warpAffine(mona_avatar.image, m, (1280, 720), flags=cv2.INTER_CUBIC)
+    face = face_mask(mona_avatar, mona_avatar.landmarks, (1280, 720), (x0, y0, a))
+    for size, picture in pictures.items():
+        assert _sharpness(picture, face) >= 0.8 * _sharpness(reference, face), size
+        diff = np.abs(picture.astype(int) - reference)[face]
+        assert diff.mean() < 6, size  # the same picture (a little sharpened: picture.PRESHARPEN)
+    assert np.abs(pictures[256].astype(int) - pictures[1024]).mean() < 1.0
+
+
+@pytest.mark.parametrize("motion", [dict(roll=25), dict(roll=-25, yaw=15), dict(pitch=-12), dict(pitch=10, roll=10),
+                                    dict(yaw=-25)])
+def test_the_face_joins_the_hair_without_a_seam(mona, motion):
+    """Where the face mesh meets what lies around it, the map is continuous: the step it takes across the target
+    outline is no larger than the steps it takes just inside and just outside it (a seam is a jump there). Where
+    the head turns a part of its own surface away (the temples on a nod, the far cheek on a turn), the near surface
+    is drawn over it and the outline there is a silhouette: a step is what a silhouette is, so those points are
+    left out."""
+    rest = mona.avatar.landmarks
+    target = turn_head(rest, **motion)
+    target[L.FOREHEAD, 1] -= 8  # raised brows push the forehead up, beyond the head's own motion
+    drawing = mona.draw(target)
+    field = _pixel_positions(drawing.size) + drawing.displacement()
+    w, h = drawing.size
+    k = w / mona.avatar.size[0]
+    renderer = mona.renderer
+    dst = renderer.target_mesh(target)
+    face_tris = renderer._tris[renderer._face_tris]
+    away = renderer.facing_away(dst)
+    oval = np.asarray(target)[L.FACE_OVAL, :2] * k
+    centre = oval.mean(0)
+    excess = []
+    for index, p in zip(L.FACE_OVAL, oval):
+        if away[(face_tris == index).any(1)].any():  # a silhouette here
+            continue
+        ray = (p - centre) / np.linalg.norm(p - centre)
+        at = [p + d * ray for d in (-4.5, -1.5, 1.5, 4.5)]  # working px along the ray, across the outline
+        if not all(0 <= q[0] < w - 1 and 0 <= q[1] < h - 1 for q in at):
+            continue
+        v = [_sample(field, q) for q in at]
+        inside, across, outside = (np.linalg.norm(v[i + 1] - v[i]) for i in range(3))
+        excess.append(across - max(inside, outside))
+    assert len(excess) > 20
+    assert max(excess) < 1.0  # working px
+
+
+def _pixel_positions(size):
+    w, h = size
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    return np.dstack([xx, yy])
+
+
+def _sample(field, q):
+    """Bilinear sample of an h x w x 2 field at (x, y)."""
+    x, y = q
+    x0, y0 = int(x), int(y)
+    fx, fy = x - x0, y - y0
+    f = field[y0 : y0 + 2, x0 : x0 + 2].astype(np.float64)
+    return ((1 - fy) * ((1 - fx) * f[0, 0] + fx * f[0, 1]) + fy * ((1 - fx) * f[1, 0] + fx * f[1, 1]))
+
+
+def test_hair_moves_with_the_head_as_one_piece(mona):
+    """A rolled head carries the hair above it rigidly: the hair just above the crown, in the picture, is the
+    portrait's hair moved by the head's own similarity (not stretched towards a fixed ring)."""
+    rest = mona.avatar.landmarks
+    target = turn_head(rest, roll=15)
+    drawing = mona.draw(target)
+    w, h = drawing.size
+    k = w / mona.avatar.size[0]
+    head = fit_similarity(rest[L.RIGID, :2] * k, np.asarray(target)[L.RIGID, :2] * k)
+    top = rest[L.FOREHEAD, :2] * k
+    face_h = np.ptp(rest[:, 1]) * k
+    hair = top + [[dx, -dy] for dx in np.linspace(-0.3, 0.3, 7) * face_h for dy in (0.1 * face_h, 0.2 * face_h)]
+    moved = head.apply(hair)
+    disp = drawing.displacement()
+    for src, dst in zip(hair, moved):
+        x, y = np.round(dst).astype(int)
+        taken = dst + disp[y, x]
+        assert np.linalg.norm(taken - src) < 1.5  # working px
+
+
+def test_what_a_moved_head_uncovers_is_background_not_a_smear(mona):
+    rest = mona.avatar.landmarks
+    moved_right = rest + [0.2 * mona.avatar.size[0], 0, 0]
+    settings = CallSettings(FramingSettings(288, 512, mode="fit"))
+    picture = call_picture(mona, moved_right, settings)
+    scale = mona.avatar.size[1] / 512
+    # Where the left half of her face was at rest: now background, close to the filled-in background layer.
+    image = mona.avatar.image
+    mask = cv2.resize(avatar_mask(mona.avatar), image.shape[1::-1])
+    behind = cv2.resize(inpainted_background(image, mask), (288, 512), interpolation=cv2.INTER_AREA)
+    was = face_mask(mona.avatar, rest, (288, 512), (0, 0, scale), shrink=0.5)
+    still_face = face_mask(mona.avatar, moved_right, (288, 512), (0, 0, scale), shrink=1.1)
+    uncovered = was & ~still_face
+    assert uncovered.sum() > 200
+    skin = cv2.resize(image, (288, 512), interpolation=cv2.INTER_AREA)[was].mean(0)
+    there = picture[uncovered].astype(float).mean(0)
+    assert np.linalg.norm(there - behind[uncovered].mean(0)) < 0.5 * np.linalg.norm(there - skin)
+
+
+def test_the_call_picture_is_the_call_s_size_and_follows_the_head(mona):
+    stage = CallPicture(CallSettings(FramingSettings(640, 360)))
+    rest = mona.avatar.landmarks
+    first = call_picture(mona, rest, stage=stage)
+    assert first.shape == (360, 640, 3)
+    x_rest = crop_of(stage, mona, rest, 0.0)[0]
+    there = rest + [40, 0, 0]
+    for i in range(1, 90):
+        call_picture(mona, there, stage=stage, t=i / 30)
+    assert crop_of(stage, mona, there, 3.0)[0] == pytest.approx(x_rest + 40, abs=4)
+
+
+def test_the_neural_renderer_s_face_is_drawn_over_the_mesh_warp_inside_its_crop_only(mona, mona_avatar):
+    pytest.importorskip("onnxruntime")
+    avatar = dataclasses.replace(mona_avatar, neural=None)
+    animator = Animator(avatar, RenderSettings(size=SIZE, backend="neural"))
+    try:
+        target = turn_head(avatar.landmarks, yaw=-12, roll=12)
+        mesh_drawing = mona.draw(target)
+        drawing = animator.draw(target)
+        assert len(drawing.overlays) == len(mesh_drawing.overlays) + 1
+        assert np.array_equal(drawing.displacement(), mesh_drawing.displacement())
+        settings = CallSettings(FramingSettings(288, 512, mode="fit"))
+        neural = call_picture(animator, target, settings)
+        mesh = call_picture(mona, target, settings)
+        x0, y0, side = animator.renderer._box
+        k = 512 / avatar.size[1]
+        outside = np.ones((512, 288), bool)
+        outside[max(0, int(y0 * k)) : int((y0 + side) * k) + 1, max(0, int(x0 * k)) : int((x0 + side) * k) + 1] = False
+        assert np.abs(neural.astype(int) - mesh)[outside].max() <= 1
+        assert np.abs(neural.astype(int) - mesh)[~outside].mean() > 0.5  # the generator did draw something
+    finally:
+        animator.close()
+
+
+def test_render_writes_exactly_the_virtual_camera_s_picture(tmp_path, capsys, generated_driver):
+    from avatar_app.commands.cli import main
+    from avatar_app.pipeline.sources import SourceSettings, VideoFileSource
+    from tests.conftest import PORTRAITS
+
+    out = tmp_path / "call.mp4"
+    args = ["render", "--driver", str(generated_driver), "--portrait", str(PORTRAITS / "mona_lisa.jpg")]
+    assert main([*args, "--out", str(out), "--framing", "follow", "--call-size", "640x360"]) == 0
+    assert "640x360" in capsys.readouterr().out
+    with VideoFileSource(SourceSettings(str(out))) as source:
+        first = next(iter(source)).image
+    assert first.shape == (360, 640, 3)
+    assert (first.reshape(-1, 3).max(1) < 8).mean() < 0.01  # no black bars: head and shoulders fill it
+    code = main([*args, "--out", str(tmp_path / "bad.mp4"), "--framing", "fit", "--call-size", "big"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "WIDTHxHEIGHT" in err and "\n" not in err
+    assert not (tmp_path / "bad.mp4").exists()
+
+
+def test_a_green_screen_call_picture_keys_cleanly(mona):
+    picture = call_picture(mona, mona.avatar.landmarks, CallSettings(background=BackgroundSettings(mode="colour")))
+    green = np.all(picture == np.array((0x40, 0xB1, 0x00), np.uint8), axis=-1)
+    assert green[:, :100].mean() > 0.95 and green[:, -100:].mean() > 0.95  # beside her: all key colour
