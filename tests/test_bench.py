@@ -158,5 +158,5 @@ def test_with_framing_the_call_s_picture_is_made_and_timed_as_its_own_stage(gene
     result = bench.run_bench(mona_avatar, settings)
     doc = bench.to_json(result)
     assert doc["run"]["framing"] == "follow"
-    assert "framing" in result.report.stages and result.report.frames == 8
+    assert "call" in result.report.stages and result.report.frames == 8
     assert not bench.schema_errors(doc)

@@ -113,7 +113,7 @@ def side_reach(image_size: tuple[int, int], landmarks: np.ndarray, s: FramingSet
     face_h = np.ptp(pts[:, 1])
     ch = min(face_h / s.head_share * 1.35, ih * (1 + HEADROOM_PAST_TOP))  # a head that comes closer: larger
     cw = ch * s.aspect
-    return int(np.ceil(max(0.0, (cw - iw) / 2 + SIDE_ROOM * cw) + cw / 2)), int(np.ceil(HEADROOM_PAST_TOP * ch) + 2)
+    return int(np.ceil(max(0.0, (cw - iw) / 2 + SIDE_ROOM * cw))) + 2, int(np.ceil(HEADROOM_PAST_TOP * ch) + 2)
 
 
 def fitting_crop(image_size: tuple[int, int], aspect: float, cx: float, cy: float, ch: float) -> Crop:

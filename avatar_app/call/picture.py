@@ -22,6 +22,7 @@ import numpy as np
 from avatar_app.call.background import (BackgroundSettings, avatar_mask, blurred_background, extend,
                                         inpainted_background)
 from avatar_app.call.framing import Crop, Framer, FramingSettings, crown, side_reach
+from avatar_app.face import landmarks as L
 from avatar_app.pipeline.frame import Frame
 from avatar_app.pipeline.render.base import Drawing
 
@@ -124,13 +125,23 @@ def make_scene(avatar: Avatar, working_size: tuple[int, int], settings: CallSett
         behind = cv2.copyMakeBorder(behind, ry, 0, rx, rx, cv2.BORDER_REPLICATE)
         plate = cv2.copyMakeBorder(plate, ry, 0, rx, rx, cv2.BORDER_REPLICATE)
     else:
-        behind, plate = extend(behind, (rx, ry, rx, 0)), extend(plate, (rx, ry, rx, 0), like=behind)
+        behind = extend(behind, (rx, ry, rx, 0))
+        plate = extend(plate, (rx, ry, rx, 0), like=behind)  # out there, both the same: no person
     ys, xs = np.nonzero(alpha)
     box = (float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)) if len(xs) else (0.0, 0.0, 0.0, 0.0)
     return Scene(presharpen(resample(np.dstack([avatar.image, alpha]), k)), k, presharpen(resample(behind, k)),
                  presharpen(resample(plate, k)),
                  (round(rx * k), round(ry * k)), (iw, ih), np.asarray(avatar.landmarks),
                  crown(avatar.landmarks, mask, (iw, ih)), working_size, box)
+
+
+def head_reach(scene: Scene) -> float:
+    """How far the head and its hair reach, in outline radii from the face's centre: to the crown, and a little
+    more (the hair's edge, which the mask softens)."""
+    oval = scene.rest[L.FACE_OVAL, :2]
+    centre = oval.mean(0)
+    radius = max(float(np.sqrt(np.mean(np.sum((oval - centre) ** 2, 1)))), 1.0)
+    return float(np.linalg.norm(scene.crown - centre) / radius + 0.3)
 
 
 def crop_affine(crop: Crop, size: tuple[int, int]) -> tuple[float, float, float]:
@@ -225,11 +236,14 @@ def _cut(layer: np.ndarray, s: float, start: tuple[float, float], size: tuple[in
     w, h = size
     lh, lw = layer.shape[:2]
     cw, ch = max(1, int(round(s * w))), max(1, int(round(s * h)))
-    x = int(np.clip(round(start[0] + s / 2 - 0.5), 0, max(0, lw - cw)))
-    y = int(np.clip(round(start[1] + s / 2 - 0.5), 0, max(0, lh - ch)))
-    patch = layer[y : y + ch, x : x + cw]
-    if patch.shape[:2] != (ch, cw):  # a crop larger than the layer (it should not be): its edge repeats
-        patch = cv2.copyMakeBorder(patch, 0, ch - patch.shape[0], 0, cw - patch.shape[1], cv2.BORDER_REPLICATE)
+    x = int(round(start[0] + s / 2 - 0.5))
+    y = int(round(start[1] + s / 2 - 0.5))
+    patch = layer[max(0, y) : max(0, y + ch), max(0, x) : max(0, x + cw)]
+    if patch.shape[:2] != (ch, cw):  # past the layer ("fit" shows the whole portrait and more): its edge repeats
+        top, left = max(0, -y), max(0, -x)
+        patch = cv2.copyMakeBorder(np.ascontiguousarray(patch) if patch.size else layer[:1, :1], top,
+                                   max(0, ch - patch.shape[0] - top), left, max(0, cw - patch.shape[1] - left),
+                                   cv2.BORDER_REPLICATE)
     # cv2.resize: out pixel u shows patch pixel (u + 0.5) * cw / w - 0.5
     sx, sy = cw / w, ch / h
     place = (sx, x + 0.5 * sx - 0.5, y + 0.5 * sy - 0.5)  # (the two scales differ by under a pixel's share)
@@ -292,8 +306,10 @@ def _draw_person(out: np.ndarray, scene: Scene, drawing: Drawing, place: tuple[f
     k = scene.k
     ww, wh = scene.working_size
     iw, ih = scene.portrait_size
+    # Past the renderer's picture (the portrait's continuation) nothing moves: no person is drawn out there.
     moved = cv2.warpAffine(drawing.displacement(), to_working.astype(np.float32), (nu, nv),
-                           flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
+                           flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT,
+                           borderValue=(0, 0, 0, 0))
     small_x = moved[..., 0] * np.float32(k * iw / ww) + gx[None, :]
     small_y = moved[..., 1] * np.float32(k * ih / wh) + gy[:, None]
     big = ws.get("big", (nv * step, nu * step), np.float32)
@@ -365,6 +381,9 @@ class CallPicture:
         if scene is not None:
             return scene
         scene = make_scene(animator.avatar, animator.output_size, self.settings)
+        reach = getattr(animator.renderer, "set_head_reach", None)
+        if reach is not None:  # the hair moves with the head up to the top of the head, not a fixed radius
+            reach(head_reach(scene))
         with self._lock:
             newest = sorted(self._scenes)[-1:]  # frames of the previous animation may still be on their way
             self._scenes = {g: self._scenes[g] for g in newest}

@@ -41,7 +41,7 @@ def test_green_screen_puts_the_green_behind_the_avatar_in_the_call_s_picture(qtb
 
     _choose(window, "keep")
     qtbot.waitUntil(lambda: _share(window.avatar_view.image(), GREEN) < 0.01, timeout=30000)
-    assert window.pipeline.stages.background is None  # keep costs nothing
+    assert window.pipeline.stages.call.settings.background.mode == "keep"
 
 
 def test_any_colour_from_the_dialog_and_a_cancelled_dialog_changes_nothing(qtbot, make_window, generated_driver):

@@ -83,10 +83,10 @@ def test_the_call_picture_follows_the_chosen_framing(qtbot, make_window, generat
     wait_for_avatar(qtbot, window)
     wait_for_frames(qtbot, window, 3)
     combo = window.outputs.framing_combo
-    combo.setCurrentIndex(combo.findData("fit"))
-    wait_for_frames(qtbot, window, 4)
+    combo.setCurrentIndex(combo.findData("fit"))  # its layers are made off the renderer's thread, then swapped in
+    qtbot.waitUntil(lambda: window.avatar_view.image()[:, :200].max() == 0, timeout=5000)  # bars beside a tall portrait
     picture = window.avatar_view.image()
-    assert picture.shape[:2] == (720, 1280) and picture[:, :200].max() == 0  # bars beside a tall portrait
+    assert picture.shape[:2] == (720, 1280)
     combo.setCurrentIndex(combo.findData("follow"))
     qtbot.waitUntil(lambda: window.avatar_view.image()[:, :200].max() > 0, timeout=5000)
     assert window.settings.framing == "follow"

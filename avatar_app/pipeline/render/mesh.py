@@ -44,9 +44,11 @@ OUTSIDE_CELLS_ACROSS_FACE = 16
 FADE_RADII = 0.6
 MAX_SQUEEZE = 0.4  # the most the fading motion may compress or stretch what lies beside the face (share)
 HEAD_TO, BODY_FROM = 0.1, 0.8
-# ... and, sideways and above, 1 out to HEAD_REACH outline radii from the face's centre (the widest hair), 0 from
-# HEAD_REACH + 1 on: the room around the head is behind the person and shows the still background anyway.
-HEAD_REACH = 2.0
+# ... and, sideways and above, 1 out to HEAD_REACH outline radii from the face's centre (the hair), 0 from
+# HEAD_REACH + HEAD_FADE on. In the call's picture the room around the head is behind the person and shows the
+# still background anyway; a plain render() (training's warps, the demo) has no such layer, so the scene a
+# little way from the head must stay still there (as the rings of the mesh layout once made it, at 1.3 / 1.6).
+HEAD_REACH, HEAD_FADE = 1.4, 0.6
 
 
 class MeshRenderer:
@@ -54,6 +56,14 @@ class MeshRenderer:
 
     def __init__(self) -> None:
         self._image: np.ndarray | None = None
+        self.head_reach = HEAD_REACH
+
+    def set_head_reach(self, radii: float) -> None:
+        """How far (outline radii from the face's centre) the head and its hair reach: they move as one piece
+        out to there. The call's picture knows it from the person mask (its hair lies over a still background
+        that shows wherever the person is not); a plain render() keeps HEAD_REACH, so the scene around a head it
+        draws stays still."""
+        self.head_reach = float(max(HEAD_REACH, radii))
 
     # ----------------------------------------------------------------------------------------------------
     def prepare(self, avatar, settings: RenderSettings = RenderSettings()) -> None:
@@ -211,7 +221,7 @@ class MeshRenderer:
         def head_share(p):
             v = (p - chin) @ down / face_h
             r = np.linalg.norm(p - centre, axis=1) / radius
-            return (1.0 - _smoothstep((v - HEAD_TO) / (BODY_FROM - HEAD_TO))) * (1.0 - _smoothstep(r - HEAD_REACH))
+            return (1.0 - _smoothstep((v - HEAD_TO) / (BODY_FROM - HEAD_TO))) * (1.0 - _smoothstep((r - self.head_reach) / HEAD_FADE))
 
         ang = np.arctan2(oval_t[:, 1] - centre[1], oval_t[:, 0] - centre[0])
         order = np.argsort(ang, kind="stable")
@@ -269,8 +279,10 @@ class MeshRenderer:
         # Only the part that moves is remapped (the rest of the picture is the portrait itself).
         still = np.abs(cells).max(2) < 0.01
         rows, cols = np.flatnonzero(~still.all(1)), np.flatnonzero(~still.all(0))
-        y0, y1 = min(rows[0] * c, fy0), min(max((rows[-1] + 1) * c, fy1), h)
-        x0, x1 = min(cols[0] * c, fx0), min(max((cols[-1] + 1) * c, fx1), w)
+        y0, y1, x0, x1 = fy0, min(fy1, h), fx0, min(fx1, w)  # at least the face (an eye alone may move)
+        if len(rows):
+            y0, y1 = min(rows[0] * c, y0), min(max((rows[-1] + 1) * c, y1), h)
+            x0, x1 = min(cols[0] * c, x0), min(max((cols[-1] + 1) * c, x1), w)
         box = field[y0:y1, x0:x1] + self._base[y0:y1, x0:x1]
         far = max(float(np.abs(cells).max()), float(np.abs(fine).max()) if fine.size else 0.0)
         return (int(x0), int(y0), int(x1), int(y1)), box, field, far

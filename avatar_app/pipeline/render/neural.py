@@ -271,6 +271,9 @@ class NeuralRenderer:
         drawing.overlays.append(PatchOverlay(face, cv2.GaussianBlur(alpha, (feather, feather), 0), self._from_crop))
         return drawing
 
+    def set_head_reach(self, radii: float) -> None:
+        self.mesh.set_head_reach(radii)
+
     def warp_like(self, channel: np.ndarray, target: np.ndarray) -> np.ndarray:
         """One channel moved as the mesh warp under this frame moved the portrait (MeshRenderer.warp_like): the
         generator's correction is blended over that warp inside the face crop and moves nothing itself."""
