@@ -150,7 +150,7 @@ def fmt(v, spec):
 def print_self(title: str, clips: list[dict]) -> dict:
     names = [m for m in clips[0]["rows"]]
     print(f"\n## {title}: {len(clips)} clips, one-shot at {SIZE}x{SIZE} (LM: dlib 68 points / IOD)\n")
-    head = f"{'clip':<44}" + "".join(f" | {m:>6} LM  worst  >.12  SSIM  jit" for m in names)
+    head = f"{'clip':<44}" + "".join(f" | {m:>6} LM  worst  >.12  SSIM  jit still seam" for m in names)
     print(head)
     print("-" * len(head))
     for c in clips:
@@ -158,7 +158,8 @@ def print_self(title: str, clips: list[dict]) -> dict:
         for m in names:
             s = c["rows"][m]
             line += (f" | {fmt(s['lm'], '.4f'):>10} {fmt(s['lm_worst'], '.3f'):>6} {s['tears']:>5} "
-                     f"{fmt(s['ssim'], '.3f'):>5} {fmt(s['jitter_px'], '.2f'):>4}")
+                     f"{fmt(s['ssim'], '.3f'):>5} {fmt(s['jitter_px'], '.2f'):>4} {fmt(s['still_err'], '.2f'):>5}"
+                     f" {s['seams']:>4}")
         print(line)
     means = {}
     line = f"{'mean of clips':<44}"
@@ -166,15 +167,18 @@ def print_self(title: str, clips: list[dict]) -> dict:
         def avg(key):
             vals = [c["rows"][m][key] for c in clips if c["rows"][m][key] is not None]
             return float(np.mean(vals)) if vals else None
-        means[m] = {k: avg(k) for k in ("lm", "lm_median", "ssim", "psnr", "jitter_px")}
+        means[m] = {k: avg(k) for k in ("lm", "lm_median", "ssim", "psnr", "jitter_px", "still_err")}
+        means[m]["seams"] = sum(c["rows"][m]["seams"] for c in clips)
         means[m]["lm_worst"] = max((c["rows"][m]["lm_worst"] or 0) for c in clips)
         means[m]["tears"] = sum(c["rows"][m]["tears"] for c in clips)
         means[m]["lm_median_of_clips"] = float(np.median([c["rows"][m]["lm"] for c in clips if c["rows"][m]["lm"] is not None]))
         line += (f" | {fmt(means[m]['lm'], '.4f'):>10} {fmt(means[m]['lm_worst'], '.3f'):>6} {means[m]['tears']:>5} "
-                 f"{fmt(means[m]['ssim'], '.3f'):>5} {fmt(means[m]['jitter_px'], '.2f'):>4}")
+                 f"{fmt(means[m]['ssim'], '.3f'):>5} {fmt(means[m]['jitter_px'], '.2f'):>4}"
+                 f" {fmt(means[m]['still_err'], '.2f'):>5} {means[m]['seams']:>4}")
     print(line)
     print("(>.12: frames above 0.12 IOD or without a face in the output; jit: output landmark motion in px per frame"
-          " where the real face is still)")
+          " where the real face is still; still: mean grey-level error where the real frame still equals the source"
+          " frame; seam: frames with a hard edge the source frame has not, measure/picture.py)")
     return means
 
 
@@ -248,6 +252,12 @@ def main(argv: list[str] | None = None) -> int:
                   f"{share:.0%} (largest gaps: {[(n, round(d, 4)) for d, n in worse if d > 0]})"),
             check("mean SSIM >= naive", means["mesh"]["ssim"] >= means["naive"]["ssim"],
                   f"{means['mesh']['ssim']:.4f} vs {means['naive']['ssim']:.4f}"),
+            check("still region within 1 grey level of the static row's",
+                  means["mesh"]["still_err"] <= means["static"]["still_err"] + 1.0,
+                  f"{means['mesh']['still_err']:.2f} vs static {means['static']['still_err']:.2f}, naive"
+                  f" {means['naive']['still_err']:.2f}"),
+            check("no seam (frames flagged)", means["mesh"]["seams"] == 0,
+                  f"{means['mesh']['seams']} (naive {means['naive']['seams']})"),
         ]
 
     if "synthetic" in args.only:
@@ -259,6 +269,8 @@ def main(argv: list[str] | None = None) -> int:
             check("no tear the naive warp does not also have", not beyond, f"{len(beyond)} frames"),
             check("follows: LM <= naive on the mean", means["mesh"]["lm"] <= means["naive"]["lm"],
                   f"{means['mesh']['lm']:.4f} vs {means['naive']['lm']:.4f} (static {means['static']['lm']:.4f})"),
+            check("no seam on synthetic rolls and moves (frames flagged)", means["mesh"]["seams"] == 0,
+                  f"{means['mesh']['seams']} (naive {means['naive']['seams']})"),
         ]
 
     if "still" in args.only:

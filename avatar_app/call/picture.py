@@ -42,6 +42,10 @@ EDGE_FADE = 0.015  # the person fades out over this share of the portrait's size
 # bilinear one per frame. So the layers are sharpened once per avatar by what bilinear sampling takes away on
 # average: an unsharp mask of this amount and sigma (px) brings the ratio to ~0.9-1.0 (benchmarks/call_picture.py).
 PRESHARPEN = (0.4, 0.8)
+# Hair further out than this (outline radii) follows the head only in part: on the 38 benchmark clips, moving
+# more of a real head's surroundings with the tracked motion (never quite the real one) cost SSIM (mead clip:
+# 0.909 at the crown's 1.94 radii, 0.925 at 1.3).
+MAX_HEAD_REACH = 1.6
 
 
 @dataclass(frozen=True)
@@ -129,19 +133,23 @@ def make_scene(avatar: Avatar, working_size: tuple[int, int], settings: CallSett
         plate = extend(plate, (rx, ry, rx, 0), like=behind)  # out there, both the same: no person
     ys, xs = np.nonzero(alpha)
     box = (float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)) if len(xs) else (0.0, 0.0, 0.0, 0.0)
-    return Scene(presharpen(resample(np.dstack([avatar.image, alpha]), k)), k, presharpen(resample(behind, k)),
-                 presharpen(resample(plate, k)),
+    # Sharpened only where the picture resamples: a crop that maps call pixels onto source pixels one to one (the
+    # whole portrait at its own size, as `render` without --framing and `evaluate` draw it) loses nothing.
+    a, _, _ = crop_affine((0, 0, max(ih, iw / s.aspect) if s.mode == "fit" else min(ih, iw / s.aspect)), s.size)
+    sharpen = presharpen if s.mode == "follow" or abs(a * k - 1.0) > 1e-6 else (lambda image: image)
+    return Scene(sharpen(resample(np.dstack([avatar.image, alpha]), k)), k, sharpen(resample(behind, k)),
+                 sharpen(resample(plate, k)),
                  (round(rx * k), round(ry * k)), (iw, ih), np.asarray(avatar.landmarks),
                  crown(avatar.landmarks, mask, (iw, ih)), working_size, box)
 
 
 def head_reach(scene: Scene) -> float:
-    """How far the head and its hair reach, in outline radii from the face's centre: to the crown, and a little
-    more (the hair's edge, which the mask softens)."""
+    """How far the head and its hair reach, in outline radii from the face's centre: to the crown (the hair's
+    soft edge fades out beyond it with the renderer's HEAD_FADE), at most MAX_HEAD_REACH."""
     oval = scene.rest[L.FACE_OVAL, :2]
     centre = oval.mean(0)
     radius = max(float(np.sqrt(np.mean(np.sum((oval - centre) ** 2, 1)))), 1.0)
-    return float(np.linalg.norm(scene.crown - centre) / radius + 0.3)
+    return float(min(np.linalg.norm(scene.crown - centre) / radius, MAX_HEAD_REACH))
 
 
 def crop_affine(crop: Crop, size: tuple[int, int]) -> tuple[float, float, float]:
@@ -194,11 +202,11 @@ def draw_call_picture(scene: Scene, drawing: Drawing | None, crop: Crop, size: t
     k = scene.k
     px, py = scene.pad
     # call pixel (u, v) -> source pixel (sx0 + s * u, sy0 + s * v)
-    s, sx0, sy0 = a * k, (x0 + 0.5) * k - 0.5 + px, (y0 + 0.5) * k - 0.5 + py
-    out, (s, sx0, sy0) = _cut(scene.plate, s, (sx0, sy0), size)  # placed to the source pixel
+    cut_at = (a * k, ((x0 + 0.5) * k - 0.5 + px, (y0 + 0.5) * k - 0.5 + py))
+    out, (s, sx0, sy0) = _cut(scene.plate, *cut_at, size)  # placed to the source pixel
     box = _moving_box(scene, drawing, (s, sx0 - px, sy0 - py), size)
     if box is not None:
-        _draw_person(out, scene, drawing, (s, sx0, sy0), box, ws)
+        _draw_person(out, scene, drawing, (s, sx0, sy0), box, ws, cut_at)
     if drawing is not None and drawing.overlays:
         to_canvas = cv2.invertAffineTransform(_call_to_working(scene, (s, sx0, sy0)))
         for overlay in drawing.overlays:
@@ -285,7 +293,7 @@ def _moving_box(scene: Scene, drawing: Drawing | None, place: tuple[float, float
 
 
 def _draw_person(out: np.ndarray, scene: Scene, drawing: Drawing, place: tuple[float, float, float],
-                 box: tuple[int, int, int, int], ws: _Workspace) -> None:
+                 box: tuple[int, int, int, int], ws: _Workspace, cut_at) -> None:
     """Inside ``box`` (call px) of ``out``: the person drawn through the renderer's map, over what lies behind."""
     s, sx0, sy0 = place
     px, py = scene.pad
@@ -321,11 +329,10 @@ def _draw_person(out: np.ndarray, scene: Scene, drawing: Drawing, place: tuple[f
     person = ws.get("person", (bh, bw, 4))
     cv2.remap(scene.source, map_x, map_y, dst=person, interpolation=cv2.INTER_LINEAR,
               borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    # What lies behind, exactly where the plate's pixels lie (the same placement, sub-pixel: a warp of the box).
+    # What lies behind, exactly where the plate's pixels lie: cut the same way (both layers have one size), the
+    # box taken from it (a resize of the whole picture costs less than a warp of the box).
     behind = ws.get("behind", (bh, bw, 3))
-    m = np.array([[s, 0, sx0 + s * u0], [0, s, sy0 + s * v0]], np.float32)
-    cv2.warpAffine(scene.behind, m, (bw, bh), dst=behind, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                   borderMode=cv2.BORDER_REPLICATE)
+    behind[:] = _cut(scene.behind, *cut_at, (out.shape[1], out.shape[0]))[0][v0:v1, u0:u1]
     # out = person * alpha + behind * (1 - alpha), in 8 bits (OpenCV's saturating multiplies)
     colour, alpha, alpha1 = ws.get("colour", (bh, bw, 3)), ws.get("alpha", (bh, bw, 3)), ws.get("alpha1", (bh, bw))
     cv2.cvtColor(person, cv2.COLOR_BGRA2BGR, dst=colour)

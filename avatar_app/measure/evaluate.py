@@ -44,9 +44,10 @@ from avatar_app.face.crop import crop, face_box
 from avatar_app.face.landmarks import to_dlib68
 from avatar_app.measure.protocol import FINETUNED, STATIC, EvaluationSettings
 from avatar_app.measure.metrics import l1, landmark_error, psnr, ssim
+from avatar_app.measure.picture import false_edges
 from avatar_app.measure.report import Report, VideoResult, contact_sheet, worst_sheet, label
-from avatar_app.measure.scoring import (FrameScore, Judge, MeasuredFrames, RowResult, cosine, jitter, mouth_l1,
-                                        mean_of)
+from avatar_app.measure.scoring import (FrameScore, Judge, MeasuredFrames, RowResult, cosine, jitter, mean_of,
+                                        mouth_l1, new_edges_allowed, still_region_error)
 from avatar_app.pipeline.render.base import RenderSettings
 from avatar_app.pipeline.frame import Frame
 from avatar_app.pipeline.stages import StageLoop, TrackerStage
@@ -364,6 +365,9 @@ def _score_shot(shot: _Shot, real: MeasuredFrames, scored: list[int], sheet_fram
                 lm_mp=None if o_mp is None or real_mp is None else landmark_error(o_mp, real_mp),
                 csim=None if o_emb is None or identity is None else cosine(o_emb, identity),
                 face_found=o68 is not None,
+                still_err=still_region_error(clip.crops[i], clip.crops[source], output),
+                seam=None if name == STATIC else false_edges(
+                    output, clip.crops[source], new_edges_allowed(o68, output.shape[:2])).flagged,
             )
             rows[name].scores.append(score)
             if name != STATIC and (lm is not None or o68 is None):

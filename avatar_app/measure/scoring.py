@@ -8,6 +8,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 
 from avatar_app.errors import AvatarAppError
@@ -133,6 +134,10 @@ class FrameScore:
     lm_mp: float | None  # MediaPipe, the same way (None when not measured)
     csim: float | None  # None: no face in the output, or CSIM unavailable
     face_found: bool  # dlib finds a face in the output
+    # Where the real frame still equals the source frame (its background), the output's mean difference from the
+    # real frame (grey levels): a still scene must stay still. None: too little of the frame is still.
+    still_err: float | None = None
+    seam: bool | None = None  # a hard edge the source frame does not have (measure/picture.py); None: not measured
 
 
 def mean_of(values) -> float | None:
@@ -181,11 +186,46 @@ class RowResult:
             "lm_mp": mean_of(x.lm_mp for x in s),
             "csim": mean_of(x.csim for x in s),
             "face_found": mean_of(float(x.face_found) for x in s),
+            "still_err": mean_of(x.still_err for x in s),
+            "seams": sum(1 for x in s if x.seam),
             "jitter_px": self.jitter_px,
             "real_jitter_px": self.real_jitter_px,
             "still_pairs": self.still_pairs,
             "scored": len(s),
         }
+
+
+STILL_TOL = 6  # grey levels (after a 3 x 3 box blur): a pixel of the real frame this close to the source's is still
+
+
+def still_region_error(real: np.ndarray, source: np.ndarray, output: np.ndarray) -> float | None:
+    """Where the real frame still equals the source frame (the scene behind the person, wherever nothing moved;
+    a 2-pixel margin off the edges of what moved), the mean absolute difference of the output from the real
+    frame, in grey levels. The source frame itself scores the floor that compression leaves; a warp that drags
+    the background along with the head scores above it. None when under 1 % of the frame is still."""
+    if not (real.shape == source.shape == output.shape):
+        raise ValueError(f"still_region_error needs pictures of one size, got {real.shape}, {source.shape}, {output.shape}")
+    a = cv2.blur(real, (3, 3)).astype(np.int16)
+    b = cv2.blur(source, (3, 3)).astype(np.int16)
+    still = (np.abs(a - b).max(2) <= STILL_TOL).astype(np.uint8)
+    still = cv2.erode(still, np.ones((5, 5), np.uint8)).astype(bool)
+    if still.mean() < 0.01:
+        return None
+    return float(np.abs(output.astype(np.float32) - real.astype(np.float32))[still].mean())
+
+
+def new_edges_allowed(points68: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray | None:
+    """Where an output may show edges its source frame has not (an opened mouth's teeth, opened eyes): the inner
+    lips' and the eyes' outlines from the output's own 68 points (dlib), widened; None without a face."""
+    if points68 is None:
+        return None
+    mask = np.zeros(shape, np.uint8)
+    p = np.round(points68[:, :2]).astype(np.int32)
+    for part in (p[48:60], p[36:42], p[42:48]):
+        cv2.fillConvexPoly(mask, cv2.convexHull(part), 1)
+    iod = max(inter_ocular(points68), 1.0)
+    grow = max(3, int(round(0.15 * iod)))
+    return cv2.dilate(mask, np.ones((grow, grow), np.uint8)).astype(bool)
 
 
 def mouth_l1(output: np.ndarray, real: np.ndarray, real68: np.ndarray) -> float | None:

@@ -38,17 +38,18 @@ from avatar_app.pipeline.render.mouth import MouthOverlay, MouthPainter
 # The fine displacement field (the face) has at least this many cells across the face.
 CELLS_ACROSS_FACE = 128
 # The smooth field outside the face: one cell per this share of the face's size.
-OUTSIDE_CELLS_ACROSS_FACE = 16
+OUTSIDE_CELLS_ACROSS_FACE = 10
 # How far the face's own motion beyond the head's reaches out (outline radii), and the head's share w: 1 down
 # to HEAD_TO below the chin, 0 from BODY_FROM (face heights) down.
 FADE_RADII = 0.6
-MAX_SQUEEZE = 0.4  # the most the fading motion may compress or stretch what lies beside the face (share)
-HEAD_TO, BODY_FROM = 0.1, 0.8
+MAX_SQUEEZE = 0.4
+STILL_PX = 0.5  # outside the face, a move shorter than this (working px) is no move  # the most the fading motion may compress or stretch what lies beside the face (share)
+HEAD_TO, BODY_FROM = 0.0, 0.35
 # ... and, sideways and above, 1 out to HEAD_REACH outline radii from the face's centre (the hair), 0 from
 # HEAD_REACH + HEAD_FADE on. In the call's picture the room around the head is behind the person and shows the
 # still background anyway; a plain render() (training's warps, the demo) has no such layer, so the scene a
 # little way from the head must stay still there (as the rings of the mesh layout once made it, at 1.3 / 1.6).
-HEAD_REACH, HEAD_FADE = 1.4, 0.6
+HEAD_REACH, HEAD_FADE = 1.3, 0.35
 
 
 class MeshRenderer:
@@ -112,6 +113,7 @@ class MeshRenderer:
         yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
         self._base = np.dstack([xx, yy])
         self._last = (None, None)  # the last target drawn and its drawing
+        self._head = None  # (target mesh, its head motion): fitted once per frame
 
     @property
     def output_size(self) -> tuple[int, int]:
@@ -203,7 +205,9 @@ class MeshRenderer:
     def outside_map(self, dst: np.ndarray, points: np.ndarray) -> np.ndarray:
         """Where each of ``points`` (N x 2, target output pixels) outside the face takes the portrait from (N x 2):
         the smooth field of the module's docstring, equal to the face mesh on the target outline."""
-        head = self.head_motion(dst)
+        head = self._head if self._head is not None and self._head[0] is dst else (dst, self.head_motion(dst))
+        self._head = head
+        head = head[1]
         inv_rot, inv_scale = head.rotation.T, 1.0 / head.scale
 
         def base(p, w):  # p moved back by the head's motion, in proportion w
@@ -259,7 +263,11 @@ class MeshRenderer:
         w, h = self._size
         c = self._coarse_step
         gh, gw = self._cells_shape
-        cells = (self.outside_map(dst, self._cells) - self._cells).reshape(gh, gw, 2).astype(np.float32)
+        cells = (self.outside_map(dst, self._cells) - self._cells).reshape(gh, gw, 2)
+        # A sub-pixel move is a blur (bilinear sampling between pixels), not a motion anyone sees: where the
+        # field reaches less than STILL_PX it is eased to exactly nothing (continuously, so no step shows).
+        reach = np.linalg.norm(cells, axis=2, keepdims=True)
+        cells = (cells * np.clip((reach - 0.2 * STILL_PX) / (0.8 * STILL_PX), 0.0, 1.0)).astype(np.float32)
         field = cv2.resize(cells, (gw * c, gh * c), interpolation=cv2.INTER_LINEAR)[:h, :w]
         order = self.draw_order(dst, depth)
         s = self._step
@@ -267,9 +275,21 @@ class MeshRenderer:
         # Around the face the outside field is worked out on a grid of 2 fine cells (a coarse cell straddling
         # the outline would blend the field inside the face into the hair just outside it: a small step there),
         # then the face's own triangles are drawn over it.
+        # Only a band of cells along the outline needs it: inside, the face is drawn over; further out, the
+        # coarse field's interpolation is exact enough (the field is smooth there).
         m = 2 * s
-        near = (self._near_cells(fx0, fy0, fx1, fy1, m))
-        start = (self.outside_map(dst, near) - near).astype(np.float32).reshape((fy1 - fy0) // m + 1, (fx1 - fx0) // m + 1, 2)
+        gw_m, gh_m = (fx1 - fx0) // m + 1, (fy1 - fy0) // m + 1
+        near = self._near_cells(fx0, fy0, fx1, fy1, m)
+        iy = np.clip(np.round(near[:, 1]).astype(int), 0, h - 1)
+        ix = np.clip(np.round(near[:, 0]).astype(int), 0, w - 1)
+        start = field[iy, ix].copy()
+        outline = np.round((dst[L.FACE_OVAL] - [fx0 - 0.5 + m / 2, fy0 - 0.5 + m / 2]) / m * 4).astype(np.int32)
+        inside = np.zeros((gh_m, gw_m), np.uint8)
+        cv2.fillPoly(inside, [outline], 1, shift=2)
+        kernel = np.ones((5, 5), np.uint8)
+        band = np.flatnonzero((cv2.dilate(inside, kernel) > 0).ravel() & (cv2.erode(inside, kernel) == 0).ravel())
+        start[band] = self.outside_map(dst, near[band]) - near[band]
+        start = start.astype(np.float32).reshape(gh_m, gw_m, 2)
         gh_f, gw_f = (fy1 - fy0) // s, (fx1 - fx0) // s
         fine = np.ascontiguousarray(cv2.resize(start, (start.shape[1] * 2, start.shape[0] * 2),
                                                interpolation=cv2.INTER_LINEAR)[:gh_f, :gw_f])
