@@ -245,3 +245,30 @@ def test_a_green_screen_call_picture_keys_cleanly(mona):
     picture = call_picture(mona, mona.avatar.landmarks, CallSettings(background=BackgroundSettings(mode="colour")))
     green = np.all(picture == np.array((0x40, 0xB1, 0x00), np.uint8), axis=-1)
     assert green[:, :100].mean() > 0.95 and green[:, -100:].mean() > 0.95  # beside her: all key colour
+
+
+DATA = __import__("pathlib").Path(__file__).parent / "data"
+
+
+def test_the_seam_measure_flags_the_old_forehead_seam_and_not_today_s_picture(mona):
+    """The seam the old renderer tore across the Mona Lisa's forehead (the vox clip at t = 1.2 s, kept as a
+    picture in tests/data) is flagged; today's call picture of the same poses is not."""
+    from avatar_app.measure.picture import false_edges
+
+    old_rest, old_seam = (cv2.imread(str(DATA / f"seam_old_vox_mona_{i:04d}.jpg")) for i in (0, 30))
+    assert false_edges(old_seam, old_rest).flagged
+    assert not false_edges(old_rest, old_rest).flagged
+    targets = np.load(DATA / "vox_mona_targets.npy", allow_pickle=False)
+    settings = CallSettings(FramingSettings(640, 360))
+    rest = call_picture(mona, mona.avatar.landmarks, settings)
+    for target in targets:
+        stage = CallPicture(settings)
+        picture = call_picture(mona, target, stage=stage)
+        assert np.abs(picture.astype(int) - rest).mean() > 3  # she moved
+        # The painted inside of an opened mouth (teeth) is an edge she never had, and should be.
+        a, x0, y0 = crop_affine(stage.framer._last, (640, 360))
+        lips = np.concatenate([target[L.LIP_INNER_UPPER, :2], target[L.LIP_INNER_LOWER, :2]])
+        mouth = np.zeros((360, 640), np.uint8)
+        cv2.fillConvexPoly(mouth, cv2.convexHull(np.round((lips - [x0, y0]) / a).astype(np.int32)), 1)
+        mouth = cv2.dilate(mouth, np.ones((9, 9), np.uint8)).astype(bool)
+        assert not false_edges(picture, rest, exclude=mouth).flagged
