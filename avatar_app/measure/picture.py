@@ -61,8 +61,9 @@ def false_edges(output: np.ndarray, portrait: np.ndarray, exclude: np.ndarray | 
     """Find hard edges in `output` (the call picture) that `portrait` (the same picture at rest, in the same
     framing) does not have, such as the seam a torn warp leaves across a forehead.
 
-    Dense optical flow (DIS, medium preset) carries the portrait onto the output. A smooth flow follows a head
-    turning or a mouth opening but cannot reproduce a tear, so a torn edge is missing from the warped portrait.
+    Dense optical flow (DIS, medium preset), smoothed over FLOW_SMOOTHING of the width, carries the portrait onto
+    the output. A smooth flow follows a head turning or a mouth opening but cannot reproduce a tear, so a torn
+    edge is missing from the warped portrait.
     Output pixels whose gradient exceeds the warped portrait's (widened by ALIGN_TOLERANCE_PX) by EDGE_MARGIN
     and EDGE_RATIO are false edge; after a small closing they are joined into 8-connected lines, and a line's
     length is the pixel count of its skeleton. The picture is flagged when the longest line is longer than
