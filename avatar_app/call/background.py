@@ -247,7 +247,8 @@ def extend(image: np.ndarray, pad: tuple[int, int, int, int], like: np.ndarray |
     ramp = np.clip(np.maximum(out_x, out_y) / max(0.04 * side, 1.0), 0, 1).astype(np.float32)[..., None]
     out = (big * (1 - ramp) + blurred * ramp + 0.5).astype(np.uint8)
     if like is not None and like.shape == out.shape:
-        inside = np.zeros((ph, pw), bool)
-        inside[top : top + h, left : left + w] = True
-        out[~inside] = like[~inside]
+        # Its own mirror image just past the edge (no step there), the other's continuation from a little way out
+        # (so nothing of what is only in this image, a person, shows far out).
+        near = np.clip(np.maximum(out_x, out_y) / max(0.03 * side, 1.0), 0, 1).astype(np.float32)[..., None]
+        out = (out * (1 - near) + like * near + 0.5).astype(np.uint8)
     return out

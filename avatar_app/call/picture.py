@@ -90,7 +90,10 @@ def resample(image: np.ndarray, k: float) -> np.ndarray:
         return image
     h, w = image.shape[:2]
     size = (max(1, round(w * k)), max(1, round(h * k)))
-    return cv2.resize(image, size, interpolation=UPSCALE_METHOD if k > 1 else cv2.INTER_AREA)
+    # Shrinking by less than half, cubic keeps the texture that area averaging softens (and aliases little);
+    # further, area averaging (a cubic would alias).
+    shrink = cv2.INTER_CUBIC if k >= 0.5 else cv2.INTER_AREA
+    return cv2.resize(image, size, interpolation=UPSCALE_METHOD if k > 1 else shrink)
 
 
 def presharpen(image: np.ndarray) -> np.ndarray:
@@ -113,7 +116,11 @@ def make_scene(avatar: Avatar, working_size: tuple[int, int], settings: CallSett
     fade = max(1.0, EDGE_FADE * max(iw, ih))
     yy, xx = np.ogrid[0:ih, 0:iw]
     edge = np.minimum(np.minimum(xx, iw - 1 - xx), np.minimum(yy, ih - 1 - yy)).astype(np.float32)
-    person *= np.clip((edge + 0.5) / fade, 0, 1)
+    border = np.clip((edge + 0.5) / fade, 0, 1)
+    # The moving layer keeps the person whole up to the portrait's edge (a head that moves down brings the hair the
+    # frame cut off along, repeated from the edge, instead of a line across it); the still layers fade it there.
+    whole = np.clip(person * 255 + 0.5, 0, 255).astype(np.uint8)
+    person *= border
     alpha = np.clip(person * 255 + 0.5, 0, 255).astype(np.uint8)
     if settings.background.mode == "colour":
         behind = np.empty((ih, iw, 3), np.uint8)
@@ -123,7 +130,12 @@ def make_scene(avatar: Avatar, working_size: tuple[int, int], settings: CallSett
     else:
         behind = inpainted_background(avatar.image, person)
     a = person[..., None]
-    plate = (avatar.image * a + behind * (1.0 - a) + 0.5).astype(np.uint8)
+    # The plate is the portrait itself: a picture at rest is the portrait, to the pixel. (With a colour or a blur
+    # behind, it is the person at rest over that.)
+    if settings.background.mode == "keep":
+        plate = avatar.image.copy()
+    else:
+        plate = (avatar.image * a + behind * (1.0 - a) + 0.5).astype(np.uint8)
     rx, ry = side_reach((iw, ih), avatar.landmarks, s) if s.mode == "follow" else (0, 0)
     if settings.background.mode == "colour":
         behind = cv2.copyMakeBorder(behind, ry, 0, rx, rx, cv2.BORDER_REPLICATE)
@@ -137,7 +149,7 @@ def make_scene(avatar: Avatar, working_size: tuple[int, int], settings: CallSett
     # whole portrait at its own size, as `render` without --framing and `evaluate` draw it) loses nothing.
     a, _, _ = crop_affine((0, 0, max(ih, iw / s.aspect) if s.mode == "fit" else min(ih, iw / s.aspect)), s.size)
     sharpen = presharpen if s.mode == "follow" or abs(a * k - 1.0) > 1e-6 else (lambda image: image)
-    return Scene(sharpen(resample(np.dstack([avatar.image, alpha]), k)), k, sharpen(resample(behind, k)),
+    return Scene(sharpen(resample(np.dstack([avatar.image, whole]), k)), k, sharpen(resample(behind, k)),
                  sharpen(resample(plate, k)),
                  (round(rx * k), round(ry * k)), (iw, ih), np.asarray(avatar.landmarks),
                  crown(avatar.landmarks, mask, (iw, ih)), working_size, box)
@@ -186,6 +198,7 @@ def _workspace() -> _Workspace:
     return ws
 
 
+MOVED_PX = 1.0  # source px: from a move this long, the picture is the moved person over what lies behind
 MAP_STEP = 4  # the map is resampled at every 4th call pixel, then upsampled: it is smooth at that scale
 
 
@@ -328,7 +341,7 @@ def _draw_person(out: np.ndarray, scene: Scene, drawing: Drawing, place: tuple[f
     map_y[:] = big[step : step + bh, step : step + bw]
     person = ws.get("person", (bh, bw, 4))
     cv2.remap(scene.source, map_x, map_y, dst=person, interpolation=cv2.INTER_LINEAR,
-              borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+              borderMode=cv2.BORDER_REPLICATE)
     # What lies behind, exactly where the plate's pixels lie: cut the same way (both layers have one size), the
     # box taken from it (a resize of the whole picture costs less than a warp of the box).
     behind = ws.get("behind", (bh, bw, 3))
@@ -342,7 +355,22 @@ def _draw_person(out: np.ndarray, scene: Scene, drawing: Drawing, place: tuple[f
     cv2.bitwise_not(alpha, dst=alpha)
     cv2.multiply(behind, alpha, dst=behind, scale=1 / 255)
     cv2.add(colour, behind, dst=behind)
-    out[v0:v1, u0:u1] = behind
+    # Where the map hardly moves anything, the plate (the portrait itself) stays: the composite comes in as the
+    # move grows to MOVED_PX, so nothing changes where nothing moves (the soft edge of the person mask over the
+    # filled-in background is never quite the portrait's own), and nothing steps where the move begins.
+    step_px = np.float32(k * iw / ww)
+    beta_small = np.clip(np.sqrt(moved[..., 0] ** 2 + moved[..., 1] ** 2) * step_px / MOVED_PX, 0, 1)
+    beta_big = cv2.resize(beta_small, (nu * step, nv * step), interpolation=cv2.INTER_LINEAR)
+    beta = ws.get("beta", (bh, bw))
+    np.multiply(beta_big[step : step + bh, step : step + bw], 255, out=ws.get("beta_f", (bh, bw), np.float32))
+    beta[:] = ws.get("beta_f", (bh, bw), np.float32) + 0.5
+    cv2.cvtColor(beta, cv2.COLOR_GRAY2BGR, dst=alpha)
+    region = ws.get("region", (bh, bw, 3))
+    region[:] = out[v0:v1, u0:u1]
+    cv2.multiply(behind, alpha, dst=behind, scale=1 / 255)
+    cv2.bitwise_not(alpha, dst=alpha)
+    cv2.multiply(region, alpha, dst=region, scale=1 / 255)
+    out[v0:v1, u0:u1] = cv2.add(behind, region)
 
 
 class CallPicture:
