@@ -126,3 +126,47 @@ TINY_WARP = _ModelConfig(
     encoder_attention=16, gen_channels=(8, 16, 32), gen_middle_blocks=1, gen_attention_down=(), gen_attention_up=(),
     landmark_thickness=1, conditioning="warp",
 )
+
+
+# -- the call's picture (tests/test_call_picture.py, tests/test_background.py) ---------------------------------
+@pytest.fixture(scope="module")
+def mona(mona_avatar):
+    """The Mona Lisa animated by the mesh renderer at 512."""
+    from avatar_app.pipeline.animator import Animator
+    from avatar_app.pipeline.render.base import RenderSettings
+
+    animator = Animator(mona_avatar, RenderSettings(size=512))
+    yield animator
+    animator.close()
+
+
+def call_picture(animator, target, settings=None, stage=None, t=0.0) -> np.ndarray:
+    """The call's picture of the avatar at ``target``, as the renderer thread makes it."""
+    from avatar_app.call.picture import CallPicture, CallSettings
+    from avatar_app.pipeline.frame import Frame
+    from avatar_app.pipeline.stages import StageLoop
+
+    stage = stage or CallPicture(settings or CallSettings())
+    stage.prepare(animator)  # as the app does before an animation's first frame (the layers, the head's reach)
+    frame = Frame(image=np.zeros((8, 8, 3), np.uint8), index=0, t_capture=t, t_media=t)
+    frame.target = np.asarray(target, np.float32)
+    frame.animator = animator
+    StageLoop(animator, call=stage).render(frame)
+    assert frame.output is None and frame.picture is frame.call_image
+    return frame.call_image
+
+
+def face_mask(avatar, target, size, affine, shrink=0.8) -> np.ndarray:
+    """The inner face of ``target`` (portrait px) in a picture whose pixel u shows portrait px x0 + a * u."""
+    import cv2
+
+    from avatar_app.face import landmarks as L
+
+    x0, y0, a = affine
+    oval = np.asarray(target)[L.FACE_OVAL, :2]
+    oval = oval.mean(0) + shrink * (oval - oval.mean(0))
+    pts = (oval - [x0, y0]) / a
+    w, h = size
+    inside = np.zeros((h, w), np.uint8)
+    cv2.fillPoly(inside, [np.round(pts).astype(np.int32)], 1)
+    return inside.astype(bool)

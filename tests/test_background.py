@@ -12,8 +12,7 @@ from avatar_app.call.background import (BackgroundSettings, extend, inpainted_ba
                                         person_mask)
 from avatar_app.call.framing import FramingSettings
 from avatar_app.call.picture import CallSettings
-from tests.conftest import turn_head
-from tests.test_call_picture import call_picture, face_mask, mona  # noqa: F401 - the fixture
+from tests.conftest import call_picture, face_mask, turn_head
 
 GREEN = (0x40, 0xB1, 0x00)  # #00B140 as (B, G, R)
 FIT = FramingSettings(288, 512, mode="fit")  # the whole Mona Lisa, as the renderer's working picture

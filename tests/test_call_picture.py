@@ -14,48 +14,15 @@ from avatar_app.call.picture import CallPicture, CallSettings, crop_affine
 from avatar_app.face import landmarks as L
 from avatar_app.face.geometry import fit_similarity
 from avatar_app.pipeline.animator import Animator
-from avatar_app.pipeline.frame import Frame
 from avatar_app.pipeline.render.base import RenderSettings
-from avatar_app.pipeline.stages import StageLoop
-from tests.conftest import turn_head
+from tests.conftest import call_picture, face_mask, turn_head
 
 SIZE = 512
-
-
-@pytest.fixture(scope="module")
-def mona(mona_avatar):
-    animator = Animator(mona_avatar, RenderSettings(size=SIZE))
-    yield animator
-    animator.close()
-
-
-def call_picture(animator, target, settings=CallSettings(), stage=None, t=0.0) -> np.ndarray:
-    """The call's picture of the avatar at ``target``, as the renderer thread makes it."""
-    stage = stage or CallPicture(settings)
-    stage.prepare(animator)  # as the app does before an animation's first frame (the layers, the head's reach)
-    frame = Frame(image=np.zeros((8, 8, 3), np.uint8), index=0, t_capture=t, t_media=t)
-    frame.target = np.asarray(target, np.float32)
-    frame.animator = animator
-    StageLoop(animator, call=stage).render(frame)
-    assert frame.output is None and frame.picture is frame.call_image
-    return frame.call_image
 
 
 def crop_of(stage, animator, target, t=0.0):
     scene = stage._scene(animator)
     return stage.framer.crop(np.asarray(target), scene.rest, scene.crown, scene.portrait_size, t)
-
-
-def face_mask(avatar, target, size, affine, shrink=0.8) -> np.ndarray:
-    """The inner face of ``target`` (portrait px) in a picture whose pixel u shows portrait px x0 + a * u."""
-    x0, y0, a = affine
-    oval = np.asarray(target)[L.FACE_OVAL, :2]
-    oval = oval.mean(0) + shrink * (oval - oval.mean(0))
-    pts = (oval - [x0, y0]) / a
-    w, h = size
-    inside = np.zeros((h, w), np.uint8)
-    cv2.fillPoly(inside, [np.round(pts).astype(np.int32)], 1)
-    return inside.astype(bool)
 
 
 def _sharpness(image, mask):

@@ -5,8 +5,7 @@ import cv2
 import numpy as np
 import pytest
 
-from avatar_app.measure.picture import false_edges
-from avatar_app.measure.scoring import still_region_error
+from avatar_app.measure.picture import false_edges, still_region_error
 
 
 def _scene(seed=0, size=(360, 640)) -> np.ndarray:

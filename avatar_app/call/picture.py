@@ -62,7 +62,8 @@ class Scene:
     source: np.ndarray  # BGRA uint8: the portrait at ``k`` source px per portrait px, its person mask as alpha
     k: float
     behind: np.ndarray  # BGR uint8: what lies behind the person (inpainted background, blurred, or a colour)
-    plate: np.ndarray  # BGR uint8: the person at rest over ``behind``: what every pixel that does not move shows
+    plate: np.ndarray  # BGR uint8: what every pixel that does not move shows (the portrait; over a colour or blur,
+    # the person at rest over ``behind``)
     pad: tuple[int, int]
     portrait_size: tuple[int, int]  # (w, h) of the portrait
     rest: np.ndarray  # the portrait's landmarks
@@ -129,13 +130,12 @@ def make_scene(avatar: Avatar, working_size: tuple[int, int], settings: CallSett
         behind = blurred_background(avatar.image, person, settings.background.blur * max(iw, ih))
     else:
         behind = inpainted_background(avatar.image, person)
-    a = person[..., None]
     # The plate is the portrait itself: a picture at rest is the portrait, to the pixel. (With a colour or a blur
     # behind, it is the person at rest over that.)
     if settings.background.mode == "keep":
         plate = avatar.image.copy()
     else:
-        plate = (avatar.image * a + behind * (1.0 - a) + 0.5).astype(np.uint8)
+        plate = (avatar.image * person[..., None] + behind * (1.0 - person[..., None]) + 0.5).astype(np.uint8)
     rx, ry = side_reach((iw, ih), avatar.landmarks, s) if s.mode == "follow" else (0, 0)
     if settings.background.mode == "colour":
         behind = cv2.copyMakeBorder(behind, ry, 0, rx, rx, cv2.BORDER_REPLICATE)
@@ -147,8 +147,8 @@ def make_scene(avatar: Avatar, working_size: tuple[int, int], settings: CallSett
     box = (float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)) if len(xs) else (0.0, 0.0, 0.0, 0.0)
     # Sharpened only where the picture resamples: a crop that maps call pixels onto source pixels one to one (the
     # whole portrait at its own size, as `render` without --framing and `evaluate` draw it) loses nothing.
-    a, _, _ = crop_affine((0, 0, max(ih, iw / s.aspect) if s.mode == "fit" else min(ih, iw / s.aspect)), s.size)
-    sharpen = presharpen if s.mode == "follow" or abs(a * k - 1.0) > 1e-6 else (lambda image: image)
+    scale, _, _ = crop_affine((0, 0, max(ih, iw / s.aspect) if s.mode == "fit" else min(ih, iw / s.aspect)), s.size)
+    sharpen = presharpen if s.mode == "follow" or abs(scale * k - 1.0) > 1e-6 else (lambda image: image)
     return Scene(sharpen(resample(np.dstack([avatar.image, whole]), k)), k, sharpen(resample(behind, k)),
                  sharpen(resample(plate, k)),
                  (round(rx * k), round(ry * k)), (iw, ih), np.asarray(avatar.landmarks),
@@ -284,15 +284,15 @@ def _moving_box(scene: Scene, drawing: Drawing | None, place: tuple[float, float
     """The call pixels (u0, v0, u1, v1) where anything moves and the person can be: the renderer's moving box
     through the crop, within the person's box at rest grown by the farthest the renderer moves anything this
     frame; None when nothing moves in the picture."""
-    if drawing is None or drawing.moved is None:
+    if drawing is None or drawing.box is None:
         return None
     s, sx0, sy0 = place  # in source px without the pad
     w, h = size
     k = scene.k
     ww, wh = scene.working_size
     iw, ih = scene.portrait_size
-    far = drawing.farthest * max(iw / ww, ih / wh)  # portrait px
-    (mx0, my0, mx1, my1), _ = drawing.moved
+    far = drawing.far * max(iw / ww, ih / wh)  # portrait px
+    mx0, my0, mx1, my1 = drawing.box
     # working px -> portrait px -> source px
     bx0, by0, bx1, by1 = scene.person_box
     lo_x = max(mx0 * iw / ww, bx0 - far) * k
@@ -362,8 +362,7 @@ def _draw_person(out: np.ndarray, scene: Scene, drawing: Drawing, place: tuple[f
     beta_small = np.clip(np.sqrt(moved[..., 0] ** 2 + moved[..., 1] ** 2) * step_px / MOVED_PX, 0, 1)
     beta_big = cv2.resize(beta_small, (nu * step, nv * step), interpolation=cv2.INTER_LINEAR)
     beta = ws.get("beta", (bh, bw))
-    np.multiply(beta_big[step : step + bh, step : step + bw], 255, out=ws.get("beta_f", (bh, bw), np.float32))
-    beta[:] = ws.get("beta_f", (bh, bw), np.float32) + 0.5
+    beta[:] = np.rint(beta_big[step : step + bh, step : step + bw] * 255)
     cv2.cvtColor(beta, cv2.COLOR_GRAY2BGR, dst=alpha)
     region = ws.get("region", (bh, bw, 3))
     region[:] = out[v0:v1, u0:u1]

@@ -44,10 +44,10 @@ from avatar_app.face.crop import crop, face_box
 from avatar_app.face.landmarks import to_dlib68
 from avatar_app.measure.protocol import FINETUNED, STATIC, EvaluationSettings
 from avatar_app.measure.metrics import l1, landmark_error, psnr, ssim
-from avatar_app.measure.picture import false_edges
+from avatar_app.measure.picture import false_edges, still_region_error
 from avatar_app.measure.report import Report, VideoResult, contact_sheet, worst_sheet, label
 from avatar_app.measure.scoring import (FrameScore, Judge, MeasuredFrames, RowResult, cosine, jitter, mean_of,
-                                        mouth_l1, new_edges_allowed, still_region_error)
+                                        mouth_l1, new_edges_allowed)
 from avatar_app.pipeline.render.base import RenderSettings
 from avatar_app.pipeline.frame import Frame
 from avatar_app.pipeline.stages import StageLoop, TrackerStage

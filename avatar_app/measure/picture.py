@@ -107,3 +107,22 @@ def false_edges(output: np.ndarray, portrait: np.ndarray, exclude: np.ndarray | 
         share=float(false.mean()),
         mask=mask,
     )
+
+
+STILL_TOL = 6  # grey levels (after a 3 x 3 box blur): a pixel of the real frame this close to the source's is still
+
+
+def still_region_error(real: np.ndarray, source: np.ndarray, output: np.ndarray) -> float | None:
+    """Where the real frame still equals the source frame (the scene behind the person, wherever nothing moved;
+    a 2-pixel margin off the edges of what moved), the mean absolute difference of the output from the real
+    frame, in grey levels. The source frame itself scores the floor that compression leaves; a warp that drags
+    the background along with the head scores above it. None when under 1 % of the frame is still."""
+    if not (real.shape == source.shape == output.shape):
+        raise ValueError(f"still_region_error needs pictures of one size, got {real.shape}, {source.shape}, {output.shape}")
+    a = cv2.blur(real, (3, 3)).astype(np.int16)
+    b = cv2.blur(source, (3, 3)).astype(np.int16)
+    still = (np.abs(a - b).max(2) <= STILL_TOL).astype(np.uint8)
+    still = cv2.erode(still, np.ones((5, 5), np.uint8)).astype(bool)
+    if still.mean() < 0.01:
+        return None
+    return float(np.abs(output.astype(np.float32) - real.astype(np.float32))[still].mean())

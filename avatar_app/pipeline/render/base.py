@@ -78,44 +78,30 @@ class Overlay(Protocol):
 
 @dataclass
 class Drawing:
-    """What a renderer made of one target pose, before any pixel is drawn: where each pixel of its working
-    picture takes the portrait from, and what is drawn over that.
-
-    ``moved``: ((x0, y0, x1, y1), an (y1 - y0) x (x1 - x0) x 2 float32 map of portrait positions) in working
-    pixels, identity outside the box; None when nothing moves. The call's picture evaluates it once at the
+    """What a renderer made of one target pose, before any pixel is drawn: how far each pixel of its working
+    picture reaches into the portrait, and what is drawn over that. The call's picture evaluates it once at the
     call's size, straight from the full-resolution portrait (avatar_app/call/); ``compose()`` at working size."""
 
     size: tuple[int, int]  # (w, h) of the working picture
-    moved: tuple[tuple[int, int, int, int], np.ndarray] | None
+    box: tuple[int, int, int, int] | None  # (x0, y0, x1, y1) working px: all that moves lies inside; None: nothing
+    reach: np.ndarray | None  # h x w x 2 float32: the portrait position of each pixel less its own (0 outside box)
     overlays: list = field(default_factory=list)
-    reach: np.ndarray | None = None  # the displacement over the whole picture, when the renderer has it at hand
-    far: float | None = None  # the longest displacement (working px), when the renderer knows it
+    far: float = 0.0  # the longest reach (working px)
 
     @property
-    def farthest(self) -> float:
-        """How far (working px) the map moves any pixel at most."""
-        if self.far is None:
-            self.far = 0.0 if self.moved is None else float(np.abs(self.displacement()).max())
-        return self.far
-
-    def full_map(self) -> np.ndarray:
-        """The absolute map over the whole working picture (h x w x 2 float32): portrait position per pixel."""
-        out = _pixel_grid(self.size).copy()
-        if self.moved is not None:
-            (x0, y0, x1, y1), m = self.moved
-            out[y0:y1, x0:x1] = m
-        return out
+    def moved(self) -> tuple[tuple[int, int, int, int], np.ndarray] | None:
+        """(box, the absolute map inside it: portrait positions, working px), or None when nothing moves."""
+        if self.box is None:
+            return None
+        x0, y0, x1, y1 = self.box
+        return self.box, self.reach[y0:y1, x0:x1] + _pixel_grid(self.size)[y0:y1, x0:x1]
 
     def displacement(self) -> np.ndarray:
-        """The map less each pixel's own position (h x w x 2 float32): how far each pixel reaches."""
+        """The reach over the whole working picture (h x w x 2 float32; zero where nothing moves)."""
         if self.reach is not None:
             return self.reach
         w, h = self.size
-        out = np.zeros((h, w, 2), np.float32)
-        if self.moved is not None:
-            (x0, y0, x1, y1), m = self.moved
-            out[y0:y1, x0:x1] = m - _pixel_grid(self.size)[y0:y1, x0:x1]
-        return out
+        return np.zeros((h, w, 2), np.float32)
 
 
 _grids: dict[tuple[int, int], np.ndarray] = {}

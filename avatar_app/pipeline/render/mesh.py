@@ -42,8 +42,7 @@ OUTSIDE_CELLS_ACROSS_FACE = 10
 # How far the face's own motion beyond the head's reaches out (outline radii), and the head's share w: 1 down
 # to HEAD_TO below the chin, 0 from BODY_FROM (face heights) down.
 FADE_RADII = 0.6
-MAX_SQUEEZE = 0.4
-STILL_PX = 0.5  # outside the face, a move shorter than this (working px) is no move  # the most the fading motion may compress or stretch what lies beside the face (share)
+MAX_SQUEEZE = 0.4  # the most the fading motion may compress or stretch what lies beside the face (share)
 HEAD_TO, BODY_FROM = 0.0, 0.35
 # ... and, sideways and above, 1 out to HEAD_REACH outline radii from the face's centre (the hair), 0 from
 # HEAD_REACH + HEAD_FADE on. In the call's picture the room around the head is behind the person and shows the
@@ -110,10 +109,6 @@ class MeshRenderer:
         gy, gx = np.mgrid[0:gh, 0:gw].astype(np.float64)
         self._cells = np.stack([(gx + 0.5) * c - 0.5, (gy + 0.5) * c - 0.5], -1).reshape(-1, 2)
         self._cells_shape = (gh, gw)
-        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-        self._base = np.dstack([xx, yy])
-        self._last = (None, None)  # the last target drawn and its drawing
-        self._head = None  # (target mesh, its head motion): fitted once per frame
 
     @property
     def output_size(self) -> tuple[int, int]:
@@ -126,7 +121,6 @@ class MeshRenderer:
 
     def close(self) -> None:
         self._image = None
-        self._last = (None, None)
 
     # ----------------------------------------------------------------------------------------------------
     def target_mesh(self, target: np.ndarray) -> np.ndarray:
@@ -171,43 +165,20 @@ class MeshRenderer:
             raise RuntimeError("prepare() first")
         target = np.asarray(target)
         dst = self.target_mesh(target)
-        moved = self._backward_map(dst, target[:, 2])
-        reach = far = None
-        if moved is not None:
-            *moved, reach, far = moved
+        box, reach, far = self._backward_map(dst, target[:, 2])
         face = dst[: self._n_face]
         strength = self._mouth.update(face)
-        drawing = Drawing(self._size, None if moved is None else tuple(moved),
-                          [MouthOverlay(self._mouth, face, strength)] if strength > 0 else [], reach, far)
-        self._last = (target, drawing)
-        return drawing
-
-    def warp_like(self, channel: np.ndarray, target: np.ndarray) -> np.ndarray:
-        """A single-channel image of the output's size moved as render(target) moved the portrait: the map
-        draw() made for this target, applied by one more remap (a target other than the last one drawn has its
-        map made again)."""
-        if self._image is None:
-            raise RuntimeError("prepare() first")
-        if channel.shape[:2] != self._image.shape[:2]:
-            raise ValueError(f"warp_like() takes an image of the output's size {self._size}, got {channel.shape[1::-1]}")
-        last, drawing = self._last
-        if target is last:
-            moved = drawing.moved
-        else:
-            moved = self._backward_map(self.target_mesh(target), np.asarray(target)[:, 2])
-            moved = None if moved is None else moved[:2]
-        return _remap(channel, moved)
+        return Drawing(self._size, box, reach, [MouthOverlay(self._mouth, face, strength)] if strength > 0 else [], far)
 
     def head_motion(self, dst: np.ndarray) -> Similarity:
         """The head's rigid 2-D motion (output pixels, portrait -> target) for a target mesh."""
         return fit_similarity(self._rigid_src, dst[L.RIGID])
 
-    def outside_map(self, dst: np.ndarray, points: np.ndarray) -> np.ndarray:
+    def outside_map(self, dst: np.ndarray, points: np.ndarray, head: Similarity | None = None) -> np.ndarray:
         """Where each of ``points`` (N x 2, target output pixels) outside the face takes the portrait from (N x 2):
-        the smooth field of the module's docstring, equal to the face mesh on the target outline."""
-        head = self._head if self._head is not None and self._head[0] is dst else (dst, self.head_motion(dst))
-        self._head = head
-        head = head[1]
+        the smooth field of the module's docstring, equal to the face mesh on the target outline. ``head``: the
+        head's motion for this target mesh, when the caller has fitted it already."""
+        head = head or self.head_motion(dst)
         inv_rot, inv_scale = head.rotation.T, 1.0 / head.scale
 
         def base(p, w):  # p moved back by the head's motion, in proportion w
@@ -253,21 +224,17 @@ class MeshRenderer:
         return base(points, head_share(points)) + fade[:, None] * residual
 
     def _backward_map(self, dst: np.ndarray, depth: np.ndarray):
-        """Where each output pixel takes the portrait from, over the box of all that moves: ((x0, y0, x1, y1),
-        an (y1 - y0) x (x1 - x0) x 2 map of portrait positions, the displacement over the whole picture, the
-        longest displacement), or None when nothing moves. The smooth outside
-        field on a coarse grid over the whole picture, the face mesh rasterised over it on a fine one (cells no
-        face triangle covers keep the coarse field's values, so the two join without a seam)."""
+        """How far each output pixel reaches into the portrait: (the box of all that moves (x0, y0, x1, y1), the
+        reach over the whole picture (h x w x 2), the longest reach), or (None, None, 0) when nothing moves. The
+        smooth outside field on a coarse grid over the whole picture, the face mesh rasterised over it on a fine
+        one (cells no face triangle covers keep the outside field's values, so the two join without a seam)."""
         if np.abs(dst[: self._n_face] - self._src[: self._n_face]).max() <= 1e-3:
-            return None
+            return None, None, 0.0
         w, h = self._size
         c = self._coarse_step
         gh, gw = self._cells_shape
-        cells = (self.outside_map(dst, self._cells) - self._cells).reshape(gh, gw, 2)
-        # A sub-pixel move is a blur (bilinear sampling between pixels), not a motion anyone sees: where the
-        # field reaches less than STILL_PX it is eased to exactly nothing (continuously, so no step shows).
-        reach = np.linalg.norm(cells, axis=2, keepdims=True)
-        cells = (cells * np.clip((reach - 0.2 * STILL_PX) / (0.8 * STILL_PX), 0.0, 1.0)).astype(np.float32)
+        head = self.head_motion(dst)
+        cells = (self.outside_map(dst, self._cells, head) - self._cells).reshape(gh, gw, 2).astype(np.float32)
         field = cv2.resize(cells, (gw * c, gh * c), interpolation=cv2.INTER_LINEAR)[:h, :w]
         order = self.draw_order(dst, depth)
         s = self._step
@@ -288,7 +255,7 @@ class MeshRenderer:
         cv2.fillPoly(inside, [outline], 1, shift=2)
         kernel = np.ones((5, 5), np.uint8)
         band = np.flatnonzero((cv2.dilate(inside, kernel) > 0).ravel() & (cv2.erode(inside, kernel) == 0).ravel())
-        start[band] = self.outside_map(dst, near[band]) - near[band]
+        start[band] = self.outside_map(dst, near[band], head) - near[band]
         start = start.astype(np.float32).reshape(gh_m, gw_m, 2)
         gh_f, gw_f = (fy1 - fy0) // s, (fx1 - fx0) // s
         fine = np.ascontiguousarray(cv2.resize(start, (start.shape[1] * 2, start.shape[0] * 2),
@@ -303,9 +270,8 @@ class MeshRenderer:
         if len(rows):
             y0, y1 = min(rows[0] * c, y0), min(max((rows[-1] + 1) * c, y1), h)
             x0, x1 = min(cols[0] * c, x0), min(max((cols[-1] + 1) * c, x1), w)
-        box = field[y0:y1, x0:x1] + self._base[y0:y1, x0:x1]
         far = max(float(np.abs(cells).max()), float(np.abs(fine).max()) if fine.size else 0.0)
-        return (int(x0), int(y0), int(x1), int(y1)), box, field, far
+        return (int(x0), int(y0), int(x1), int(y1)), field, far
 
     def _near_cells(self, x0: int, y0: int, x1: int, y1: int, m: int) -> np.ndarray:
         """Centres (output px) of the cells of side m covering the box from (x0, y0), one more each way."""
@@ -337,16 +303,6 @@ class MeshRenderer:
 def _smoothstep(x: np.ndarray) -> np.ndarray:
     x = np.clip(x, 0.0, 1.0)
     return x * x * (3.0 - 2.0 * x)
-
-
-def _remap(image: np.ndarray, moved) -> np.ndarray:
-    """A copy of ``image`` (the portrait, or one channel of its size) warped by a backward map (None: unmoved)."""
-    out = image.copy()
-    if moved is not None:
-        (x0, y0, x1, y1), field = moved
-        out[y0:y1, x0:x1] = cv2.remap(image, field, None, interpolation=cv2.INTER_LINEAR,
-                                      borderMode=cv2.BORDER_REPLICATE)
-    return out
 
 
 @numba.njit(cache=True, nogil=True)

@@ -97,10 +97,6 @@ class MouthPainter:
         self.strength = float(np.clip(wanted, self.strength - FALL_PER_FRAME, self.strength + RISE_PER_FRAME))
         return self.strength
 
-    def paint(self, out: np.ndarray, points: np.ndarray) -> None:
-        """update() and draw() in one: paint this frame's mouth into out (in place), points in out's pixels."""
-        self.draw(out, points, self.update(points))
-
     def draw(self, out: np.ndarray, points: np.ndarray, strength: float) -> None:
         """Paint the mouth's inside into out (in place) at ``strength`` for points (478 x 2) in out's pixels; at
         any resolution (the call's picture paints it at its own size, so the teeth are as sharp as the rest)."""

@@ -274,10 +274,5 @@ class NeuralRenderer:
     def set_head_reach(self, radii: float) -> None:
         self.mesh.set_head_reach(radii)
 
-    def warp_like(self, channel: np.ndarray, target: np.ndarray) -> np.ndarray:
-        """One channel moved as the mesh warp under this frame moved the portrait (MeshRenderer.warp_like): the
-        generator's correction is blended over that warp inside the face crop and moves nothing itself."""
-        return self.mesh.warp_like(channel, target)
-
     def close(self) -> None:
         self.mesh.close()
