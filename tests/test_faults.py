@@ -191,7 +191,9 @@ def test_a_face_lost_for_seconds_eases_to_neutral_and_returns_smoothly(driver_fr
     # The first frame with the face moves the avatar only a little way (an eased start, not a jump), and no
     # frame covers half the way (without the easing, the first frame jumps about 40 % of it).
     assert steps[0] == 0.0 and steps[1] < 0.2 * distance and max(steps) < 0.5 * distance
-    assert deviation(back[10], tracked) < 0.1 * distance  # there within 0.4 s
+    # There within a third of a second: the avatar is where the tracked face puts it (the tracker is still
+    # settling on the held frame then, so the pose to reach is that frame's own, without the easing).
+    assert deviation(back[8], animator.retargeter(outputs[59 + 8].driver)) < 0.1 * distance
 
 
 def test_a_failed_virtual_camera_is_switched_off_and_the_recording_stays_playable(
