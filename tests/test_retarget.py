@@ -9,6 +9,7 @@ from avatar_app.face.geometry import (
     head_pose_angles,
     rotation_from_angles,
 )
+from avatar_app.face.motion import close_mouth, inner_lip_gap
 from avatar_app.pipeline.render.mouth import mouth_opening
 from avatar_app.pipeline.retarget import FaceLossEasing, Retargeter, RetargetSettings
 from tests.conftest import open_mouth, turn_head
@@ -21,8 +22,9 @@ def portrait(mona_avatar):
 
 @pytest.fixture(scope="module")
 def driver(girl_avatar):
-    """A different face (shape, size, pose) than the portrait's: the girl's landmarks drive the Mona Lisa."""
-    return girl_avatar.landmarks.astype(np.float64)
+    """A different face (shape, size, pose) than the portrait's: the girl's landmarks, her parted lips brought
+    together, drive the Mona Lisa."""
+    return close_mouth(girl_avatar.landmarks.astype(np.float64))
 
 
 def test_driver_at_reference_gives_the_portrait_unchanged(portrait, driver):
@@ -74,6 +76,47 @@ def test_opening_the_drivers_mouth_opens_the_portraits(portrait, driver):
     # ... and leaves the eyes and forehead where they were.
     for idx in (L.EYE_UPPER[0], L.EYE_UPPER[1], np.array([L.FOREHEAD])):
         assert np.abs(out[idx] - portrait[idx]).max() < 1.0
+
+
+def test_a_reference_taken_with_the_lips_apart_still_closes_the_avatars_mouth(portrait, driver):
+    """Calibrated mid-word: the avatar's lips part as far as the driver's do at that moment, and meet when the
+    driver's meet (not only once they are more open than at calibration)."""
+    talking = open_mouth(driver, 0.3)
+    rt = Retargeter(portrait)
+    rt.calibrate(talking)
+    scale = rt._to_portrait.scale
+    at_reference = rt(talking)
+    wanted = inner_lip_gap(talking) * L.inter_ocular(talking) * scale / L.inter_ocular(portrait)
+    assert inner_lip_gap(at_reference) == pytest.approx(wanted, rel=0.25)
+    closed = rt(driver)
+    assert inner_lip_gap(closed) < 0.02
+    wider = rt(open_mouth(driver, 0.45))
+    assert inner_lip_gap(wider) > inner_lip_gap(at_reference) + 0.03
+
+
+def test_neutral_eyes_and_brows_come_from_the_drivers_usual_face(portrait, driver):
+    """Calibrated with raised brows and wide eyes: once the driver has shown its usual face for a while, that is
+    the neutral, so the usual face gives the portrait's own brows and eyes, and the calibration face raises them."""
+    iod = L.inter_ocular(driver)
+    up = np.array([0.0, -0.06 * iod, 0.0])
+    surprised = driver.copy()
+    for e in (0, 1):
+        surprised[L.BROWS[e]] += up
+        surprised[L.EYE_UPPER[e][1:-1]] += 0.5 * up
+    rt = Retargeter(portrait)
+    rt.calibrate(surprised)
+    first = rt(driver)
+    for _ in range(60):
+        usual = rt(driver)
+    brow = lambda p, e: float(p[L.BROWS[e], 1].mean() - p[L.EYE_UPPER[e], 1].mean())  # noqa: E731
+    for e in (0, 1):
+        assert brow(first, e) > brow(portrait, e) + 1.0  # at first measured from the raised calibration
+        assert brow(usual, e) == pytest.approx(brow(portrait, e), abs=0.6)
+        lids = lambda p: float((p[L.EYE_LOWER[e][1:-1], 1] - p[L.EYE_UPPER[e][1:-1], 1]).mean())  # noqa: E731
+        assert lids(usual) == pytest.approx(lids(portrait), rel=0.1)
+    again = rt(surprised)
+    for e in (0, 1):
+        assert brow(again, e) < brow(portrait, e) - 1.0  # raised above the portrait's own
 
 
 def test_a_blink_closes_the_portraits_eye_whatever_its_size(portrait, driver):

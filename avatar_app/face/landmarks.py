@@ -50,6 +50,12 @@ LIP_LOWER_ROWS = np.array([
     [146, 91, 181, 84, 17, 314, 405, 321, 375],
 ])
 
+# Brows, image-left (the person's right) first: the upper edge from inner to outer end, then the lower edge.
+BROWS = (
+    np.array([107, 66, 105, 63, 70, 55, 65, 52, 53, 46]),
+    np.array([336, 296, 334, 293, 300, 285, 295, 282, 283, 276]),
+)
+
 CHIN = 152
 FOREHEAD = 10
 NOSE_TIP = 1

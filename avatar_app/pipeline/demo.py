@@ -2,7 +2,8 @@
 
 A shipped portrait (the Girl with a Pearl Earring) is animated by the app's own mesh renderer from scripted
 landmarks: slow head turns, a nod, speech-like mouth movement, blinks and a little drift. The same landmark
-scripting (``open_mouth``, ``close_eyes``, ``turn_head``) makes the tests' generated driver clips.
+scripting (``open_mouth``, ``close_eyes``, ``squint``, ``raise_brows``, ``turn_head``) makes the tests' generated
+driver clips and expressions.
 """
 
 from __future__ import annotations
@@ -52,6 +53,29 @@ def close_eyes(points: np.ndarray, amount: float) -> np.ndarray:
         gap = p[lower] - p[upper]
         p[upper] += 0.75 * amount * gap
         p[lower] -= 0.25 * amount * gap
+    return p
+
+
+def squint(points: np.ndarray, amount: float) -> np.ndarray:
+    """Landmarks narrowed into a squint by `amount` (0-1): the lower lid rises as much as the upper one falls."""
+    p = np.array(points, np.float64)
+    for eye in (0, 1):
+        upper, lower = L.EYE_UPPER[eye][1:-1], L.EYE_LOWER[eye][1:-1]
+        gap = p[lower] - p[upper]
+        p[upper] += 0.5 * amount * gap
+        p[lower] -= 0.5 * amount * gap
+    return p
+
+
+def raise_brows(points: np.ndarray, amount: float, side: int | None = None) -> np.ndarray:
+    """Landmarks with the brows raised by `amount` inter-ocular distances (negative: lowered, a frown);
+    ``side`` 0 or 1 raises one brow only."""
+    p = np.array(points, np.float64)
+    left, right = p[L.IRIS_CENTER[0], :2], p[L.IRIS_CENTER[1], :2]
+    iod = float(np.linalg.norm(right - left))
+    up = np.array([(right - left)[1], -(right - left)[0]]) / iod  # perpendicular to the eye line, up the face
+    for eye in (0, 1) if side is None else (side,):
+        p[L.BROWS[eye], :2] += amount * iod * up
     return p
 
 

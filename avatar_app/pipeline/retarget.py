@@ -10,6 +10,7 @@ portrait's own landmarks, exactly.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 
 import cv2
@@ -17,6 +18,18 @@ import numpy as np
 
 from avatar_app.face import landmarks as L
 from avatar_app.face.geometry import Similarity, fit_similarity
+from avatar_app.face.motion import close_mouth
+
+
+# The driver's neutral eyes and brows: the median of its own recent frames (blinks, squints and raised brows are
+# brief beside a face at rest), from this many frames of history on; until then the reference frame's.
+NEUTRAL_FRAMES = 240  # ~8 s at 30 fps
+NEUTRAL_AFTER = 30
+# A lid this share of its neutral opening apart is shut: the tracker's lid points rest on the lashes of a closed
+# eye (its shut eyes read 5-20 % open on the 38 clips), so a blink would otherwise never quite close. Between
+# that and LID_LINEAR the opening is stretched to meet it; above, it is the driver's share as it is.
+LID_SHUT = 0.15
+LID_LINEAR = 0.6
 
 
 @dataclass(frozen=True)
@@ -61,6 +74,14 @@ def _separate_pairs(
             points[row[crossed], :2] += fix
         for row in lower:
             points[row[crossed], :2] -= fix
+
+
+def lid_share(share: float) -> float:
+    """How open the avatar's eye is, as a share of its own opening, when the driver's is ``share`` of its
+    neutral one (below 1): shut from LID_SHUT down, stretched between it and LID_LINEAR, as it is above."""
+    if share >= LID_LINEAR:
+        return share
+    return LID_LINEAR * max(share - LID_SHUT, 0.0) / (LID_LINEAR - LID_SHUT)
 
 
 def _eye_frame(points: np.ndarray, eye: int):
@@ -127,6 +148,7 @@ class Retargeter:
         self._mouth_weight = np.clip((depth - nose) / max(lip - nose, 1e-6), 0.0, 1.0)
         self._eye_points = np.unique(np.concatenate([*L.EYE_UPPER, *L.EYE_LOWER]))
         self.reference: np.ndarray | None = None
+        self._history: deque[np.ndarray] = deque(maxlen=NEUTRAL_FRAMES)
 
     @property
     def has_reference(self) -> bool:
@@ -136,12 +158,33 @@ class Retargeter:
         """Make this driver frame the reference pose (the first frame with a face, or the Calibrate button)."""
         self.reference = np.asarray(driver, np.float64).copy()
         ref = self.reference
+        # Expression is measured from the driver's face with its lips together: a reference taken mid-word or
+        # smiling with teeth would otherwise keep the avatar's mouth shut whenever the driver's is less open.
+        self._neutral = close_mouth(ref)
         # Driver frame -> portrait frame: rotates and scales expression displacements onto the portrait's head,
         # so a frontal driver can animate a three-quarter portrait.
         self._to_portrait = fit_similarity(ref[L.RIGID], self.portrait[L.RIGID])
         self._ref_uv = [eye_coordinates(ref, e, ref[L.IRIS_CENTER[e], :2]) for e in (0, 1)]
         down = ref[L.CHIN, :2] - ref[L.FOREHEAD, :2]
         self._ref_down = down / (np.linalg.norm(down) + 1e-9)
+        self._ref_features = self._features(ref)
+        self._history.clear()
+
+    def _features(self, aligned: np.ndarray) -> np.ndarray:
+        """Each eye's mean lid opening and each brow's height above its eye's corners, along the reference's down axis
+        (driver pixels): [eye 0, eye 1, brow 0, brow 1]."""
+        down = self._ref_down
+        p = aligned[:, :2]
+        eyes = [float(((p[L.EYE_LOWER[e][1:-1]] - p[L.EYE_UPPER[e][1:-1]]) @ down).mean()) for e in (0, 1)]
+        brows = [float((p[L.EYE_UPPER[e][[0, -1]]].mean(0) - p[L.BROWS[e]].mean(0)) @ down) for e in (0, 1)]
+        return np.array(eyes + brows)
+
+    def neutral_features(self) -> np.ndarray:
+        """The driver's neutral eye openings and brow heights (see _features): the median of its recent frames
+        with the reference among them, or the reference's alone while there are few."""
+        if len(self._history) < NEUTRAL_AFTER:
+            return self._ref_features
+        return np.median(np.vstack([self._ref_features, *self._history]), axis=0)
 
     def driver_pose(self, driver: np.ndarray) -> Similarity:
         """The driver's head motion since the reference frame (3-D similarity, image axes)."""
@@ -158,7 +201,13 @@ class Retargeter:
         pose = self.driver_pose(driver)
         # Expression: the driver aligned back onto its reference pose, minus the reference.
         aligned = (driver - pose.translation) @ pose.rotation / pose.scale
-        expression = (aligned - self.reference) * s.expression_strength
+        now = self._features(aligned)
+        neutral = self.neutral_features()
+        self._history.append(now)
+        expression = aligned - self._neutral
+        for e in (0, 1):  # brows measured from their neutral height, not from wherever the reference had them
+            expression[L.BROWS[e], :2] += (neutral[2 + e] - self._ref_features[2 + e]) * self._ref_down
+        expression *= s.expression_strength
         if not s.follow_mouth:  # the lower face keeps the portrait's own mouth (and jaw)
             expression *= 1.0 - self._mouth_weight[:, None]
         if not s.follow_eyes:
@@ -166,7 +215,7 @@ class Retargeter:
         to_p = self._to_portrait
         out = self.portrait + to_p.scale * expression @ to_p.rotation.T
         if s.follow_eyes:
-            self._open_eyes_like_driver(out, aligned)
+            self._open_eyes_like_driver(out, now[:2], neutral[:2])
 
         for (upper, lower), floor in zip(self._pairs, self._pair_floor):
             _separate_pairs(out, upper, lower, self._down, floor)
@@ -183,8 +232,9 @@ class Retargeter:
         self._place_irises(moved, driver)
         return moved
 
-    def _open_eyes_like_driver(self, out: np.ndarray, aligned: np.ndarray) -> None:
-        """Open each eye by the same *share* of its own opening as the driver's eye, not by the same pixels.
+    def _open_eyes_like_driver(self, out: np.ndarray, now: np.ndarray, neutral: np.ndarray) -> None:
+        """Open each eye by the same *share* of its own opening as the driver's eye of its neutral opening, not
+        by the same pixels.
 
         Displacements alone under-close a large eye driven by a narrow one (a blink would stop half way) and
         over-close the reverse; a ratio of openings closes a blink fully on any face.
@@ -192,16 +242,15 @@ class Retargeter:
         strength = self.settings.expression_strength
         for eye in (0, 1):
             upper, lower = L.EYE_UPPER[eye][1:-1], L.EYE_LOWER[eye][1:-1]
-            ref_gap = ((self.reference[lower, :2] - self.reference[upper, :2]) @ self._ref_down).mean()
-            now_gap = ((aligned[lower, :2] - aligned[upper, :2]) @ self._ref_down).mean()
+            ref_gap, now_gap = float(neutral[eye]), float(now[eye])
             if ref_gap <= 1e-3:
                 continue
             own = (self.portrait[lower, :2] - self.portrait[upper, :2]) @ self._down
-            # Closing: the driver's share of its reference opening (a blink shuts any eye). Opening wider: the
-            # driver's extra opening in the portrait's proportion (bounded, so a squinting reference cannot
-            # make the portrait's eyes pop). Both agree to first order around the reference.
+            # Closing: the driver's share of its neutral opening (a blink shuts any eye). Opening wider: the
+            # driver's extra opening in the portrait's proportion (bounded, so a squinting driver cannot
+            # make the portrait's eyes pop). Both agree to first order around the neutral.
             if now_gap <= ref_gap:
-                wanted = own * max(now_gap, 0.0) / ref_gap
+                wanted = own * lid_share(max(now_gap, 0.0) / ref_gap)
             else:
                 wanted = own + (now_gap - ref_gap) * float(np.clip(own.mean() / ref_gap, 0.5, 2.0))
             wanted = own + strength * (wanted - own)

@@ -36,6 +36,16 @@ NUM_LANDMARKS = L.N_POINTS  # 468 mesh points + 10 iris points (refine_landmarks
 # Speeds that open the One-Euro filter are measured in pixels of a frame this wide, so one `beta` feels the
 # same on a 640 x 480 and a 1920 x 1080 camera (landmark jitter scales with resolution too).
 _REFERENCE_WIDTH = 640.0
+# The lids and irises are smoothed apart from the face, relative to their eye's corners, by a filter whose
+# speed estimate follows within a frame (d_cutoff Hz) and that opens faster (beta x LID_BETA): with the face's
+# own filter a blink shut for one frame at 30 fps kept 60 % of its depth, with this one 85 % (two frames: 81 ->
+# 96 %), for twice the lid jitter at rest (0.07 -> 0.12 px per frame under 0.5 px of noise).
+LID_BETA = 2.5
+LID_D_CUTOFF = 2.0
+_EYE_CORNERS = np.array([L.EYE_UPPER[0][0], L.EYE_UPPER[0][-1], L.EYE_UPPER[1][0], L.EYE_UPPER[1][-1]])
+_LID_POINTS = np.concatenate([L.EYE_UPPER[0][1:-1], L.EYE_LOWER[0][1:-1], [L.IRIS_CENTER[0]], L.IRIS_RING[0],
+                              L.EYE_UPPER[1][1:-1], L.EYE_LOWER[1][1:-1], [L.IRIS_CENTER[1]], L.IRIS_RING[1]])
+_LID_EYE = np.repeat([0, 1], len(_LID_POINTS) // 2)
 
 # detect_portrait: detection works on at most this many pixels per side (the face detector sees a 128 px
 # square anyway); the second pass sees a square crop of the face, `_CROP_MARGIN` face sizes each side,
@@ -247,8 +257,10 @@ class FaceTracker:
             tracking=settings.min_tracking_confidence,
         )
         self._filter: OneEuroFilter | None = None
+        self._lid_filter: OneEuroFilter | None = None
         if settings.smoothing and not settings.static_images:
             self._filter = OneEuroFilter(settings.min_cutoff, settings.beta, point_axis=-1)
+            self._lid_filter = OneEuroFilter(settings.min_cutoff, settings.beta * LID_BETA, LID_D_CUTOFF, point_axis=-1)
         self._last_centre: np.ndarray | None = None
         self._tracking = False
 
@@ -283,9 +295,17 @@ class FaceTracker:
         jump = 0.5 * max(x1 - x0, y1 - y0)
         if self._last_centre is not None and np.linalg.norm(centre - self._last_centre) > jump:
             self._filter.reset()
+            self._lid_filter.reset()
         self._last_centre = centre
         self._filter.beta = self.settings.beta * _REFERENCE_WIDTH / width
-        return self._filter(points, t)
+        self._lid_filter.beta = self.settings.beta * LID_BETA * _REFERENCE_WIDTH / width
+        smooth = self._filter(points, t)
+        # The lids and irises relative to their eye's corners, on a filter that opens within a frame: a 100 ms
+        # blink or a glance survives, and the head's own motion (in the corners) keeps the face's smoothing.
+        corners = points[_EYE_CORNERS].reshape(2, 2, 3).mean(1)
+        offsets = self._lid_filter(points[_LID_POINTS] - corners[_LID_EYE], t)
+        smooth[_LID_POINTS] = smooth[_EYE_CORNERS].reshape(2, 2, 3).mean(1)[_LID_EYE] + offsets
+        return smooth
 
     def set_smoothing(self, min_cutoff: float) -> None:
         """The One-Euro cutoff at rest (Hz) from the next frame on: lower is calmer (from any thread: one float)."""
@@ -293,11 +313,13 @@ class FaceTracker:
             raise ValueError(f"min_cutoff must be > 0 Hz, got {min_cutoff!r}")
         if self._filter is not None:
             self._filter.min_cutoff = float(min_cutoff)
+            self._lid_filter.min_cutoff = float(min_cutoff)
 
     def reset(self) -> None:
         """Forget the smoothing history (e.g. when the source jumps to another video or camera)."""
         if self._filter is not None:
             self._filter.reset()
+            self._lid_filter.reset()
         self._last_centre = None
 
     def close(self) -> None:

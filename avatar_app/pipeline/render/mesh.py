@@ -32,6 +32,7 @@ import numpy as np
 from avatar_app.face import landmarks as L
 from avatar_app.face.geometry import Similarity, fit_similarity
 from avatar_app.face.mesh_layout import EYE, MOUTH, SKIN, MeshLayout, signed_areas
+from avatar_app.pipeline.render.eyelids import CLOSING_FROM, EyelidOverlay, EyelidPainter
 from avatar_app.pipeline.render.base import Drawing, RenderSettings, compose, output_size
 from avatar_app.pipeline.render.mouth import MouthOverlay, MouthPainter
 
@@ -104,6 +105,7 @@ class MeshRenderer:
         self._oval_src = self._src[L.FACE_OVAL]
         self._face_height = float(np.linalg.norm(self._src[L.CHIN] - self._src[L.FOREHEAD]))
         self._mouth = MouthPainter(self._image, self._src[: self._n_face], face_scale)
+        self._lids = EyelidPainter(self._image, self._src[: self._n_face])
         c = self._coarse_step
         gw, gh = -(-w // c), -(-h // c)
         gy, gx = np.mgrid[0:gh, 0:gw].astype(np.float64)
@@ -168,7 +170,11 @@ class MeshRenderer:
         box, reach, far = self._backward_map(dst, target[:, 2])
         face = dst[: self._n_face]
         strength = self._mouth.update(face)
-        return Drawing(self._size, box, reach, [MouthOverlay(self._mouth, face, strength)] if strength > 0 else [], far)
+        overlays = [MouthOverlay(self._mouth, face, strength)] if strength > 0 else []
+        closure = self._lids.closure(face)
+        if closure.max() > CLOSING_FROM:
+            overlays.append(EyelidOverlay(self._lids, face, closure))
+        return Drawing(self._size, box, reach, overlays, far)
 
     def head_motion(self, dst: np.ndarray) -> Similarity:
         """The head's rigid 2-D motion (output pixels, portrait -> target) for a target mesh."""
