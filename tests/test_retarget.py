@@ -94,31 +94,6 @@ def test_a_reference_taken_with_the_lips_apart_still_closes_the_avatars_mouth(po
     assert inner_lip_gap(wider) > inner_lip_gap(at_reference) + 0.03
 
 
-def test_neutral_eyes_and_brows_come_from_the_drivers_usual_face(portrait, driver):
-    """Calibrated with raised brows and wide eyes: once the driver has shown its usual face for a while, that is
-    the neutral, so the usual face gives the portrait's own brows and eyes, and the calibration face raises them."""
-    iod = L.inter_ocular(driver)
-    up = np.array([0.0, -0.06 * iod, 0.0])
-    surprised = driver.copy()
-    for e in (0, 1):
-        surprised[L.BROWS[e]] += up
-        surprised[L.EYE_UPPER[e][1:-1]] += 0.5 * up
-    rt = Retargeter(portrait)
-    rt.calibrate(surprised)
-    first = rt(driver)
-    for _ in range(60):
-        usual = rt(driver)
-    brow = lambda p, e: float(p[L.BROWS[e], 1].mean() - p[L.EYE_UPPER[e], 1].mean())  # noqa: E731
-    for e in (0, 1):
-        assert brow(first, e) > brow(portrait, e) + 1.0  # at first measured from the raised calibration
-        assert brow(usual, e) == pytest.approx(brow(portrait, e), abs=0.6)
-        lids = lambda p: float((p[L.EYE_LOWER[e][1:-1], 1] - p[L.EYE_UPPER[e][1:-1], 1]).mean())  # noqa: E731
-        assert lids(usual) == pytest.approx(lids(portrait), rel=0.1)
-    again = rt(surprised)
-    for e in (0, 1):
-        assert brow(again, e) < brow(portrait, e) - 1.0  # raised above the portrait's own
-
-
 def test_a_blink_closes_the_portraits_eye_whatever_its_size(portrait, driver):
     rt = Retargeter(portrait)
     rt.calibrate(driver)

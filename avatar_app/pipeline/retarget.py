@@ -10,7 +10,6 @@ portrait's own landmarks, exactly.
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass
 
 import cv2
@@ -21,10 +20,6 @@ from avatar_app.face.geometry import Similarity, fit_similarity
 from avatar_app.face.motion import close_mouth
 
 
-# The driver's neutral eyes and brows: the median of its own recent frames (blinks, squints and raised brows are
-# brief beside a face at rest), from this many frames of history on; until then the reference frame's.
-NEUTRAL_FRAMES = 240  # ~8 s at 30 fps
-NEUTRAL_AFTER = 30
 # A lid this share of its neutral opening apart is shut: the tracker's lid points rest on the lashes of a closed
 # eye (its shut eyes read 5-20 % open on the 38 clips), so a blink would otherwise never quite close. Between
 # that and LID_LINEAR the opening is stretched to meet it; above, it is the driver's share as it is.
@@ -148,7 +143,6 @@ class Retargeter:
         self._mouth_weight = np.clip((depth - nose) / max(lip - nose, 1e-6), 0.0, 1.0)
         self._eye_points = np.unique(np.concatenate([*L.EYE_UPPER, *L.EYE_LOWER]))
         self.reference: np.ndarray | None = None
-        self._history: deque[np.ndarray] = deque(maxlen=NEUTRAL_FRAMES)
 
     @property
     def has_reference(self) -> bool:
@@ -167,24 +161,13 @@ class Retargeter:
         self._ref_uv = [eye_coordinates(ref, e, ref[L.IRIS_CENTER[e], :2]) for e in (0, 1)]
         down = ref[L.CHIN, :2] - ref[L.FOREHEAD, :2]
         self._ref_down = down / (np.linalg.norm(down) + 1e-9)
-        self._ref_features = self._features(ref)
-        self._history.clear()
+        self._ref_gaps = self._lid_gaps(ref)
 
-    def _features(self, aligned: np.ndarray) -> np.ndarray:
-        """Each eye's mean lid opening and each brow's height above its eye's corners, along the reference's down axis
-        (driver pixels): [eye 0, eye 1, brow 0, brow 1]."""
-        down = self._ref_down
+    def _lid_gaps(self, aligned: np.ndarray) -> np.ndarray:
+        """Each eye's mean lid opening along the reference's down axis (driver pixels)."""
         p = aligned[:, :2]
-        eyes = [float(((p[L.EYE_LOWER[e][1:-1]] - p[L.EYE_UPPER[e][1:-1]]) @ down).mean()) for e in (0, 1)]
-        brows = [float((p[L.EYE_UPPER[e][[0, -1]]].mean(0) - p[L.BROWS[e]].mean(0)) @ down) for e in (0, 1)]
-        return np.array(eyes + brows)
-
-    def neutral_features(self) -> np.ndarray:
-        """The driver's neutral eye openings and brow heights (see _features): the median of its recent frames
-        with the reference among them, or the reference's alone while there are few."""
-        if len(self._history) < NEUTRAL_AFTER:
-            return self._ref_features
-        return np.median(np.vstack([self._ref_features, *self._history]), axis=0)
+        return np.array([float(((p[L.EYE_LOWER[e][1:-1]] - p[L.EYE_UPPER[e][1:-1]]) @ self._ref_down).mean())
+                         for e in (0, 1)])
 
     def driver_pose(self, driver: np.ndarray) -> Similarity:
         """The driver's head motion since the reference frame (3-D similarity, image axes)."""
@@ -201,13 +184,7 @@ class Retargeter:
         pose = self.driver_pose(driver)
         # Expression: the driver aligned back onto its reference pose, minus the reference.
         aligned = (driver - pose.translation) @ pose.rotation / pose.scale
-        now = self._features(aligned)
-        neutral = self.neutral_features()
-        self._history.append(now)
-        expression = aligned - self._neutral
-        for e in (0, 1):  # brows measured from their neutral height, not from wherever the reference had them
-            expression[L.BROWS[e], :2] += (neutral[2 + e] - self._ref_features[2 + e]) * self._ref_down
-        expression *= s.expression_strength
+        expression = (aligned - self._neutral) * s.expression_strength
         if not s.follow_mouth:  # the lower face keeps the portrait's own mouth (and jaw)
             expression *= 1.0 - self._mouth_weight[:, None]
         if not s.follow_eyes:
@@ -215,7 +192,7 @@ class Retargeter:
         to_p = self._to_portrait
         out = self.portrait + to_p.scale * expression @ to_p.rotation.T
         if s.follow_eyes:
-            self._open_eyes_like_driver(out, now[:2], neutral[:2])
+            self._open_eyes_like_driver(out, self._lid_gaps(aligned), self._ref_gaps)
 
         for (upper, lower), floor in zip(self._pairs, self._pair_floor):
             _separate_pairs(out, upper, lower, self._down, floor)
@@ -233,8 +210,8 @@ class Retargeter:
         return moved
 
     def _open_eyes_like_driver(self, out: np.ndarray, now: np.ndarray, neutral: np.ndarray) -> None:
-        """Open each eye by the same *share* of its own opening as the driver's eye of its neutral opening, not
-        by the same pixels.
+        """Open each eye by the same *share* of its own opening as the driver's eye of its opening at the
+        reference (its neutral: the pose held still at calibration), not by the same pixels.
 
         Displacements alone under-close a large eye driven by a narrow one (a blink would stop half way) and
         over-close the reverse; a ratio of openings closes a blink fully on any face.
