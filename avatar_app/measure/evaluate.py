@@ -47,7 +47,7 @@ from avatar_app.measure.metrics import l1, landmark_error, psnr, ssim
 from avatar_app.measure.picture import false_edges, still_region_error
 from avatar_app.measure.report import Report, VideoResult, contact_sheet, worst_sheet, label
 from avatar_app.measure.scoring import (FrameScore, Judge, MeasuredFrames, RowResult, cosine, jitter, mean_of,
-                                        mouth_l1, new_edges_allowed)
+                                        mouth_l1, new_edges_allowed, region_errors)
 from avatar_app.pipeline.render.base import RenderSettings
 from avatar_app.pipeline.frame import Frame
 from avatar_app.pipeline.stages import StageLoop, TrackerStage
@@ -368,6 +368,7 @@ def _score_shot(shot: _Shot, real: MeasuredFrames, scored: list[int], sheet_fram
                 still_err=still_region_error(clip.crops[i], clip.crops[source], output),
                 seam=None if name == STATIC else false_edges(
                     output, clip.crops[source], new_edges_allowed(o68, output.shape[:2])).flagged,
+                lm_regions=None if lm is None else region_errors(o68, real_lm),
             )
             rows[name].scores.append(score)
             if name != STATIC and (lm is not None or o68 is None):

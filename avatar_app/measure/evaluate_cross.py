@@ -29,7 +29,7 @@ from avatar_app.face.crop import crop, face_box
 from avatar_app.measure.protocol import STATIC, BackendNotAvailable, EvaluationSettings
 from avatar_app.measure.report import json_safe, label
 from avatar_app.measure.scoring import Judge, MeasuredFrames, jitter
-from avatar_app.measure.face_measure import MEASURES, measure, pearson
+from avatar_app.measure.face_measure import MEASURES, blink_recall, blinks, measure, pearson
 from avatar_app.images import load_image
 from avatar_app.face.landmarks import to_dlib68
 
@@ -52,6 +52,13 @@ class CrossResult:
     jitter_px: float | None
     driver_jitter_px: float | None
     still_pairs: int
+    # The driver's blinks (its tracker's eyes under 30 % of their usual opening for 2+ frames) and the share the
+    # avatar shows shut (under 40 % of its usual) as read by the judge and by MediaPipe; judge_blink_recall:
+    # the share the judge sees shut on the driver itself (its ceiling: dlib's lids seldom meet).
+    blinks: int = 0
+    blink_recall: float | None = None
+    blink_recall_tracker: float | None = None
+    judge_blink_recall: float | None = None
 
 
 @dataclass
@@ -76,6 +83,11 @@ class CrossReport:
                 row[f"r_{m}_min"] = float(np.min(values)) if values else None
                 judged = [x.judge_r[m] for x in rs if x.judge_r.get(m) is not None]
                 row[f"judge_r_{m}"] = float(np.mean(judged)) if judged else None
+            events = sum(x.blinks for x in rs)
+            row["blinks"] = events
+            for key in ("blink_recall", "blink_recall_tracker", "judge_blink_recall"):  # over blinks, not pairs
+                got = [(getattr(x, key), x.blinks) for x in rs if getattr(x, key) is not None]
+                row[key] = float(sum(v * n for v, n in got) / sum(n for _, n in got)) if got else None
             for key in ("face_found", "identity_distance", "jitter_px", "driver_jitter_px"):
                 values = [getattr(x, key) for x in rs if getattr(x, key) is not None]
                 row[key] = float(np.mean(values)) if values else None
@@ -140,17 +152,24 @@ def cross_pair(portrait_crop: np.ndarray, name: str, clip: Clip, driver_real: Me
     driver_series = _series(driver68, frames, size)
     tracker_series = _series({i: to_dlib68(clip.driver[i])[:, :2] for i in frames}, frames, size)
     judge_r = {mm: pearson(driver_series[:, k], tracker_series[:, k]) for k, mm in enumerate(MEASURES)}
+    eyes = MEASURES.index("eyes")
+    events = blinks(tracker_series[:, eyes])
+    judge_recall = blink_recall(events, driver_series[:, eyes])
     hard = _hard_frames(driver_series, frames)
     id_frames = set(frames[k] for k in np.linspace(0, len(frames) - 1, min(IDENTITY_FRAMES, len(frames))).astype(int))
     results, tiles = [], {i: [label(clip.crops[i], f"driver: {i}")] for i in hard}
     for method, factory in factories.items():
         m = factory(avatar, clip.driver[ref], clip.times[ref], size)
         out68: dict[int, np.ndarray | None] = {}
+        seen68: dict[int, np.ndarray | None] = {}
         distances = []
         try:
             for i in frames:
                 output = m(clip.driver[i], clip.times[i])
                 out68[i] = p = judge.dlib(output)
+                if events and judge.mediapipe is not None:
+                    mp = judge.mediapipe(output)
+                    seen68[i] = None if mp is None else mp[:, :2]
                 if i in id_frames and portrait_id is not None and p is not None:
                     d = judge.embed(output, p)
                     if d is not None:
@@ -168,6 +187,9 @@ def cross_pair(portrait_crop: np.ndarray, name: str, clip: Clip, driver_real: Me
             judge_r=judge_r,
             identity_distance=float(np.mean(distances)) if distances else None,
             jitter_px=j, driver_jitter_px=dj, still_pairs=pairs,
+            blinks=len(events), blink_recall=blink_recall(events, series[:, eyes]),
+            blink_recall_tracker=blink_recall(events, _series(seen68, frames, size)[:, eyes]) if seen68 else None,
+            judge_blink_recall=judge_recall,
         ))
     sheet = np.concatenate([np.concatenate(tiles[i], axis=1) for i in hard], axis=0)
     return results, sheet
@@ -202,7 +224,7 @@ def evaluate_cross(
     factories.update({m: builtin_factory(m, settings) for m in settings.methods[1:]})
     factories.update(extra or {})
     report = CrossReport(size=settings.size, methods=tuple(factories))
-    judge = Judge(csim=csim, mediapipe=False)
+    judge = Judge(csim=csim, mediapipe=True)  # MediaPipe reads the avatar's blinks beside dlib
     clips = dict(clips or {})
     try:
         crops, seen = {}, {}
@@ -260,6 +282,13 @@ def cross_markdown(report: CrossReport) -> str:
             continue
         lines.append(f"| {x.portrait} | {x.clip} | {x.method} | " + " | ".join(fmt(x.r[c]) for c in cols)
                      + f" | {x.face_found:.1%} | {fmt(x.identity_distance, '.3f')} |")
+    for row in report.means():
+        if row["method"] != STATIC and row.get("blinks"):
+            lines.append("")
+            lines.append(f"Blinks ({row['method']}): {row['blinks']} driver blinks over the pairs; shown shut "
+                         f"{fmt(row['blink_recall'], '.0%')} as dlib reads the avatar, "
+                         f"{fmt(row['blink_recall_tracker'], '.0%')} as MediaPipe reads it; dlib sees "
+                         f"{fmt(row['judge_blink_recall'], '.0%')} of them shut on the drivers themselves.")
     judge = next((r for r in report.means() if r["method"] == STATIC), None)
     if judge is not None:
         lines += ["", "The judge against the driving tracker on the same driver frames (r; how much of each measure "

@@ -185,3 +185,37 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float | None:
     if len(a) < 3 or a.std() < 1e-9 or b.std() < 1e-9:
         return None
     return float(np.corrcoef(a, b)[0, 1])
+
+
+# A blink: the eyes under this share of their usual (median) opening for at least BLINK_FRAMES frames; shown
+# by an avatar whose eyes go under SHOWN_SHUT of theirs within a frame of it.
+BLINK_SHARE = 0.3
+BLINK_FRAMES = 2
+SHOWN_SHUT = 0.4
+
+
+def blinks(eyes: np.ndarray) -> list[tuple[int, int]]:
+    """(first, last + 1) frame ranges of the blinks in a series of eye openings (NaN: no face)."""
+    eyes = np.asarray(eyes, np.float64)
+    usual = np.nanmedian(eyes) if np.isfinite(eyes).any() else np.nan
+    shut = np.nan_to_num(eyes, nan=np.inf) < BLINK_SHARE * usual
+    out, start = [], None
+    for i, s in enumerate(np.append(shut, False)):
+        if s and start is None:
+            start = i
+        elif not s and start is not None:
+            if i - start >= BLINK_FRAMES:
+                out.append((start, i))
+            start = None
+    return out
+
+
+def blink_recall(events: list[tuple[int, int]], eyes: np.ndarray) -> float | None:
+    """The share of these blinks in which ``eyes`` (the avatar's openings, same frames) go under SHOWN_SHUT of
+    their median within a frame of the blink; None without blinks."""
+    if not events:
+        return None
+    eyes = np.asarray(eyes, np.float64)
+    usual = np.nanmedian(eyes)
+    hits = [np.nanmin(np.append(eyes[max(a - 1, 0): b + 1], np.inf)) < SHOWN_SHUT * usual for a, b in events]
+    return float(np.mean(hits))

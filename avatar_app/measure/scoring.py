@@ -14,6 +14,7 @@ import numpy as np
 from avatar_app.errors import AvatarAppError
 from avatar_app.measure.face_measure import INSTALL_EVAL, DlibLandmarks, EvalModelsMissing, FaceDescriptor
 from avatar_app.face.landmark_image import outer_lip_mask
+from avatar_app.face import landmarks as L
 from avatar_app.face.landmarks import to_dlib68
 from avatar_app.measure.metrics import inter_ocular
 from avatar_app.pipeline.tracker import FaceTracker, TrackerSettings
@@ -23,6 +24,18 @@ WORST_FRAMES = 6
 TEAR_IOD = 0.12  # a frame this far off (or with no face where the real frame has one) is a visible failure
 STILL_IOD = 0.01  # the real face moved less than this between two frames: it is still (for jitter)
 METRICS = ("ssim", "psnr", "l1", "mouth_l1", "lm", "lm_mp", "csim", "face_found")
+LM_REGIONS = ("eyes", "brows", "mouth")
+
+
+def region_errors(pred68: np.ndarray, real68: np.ndarray) -> dict[str, float]:
+    """dlib's landmark error (IOD of the real face) over the eyes, the brows and the mouth alone."""
+    iod = inter_ocular(real68)
+    parts = {"eyes": ("right_eye", "left_eye"), "brows": ("right_brow", "left_brow"), "mouth": ("outer_lip", "inner_lip")}
+    out = {}
+    for region, names in parts.items():
+        idx = np.concatenate([np.arange(68)[L.dlib68_part(n)] for n in names])
+        out[region] = float(np.linalg.norm(pred68[idx, :2] - real68[idx, :2], axis=1).mean() / iod)
+    return out
 
 
 # -- measuring faces ---------------------------------------------------------------------------------------------
@@ -138,6 +151,8 @@ class FrameScore:
     # real frame (grey levels): a still scene must stay still. None: too little of the frame is still.
     still_err: float | None = None
     seam: bool | None = None  # a hard edge the source frame does not have (measure/picture.py); None: not measured
+    # dlib's landmark error over one region's points only (IOD of the real face): {"eyes", "brows", "mouth"}
+    lm_regions: dict[str, float] | None = None
 
 
 def mean_of(values) -> float | None:
@@ -188,6 +203,7 @@ class RowResult:
             "face_found": mean_of(float(x.face_found) for x in s),
             "still_err": mean_of(x.still_err for x in s),
             "seams": sum(1 for x in s if x.seam),
+            **{f"lm_{r}": mean_of(x.lm_regions[r] for x in s if x.lm_regions) for r in LM_REGIONS},
             "jitter_px": self.jitter_px,
             "real_jitter_px": self.real_jitter_px,
             "still_pairs": self.still_pairs,
