@@ -87,7 +87,7 @@ def test_a_squint_narrows_the_eyes_part_way(avatar_and_driver, readers):
 
 def test_raised_and_furrowed_brows(avatar_and_driver, readers):
     name, avatar, driver = avatar_and_driver
-    rest, raised = shown(avatar, driver, raise_brows(driver, 0.12), readers)
+    rest, raised = shown(avatar, driver, raise_brows(driver, 0.15), readers)
     _, frown = shown(avatar, driver, raise_brows(driver, -0.05), readers)
     assert raised["tracker"].brow > rest["tracker"].brow + 0.03, name
     # Neither painting has much of a brow to see (the Mona Lisa none): dlib places them mostly by its prior, so
@@ -109,7 +109,7 @@ def test_on_a_photo_the_judge_reads_every_expression(face_avatars, readers):
         whole = create_avatar(image, "woman")
         avatar = create_avatar(crop(whole.image, face_box(whole.landmarks), SIZE), "woman")
     driver = close_mouth(face_avatars["mona"].landmarks.astype(np.float64))
-    rest, raised = shown(avatar, driver, raise_brows(driver, 0.12), readers)
+    rest, raised = shown(avatar, driver, raise_brows(driver, 0.15), readers)
     assert raised["judge"].brow > rest["judge"].brow + 0.03
     _, shut = shown(avatar, driver, close_eyes(driver, 1.0), readers)
     assert shut["judge"].eyes < 0.8 * rest["judge"].eyes  # dlib reads real shut eyes 30-60 % open too
@@ -128,7 +128,7 @@ def test_one_brow_raised_raises_that_brow(avatar_and_driver, readers):
     try:
         animator.calibrate(driver)
         rest = tracker.process(animator.render(animator.target(driver, 0.0))).points
-        one = tracker.process(animator.render(animator.target(raise_brows(driver, 0.1, side=0), 1 / 30))).points
+        one = tracker.process(animator.render(animator.target(raise_brows(driver, 0.15, side=0), 1 / 30))).points
     finally:
         animator.close()
     rise = [float(rest[L.BROWS[e], 1].mean() - one[L.BROWS[e], 1].mean()) for e in (0, 1)]

@@ -126,6 +126,9 @@ class Retargeter:
         self.settings = settings
         self.portrait = np.asarray(portrait, np.float64).copy()
         self._p_rigid_mean = self.portrait[L.RIGID].mean(0)
+        # The driver's mouth is measured from its lips together, so it is laid on the portrait's lips together
+        # too: a portrait painted mid-word shows the driver's opening, not its own plus the driver's.
+        self._portrait_shut = close_mouth(self.portrait) - self.portrait
         down = self.portrait[L.CHIN, :2] - self.portrait[L.FOREHEAD, :2]
         self._down = down / (np.linalg.norm(down) + 1e-9)
         self._portrait_uv = [eye_coordinates(self.portrait, e, self.portrait[L.IRIS_CENTER[e], :2]) for e in (0, 1)]
@@ -191,6 +194,8 @@ class Retargeter:
             expression[self._eye_points] = 0.0
         to_p = self._to_portrait
         out = self.portrait + to_p.scale * expression @ to_p.rotation.T
+        if s.follow_mouth:
+            out += s.expression_strength * self._portrait_shut
         if s.follow_eyes:
             self._open_eyes_like_driver(out, self._lid_gaps(aligned), self._ref_gaps)
 

@@ -64,6 +64,11 @@ def clip_jaw(frames: list[np.ndarray]) -> tuple[np.ndarray, float] | None:
         return None
     gc = g - g.mean()
     slope = np.tensordot(gc, y - y.mean(0), axes=(0, 0)) / float(gc @ gc)
+    # Only the face below the nose moves with the jaw; what the regression finds above it is the head's own
+    # motion while talking (a nod with each word), not the jaw's: faded out from the upper lip to the nose tip.
+    rest = (middle - centre) @ axes.T / iod
+    nose, lip = rest[L.NOSE_TIP, 1], rest[L.LIP_OUTER_UPPER, 1].min()
+    slope *= np.clip((rest[:, 1] - nose) / max(lip - nose, 1e-6), 0.0, 1.0)[:, None]
     return slope, float(gc.var())
 
 

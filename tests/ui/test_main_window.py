@@ -88,9 +88,14 @@ def test_calibrate_makes_the_current_pose_the_reference(qtbot, make_window, gene
     qtbot.keyClick(window, Qt.Key.Key_C)
     qtbot.waitUntil(lambda: animator.retargeter.reference is not first, timeout=10000)
     qtbot.waitUntil(lambda: "Calibrated" in window.statusBar().currentMessage(), timeout=5000)
-    # The reference is a driver pose the tracker just saw: driving with it gives the portrait's own landmarks.
+    # The reference is a driver pose the tracker just saw: driving with it gives the portrait's own landmarks,
+    # but for the lips and jaw, which part as far as the driver's do (the mouth is measured from lips together).
+    from avatar_app.face import landmarks as L
+
     own = animator.retargeter(animator.retargeter.reference)
-    assert np.allclose(own[:468], animator.avatar.landmarks[:468], atol=1e-3)
+    portrait = animator.avatar.landmarks[:468]
+    upper = portrait[:, 1] < portrait[L.NOSE_TIP, 1]  # the face above the mouth: the learned jaw barely moves it
+    assert np.allclose(own[:468][upper], portrait[upper], atol=0.5)
 
 
 def test_a_missing_virtual_camera_shows_the_setup_steps_and_the_app_goes_on(qtbot, make_window, monkeypatch,
