@@ -293,3 +293,27 @@ def test_mediapipe_start_up_logs_stay_off_stderr():
     )
     assert done.stderr == ""
     assert done.stdout.strip().startswith("blank.png: no face found")
+
+
+def test_smoothing_keeps_a_100_ms_blink(mona_avatar):
+    """A blink shut for one frame at 30 fps (100 ms from open to open) still closes the smoothed lids most of the
+    way, while the head's motion keeps the face's own calm filter."""
+    from avatar_app.face import landmarks as L
+    from avatar_app.pipeline.demo import close_eyes
+
+    face = mona_avatar.landmarks.astype(np.float32)
+    tracker = FaceTracker(TrackerSettings())
+    try:
+        width = 640
+        series = [face] * 10 + [close_eyes(face, 0.6), close_eyes(face, 1.0), close_eyes(face, 0.5)] + [face] * 5
+        out = [tracker._smooth(np.asarray(p, np.float32).copy(), width, i / 30) for i, p in enumerate(series)]
+    finally:
+        tracker.close()
+
+    def gap(p):
+        return float(np.mean([np.linalg.norm(p[L.EYE_LOWER[e][1:-1], :2] - p[L.EYE_UPPER[e][1:-1], :2], axis=1).mean()
+                              for e in (0, 1)]))
+
+    open_gap = gap(face)
+    assert min(gap(p) for p in out[10:14]) < 0.3 * open_gap
+    assert gap(out[-1]) > 0.8 * open_gap  # and it opens again

@@ -5,7 +5,8 @@ Driving with the driver's absolute landmarks pastes the driver's face shape onto
 talking-head ports report for webcam use). Here only *changes* travel: the rigid motion of the driver's head
 since the reference frame, and the non-rigid displacement of each landmark in the driver's head frame, scaled
 and rotated into the portrait's head frame. With the driver still in its reference pose, the result is the
-portrait's own landmarks, exactly.
+portrait's own landmarks, exactly, but for the mouth: its opening is measured from lips together on both faces
+(face/motion.py), so the avatar's lips are as far apart as the driver's, wherever the reference had them.
 """
 
 from __future__ import annotations
@@ -185,7 +186,7 @@ class Retargeter:
             self.calibrate(driver)
         s = self.settings
         pose = self.driver_pose(driver)
-        # Expression: the driver aligned back onto its reference pose, minus the reference.
+        # Expression: the driver aligned back onto its reference pose, minus the reference with its lips together.
         aligned = (driver - pose.translation) @ pose.rotation / pose.scale
         expression = (aligned - self._neutral) * s.expression_strength
         if not s.follow_mouth:  # the lower face keeps the portrait's own mouth (and jaw)
@@ -229,7 +230,7 @@ class Retargeter:
                 continue
             own = (self.portrait[lower, :2] - self.portrait[upper, :2]) @ self._down
             # Closing: the driver's share of its neutral opening (a blink shuts any eye). Opening wider: the
-            # driver's extra opening in the portrait's proportion (bounded, so a squinting driver cannot
+            # driver's extra opening in the portrait's proportion (bounded, so a squinting reference cannot
             # make the portrait's eyes pop). Both agree to first order around the neutral.
             if now_gap <= ref_gap:
                 wanted = own * lid_share(max(now_gap, 0.0) / ref_gap)
