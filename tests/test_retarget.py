@@ -197,3 +197,22 @@ def test_a_still_driver_gives_a_still_avatar(girl_avatar, mona_avatar):
             targets.append(animator.target(face.points, k / 25)[:, :2] * scale)
     steps = [np.linalg.norm(b - a, axis=1).mean() for a, b in zip(targets[10:], targets[11:])]  # after settling
     assert float(np.mean(steps)) < 0.1
+
+
+def test_thin_lips_keep_their_thickness(portrait, driver):
+    """A driver rolling its lips in (outer edges pressed onto the inner ones): the portrait's lips stay at least
+    60 % as thick as its own, and the mouth stays as closed as the driver's."""
+    rt = Retargeter(portrait)
+    rt.calibrate(driver)
+    rolled = driver.copy()
+    for rows, toward in ((L.LIP_UPPER_ROWS, -1), (L.LIP_LOWER_ROWS, 0)):
+        for row in rows:
+            rolled[row, :2] = rolled[rows[toward], :2]  # every row onto the inner edge
+    out = rt(rolled)
+    down = portrait[L.CHIN, :2] - portrait[L.FOREHEAD, :2]
+    down /= np.linalg.norm(down)
+    for rows, inner, outer in ((L.LIP_UPPER_ROWS, -1, 0), (L.LIP_LOWER_ROWS, 0, -1)):
+        own = np.abs((portrait[rows[inner], :2] - portrait[rows[outer], :2]) @ down)
+        now = np.abs((out[rows[inner], :2] - out[rows[outer], :2]) @ down)
+        assert np.all(now >= 0.6 * own - 0.05)
+    assert inner_lip_gap(out) < 0.02

@@ -26,6 +26,7 @@ from avatar_app.face.motion import close_mouth
 # that and LID_LINEAR the opening is stretched to meet it; above, it is the driver's share as it is.
 LID_SHUT = 0.15
 LID_LINEAR = 0.6
+MIN_LIP_THICKNESS = 0.6  # of the portrait's own, per lip and column
 
 
 @dataclass(frozen=True)
@@ -140,6 +141,13 @@ class Retargeter:
             np.minimum((self.portrait[lo[0], :2] - self.portrait[up[-1], :2]) @ self._down, 0.0)
             for up, lo in self._pairs
         ]
+        # Each lip's own thickness per column (outer edge to inner edge along down), of which at least
+        # MIN_LIP_THICKNESS stays whatever the driver's lips do: thin painted lips would otherwise vanish under a
+        # driver who presses or rolls in thick ones.
+        self._lip_thickness = [
+            np.maximum((self.portrait[rows[-1], :2] - self.portrait[rows[0], :2]) @ self._down, 0.0)
+            for rows in (L.LIP_UPPER_ROWS, L.LIP_LOWER_ROWS)
+        ]
         # With the mouth switched off: how much of each point belongs to the mouth, from 0 at the nose tip to 1
         # at the upper lip and below (so the jaw stays shut too, without a seam across the cheeks).
         depth = self.portrait[:, :2] @ self._down
@@ -202,6 +210,7 @@ class Retargeter:
 
         for (upper, lower), floor in zip(self._pairs, self._pair_floor):
             _separate_pairs(out, upper, lower, self._down, floor)
+        self._keep_lip_thickness(out)
 
         # Pose: the driver's rotation (camera axes) about the portrait's own head centre.
         rot = _scale_rotation(pose.rotation, s.pose_strength)
@@ -214,6 +223,22 @@ class Retargeter:
             moved += shift * to_p.scale * s.pose_strength
         self._place_irises(moved, driver)
         return moved
+
+    def _keep_lip_thickness(self, out: np.ndarray) -> None:
+        """Where a lip is thinner than MIN_LIP_THICKNESS of its own, move its outer edge out (the rows between
+        it and the inner edge in proportion): the inner edges, which say how open the mouth is, stay."""
+        for rows, own, sign in ((L.LIP_UPPER_ROWS, self._lip_thickness[0], 1.0),
+                                (L.LIP_LOWER_ROWS, self._lip_thickness[1], -1.0)):
+            # upper lip: rows from the outer edge down to the inner one; lower lip: inner edge down to outer
+            inner, outer = (rows[-1], rows[0]) if sign > 0 else (rows[0], rows[-1])
+            now = sign * ((out[inner, :2] - out[outer, :2]) @ self._down)
+            short = MIN_LIP_THICKNESS * own - now
+            if not (short > 0).any():
+                continue
+            short = np.maximum(short, 0.0)
+            n = len(rows) - 1
+            for k, row in enumerate(rows if sign > 0 else rows[::-1]):  # outer edge first
+                out[row, :2] -= sign * ((n - k) / n * short)[:, None] * self._down
 
     def _open_eyes_like_driver(self, out: np.ndarray, now: np.ndarray, neutral: np.ndarray) -> None:
         """Open each eye by the same *share* of its own opening as the driver's eye of its opening at the
