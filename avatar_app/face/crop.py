@@ -87,18 +87,18 @@ MOUTH_CROP_SCALE = 1.9
 def mouth_affine(points: np.ndarray, size: int, scale: float = MOUTH_CROP_SCALE) -> np.ndarray:
     """The 2 x 3 float32 similarity taking image pixels to the mouth crop at size x size, from 478 landmarks:
     the outer lips' centre goes to the crop's centre and the line between the mouth corners becomes horizontal,
-    the corners size/scale apart (at x = size/2 ± size/(2·scale), where they are the lips' extremes along it).
+    the corners at x = size/2 ± size/(2·scale) on one row.
     Built from the landmarks alone, so a turned, scaled or moved face gives the same crop."""
     p = np.asarray(points, np.float64)[:, :2]
     outer = np.unique(np.concatenate([LIP_OUTER_UPPER, LIP_OUTER_LOWER]))
     left, right = p[LIP_OUTER_UPPER[0]], p[LIP_OUTER_UPPER[-1]]  # the outer corners (61, 291)
-    # The centre is midway between the outer lips' extremes along and across the mouth (not the points' mean,
-    # which the dense upper contour would pull upwards).
+    # The centre: midway between the corners along the mouth, midway between the outer lips' extremes across it
+    # (not the points' mean, which the dense upper contour would pull upwards; and not the extremes along it,
+    # which a tracker's lip points overshooting a corner would move).
     axis = (right - left) / max(np.linalg.norm(right - left), 1e-6)
     normal = np.array([-axis[1], axis[0]])
-    rel = p[outer] - left
-    u, v = rel @ axis, rel @ normal
-    centre = left + axis * (u.min() + u.max()) / 2 + normal * (v.min() + v.max()) / 2
+    v = (p[outer] - left) @ normal
+    centre = (left + right) / 2 + normal * (v.min() + v.max()) / 2
     k = size / (scale * max(float(np.linalg.norm(right - left)), 1e-6))  # crop pixels per image pixel
     rot = np.array([axis, normal]) * k  # rows: the crop's x and y axes in image pixels, scaled
     return np.hstack([rot, (size / 2 - rot @ centre)[:, None]]).astype(np.float32)
