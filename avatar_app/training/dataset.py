@@ -68,7 +68,8 @@ def read_index(root: str | Path) -> TrainingData:
     except (KeyError, TypeError, ValueError, OverflowError):  # OverflowError: int(Infinity)
         raise InputFileError(f"{path}: index is missing fields - {_PREPARE}") from None
     # Clip ids name folders under clips/ (VoxCeleb2's 'id/video/clip'): an edited index must not point elsewhere.
-    if size < 1 or task not in ("face", "mouth") or any(not _inside(cid) or n < 1 or any(not 0 <= w < n for w in ws) for cid, _, n, ws in entries):
+    if size < 1 or task not in ("face", "mouth") or \
+            any(not _inside(cid) or n < 1 or any(not 0 <= w < n for w in ws) for cid, _, n, ws in entries):
         raise InputFileError(f"{path}: index has malformed clips or size - {_PREPARE}")
     if not entries:
         raise InputFileError(f"{root}: the index lists no clips (see report.json for why each was skipped)")
@@ -141,7 +142,7 @@ class EpisodeDataset(Dataset):
             sources = np.concatenate([pool[:1], rng.choice(pool, size=k - 1, replace=True)])
         chosen = [int(target_at)] + [int(i) for i in sources[:k]]
         spares = [int(i) for i in order[k + 1:]]
-        images, marks, unreadable = [], [], 0
+        images, marks, used, unreadable = [], [], [], 0
         for frame_no in chosen:
             image = self._read(clip, frame_no)
             while image is None:
@@ -152,6 +153,7 @@ class EpisodeDataset(Dataset):
                 frame_no = spares.pop()
                 image = self._read(clip, frame_no)
             images.append(image)
+            used.append(frame_no)
             marks.append(self.landmark_image(points[frame_no]))
         if self.warps:
             warp = self._read(clip, chosen[0], source=chosen[1])
@@ -163,7 +165,7 @@ class EpisodeDataset(Dataset):
         rgb = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
         lms = torch.from_numpy(np.stack(marks)).permute(0, 3, 1, 2).contiguous()
         item.update(frames=rgb[1:], landmarks=lms[1:], target=rgb[0], target_landmarks=lms[0],
-                    unreadable=torch.tensor(unreadable), target_frame=torch.tensor(chosen[0]))
+                    unreadable=torch.tensor(unreadable), target_frame=torch.tensor(used[0]))
         return item
 
     def landmark_image(self, points: np.ndarray) -> np.ndarray:

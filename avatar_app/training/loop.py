@@ -1,11 +1,11 @@
 """The meta-learning loop: episodes in, E/G and D updated in turn (TTUR), checkpoints that resume exactly.
 
 One step (steps.py): E embeds the K frames of each episode and averages them (e_hat); G renders the target frame
-from its landmarks (and, warp-conditioned, the warp of the first frame) with psi = P e_hat; E and G take one Adam
-step on content + adversarial + feature matching + match; then D takes one on the hinge loss (+ the match term
-for its row W_i). Under torchrun, E+G and D are each
-wrapped in DistributedDataParallel, so every process computes its share of the batch and gradients are
-averaged across processes; only the main process logs and writes checkpoints.
+from its landmarks (and, warp-conditioned, the warp of the first frame; the mouth G, a degraded driver mouth) with
+psi = P e_hat; E and G take one Adam step on content + adversarial + feature matching + match; then D takes one
+on the hinge loss (+ the match term for its row W_i). Under torchrun, E+G and D are each wrapped in
+DistributedDataParallel, so every process computes its share of the batch and gradients are averaged across
+processes; only the main process logs and writes checkpoints.
 
 A checkpoint holds the networks, both optimisers, the step, the RNG states and the run's settings; episodes are
 drawn from (seed, step) alone, so a resumed run continues exactly as the uninterrupted one would have.
@@ -126,8 +126,9 @@ def train(data_dir: str | Path, run_dir: str | Path, config: TrainingConfig, mod
           progress: bool = True) -> TrainResult:
     """Meta-learn from a prepared data folder into ``run_dir`` until ``config.steps`` steps are done.
 
-    ``model`` None means realtime (mouth, on mouth data) for a new run and the checkpoint's own for a resumed one; ``explicit`` names
-    the settings the user gave (a resumed run keeps its own unless they are ones that may change).
+    ``model`` None means realtime (mouth, on mouth data) for a new run and the checkpoint's own for a resumed
+    one; ``explicit`` names the settings the user gave (a resumed run keeps its own unless they are ones that may
+    change).
     """
     from avatar_app.model.config import get_config
 
