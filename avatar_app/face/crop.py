@@ -6,6 +6,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from avatar_app.face.landmarks import LIP_OUTER_LOWER, LIP_OUTER_UPPER
+
 # The crop's side, in multiples of the landmarks' larger extent: the head, hair and some background.
 CROP_SCALE = 1.8
 
@@ -74,3 +76,45 @@ def crop(image: np.ndarray, box: tuple[int, int, int], size: int) -> np.ndarray:
     patch = image[y0 + pad : y0 + pad + side, x0 + pad : x0 + pad + side]
     interp = cv2.INTER_AREA if side > size else cv2.INTER_CUBIC
     return cv2.resize(patch, (size, size), interpolation=interp)
+
+
+# -- the mouth crop ---------------------------------------------------------------------------------------------
+# The mouth model's view: a square turned with the mouth, centred on the outer lips, MOUTH_CROP_SCALE times the
+# corner-to-corner width on a side, so the lips, the top of the chin and the base of the nose are in it.
+MOUTH_CROP_SCALE = 1.9
+
+
+def mouth_affine(points: np.ndarray, size: int, scale: float = MOUTH_CROP_SCALE) -> np.ndarray:
+    """The 2 x 3 float32 similarity taking image pixels to the mouth crop at size x size, from 478 landmarks:
+    the outer lips' centre goes to the crop's centre and the line between the mouth corners becomes horizontal,
+    the corners at x = size/2 ± size/(2·scale) on one row.
+    Built from the landmarks alone, so a turned, scaled or moved face gives the same crop."""
+    p = np.asarray(points, np.float64)[:, :2]
+    outer = np.unique(np.concatenate([LIP_OUTER_UPPER, LIP_OUTER_LOWER]))
+    left, right = p[LIP_OUTER_UPPER[0]], p[LIP_OUTER_UPPER[-1]]  # the outer corners (61, 291)
+    # The centre: midway between the corners along the mouth, midway between the outer lips' extremes across it
+    # (not the points' mean, which the dense upper contour would pull upwards; and not the extremes along it,
+    # which a tracker's lip points overshooting a corner would move).
+    axis = (right - left) / max(np.linalg.norm(right - left), 1e-6)
+    normal = np.array([-axis[1], axis[0]])
+    v = (p[outer] - left) @ normal
+    centre = (left + right) / 2 + normal * (v.min() + v.max()) / 2
+    k = size / (scale * max(float(np.linalg.norm(right - left)), 1e-6))  # crop pixels per image pixel
+    rot = np.array([axis, normal]) * k  # rows: the crop's x and y axes in image pixels, scaled
+    return np.hstack([rot, (size / 2 - rot @ centre)[:, None]]).astype(np.float32)
+
+
+def to_affine_crop(points: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    """Image-pixel landmarks -> the pixels of the crop ``affine`` makes (z scales like x, as in to_crop), float32."""
+    p = np.asarray(points, np.float64)
+    a = np.asarray(affine, np.float64)
+    out = p.copy()
+    out[:, :2] = p[:, :2] @ a[:, :2].T + a[:, 2]
+    if p.shape[1] > 2:
+        out[:, 2] = p[:, 2] * np.sqrt(abs(np.linalg.det(a[:, :2])))
+    return out.astype(np.float32)
+
+
+def mouth_crop(image: np.ndarray, affine: np.ndarray, size: int) -> np.ndarray:
+    """The mouth crop of an image (face_crop's sampling: cut at twice the size, area-averaged down)."""
+    return face_crop(image, affine, size)

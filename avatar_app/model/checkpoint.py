@@ -19,6 +19,7 @@ from avatar_app.model.config import ModelConfig
 from avatar_app.model.discriminator import Discriminator
 from avatar_app.model.embedder import Embedder
 from avatar_app.model.generator import Generator
+from avatar_app.model.mouth_generator import MouthGenerator
 from avatar_app.model.warp_generator import WarpGenerator
 
 CHECKPOINT_FORMAT = "avatar_app.checkpoint"
@@ -29,7 +30,7 @@ CHECKPOINT_VERSION = 1
 class Networks:
     config: ModelConfig
     embedder: Embedder
-    generator: Generator | WarpGenerator
+    generator: Generator | WarpGenerator | MouthGenerator
     discriminator: Discriminator
 
     @property
@@ -40,7 +41,7 @@ class Networks:
 def build_networks(config: ModelConfig, num_videos: int = 1, seed: int | None = 0) -> Networks:
     if seed is not None:
         torch.manual_seed(seed)
-    generator = WarpGenerator(config) if config.conditioning == "warp" else Generator(config)
+    generator = {"warp": WarpGenerator, "mouth": MouthGenerator}.get(config.conditioning, Generator)(config)
     return Networks(config, Embedder(config), generator, Discriminator(config, num_videos))
 
 
@@ -120,4 +121,12 @@ def load_checkpoint(path: str | Path) -> tuple[Networks, dict]:
     except (KeyError, ValueError, TypeError, AttributeError, IndexError, RuntimeError) as err:
         raise bad(first_line(err, 160)) from None
     return nets, raw
+
+
+def save_networks_only(source: str | Path, out: str | Path) -> tuple[Path, int]:
+    """The networks of a training checkpoint without its optimiser and RNG state (a third of the size): what a
+    model folder ships, and what a later `train --resume` can go on from (with fresh optimisers)."""
+    nets, raw = load_checkpoint(source)
+    keep = {k: raw[k] for k in ("training", "videos", "perceptual") if k in raw}
+    return save_checkpoint(out, nets, step=int(raw.get("step", 0)), extra=keep), int(raw.get("step", 0))
 

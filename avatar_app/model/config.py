@@ -12,7 +12,7 @@ _LIMITS = {
     "encoder_blocks": (1, 10), "encoder_attention": (0, 1024), "gen_stem_stride": (1, 4), "gen_middle_blocks": (0, 8),
     "landmark_thickness": (1, 32),
 }
-CONDITIONINGS = ("landmarks", "warp")
+CONDITIONINGS = ("landmarks", "warp", "mouth")
 _LIST_LIMITS = {"gen_channels": (1, 1024, 6), "gen_attention_down": (1, 1024, 4), "gen_attention_up": (1, 1024, 4)}
 
 
@@ -38,8 +38,9 @@ class ModelConfig:
     gen_attention_down: tuple[int, ...] = (32,)
     gen_attention_up: tuple[int, ...] = (64,)
     landmark_thickness: int = 2  # polyline width at image_size
-    # What G is drawn from: "landmarks" (the paper's: the landmark image alone) or "warp" (the app's own mesh
-    # warp of the portrait plus the landmark image; G predicts a correction and a blend mask).
+    # What G is drawn from: "landmarks" (the paper's: the landmark image alone), "warp" (the app's own mesh
+    # warp of the portrait plus the landmark image; G predicts a correction and a blend mask) or "mouth" (the
+    # mouth crop: G draws it from the lip landmark image and a degraded driver mouth, model/mouth_generator.py).
     conditioning: str = "landmarks"
 
     def __post_init__(self) -> None:
@@ -98,6 +99,27 @@ CONFIGS = {
         gen_attention_up=(),
         landmark_thickness=1,
         conditioning="warp",
+    ),
+    # The inside of the mouth at a 64² mouth crop (face/crop.py mouth_affine): G is a U-Net (~0.4 GFLOP, ~3 ms
+    # with onnxruntime on one core of this CPU; model/mouth_generator.py) from the lip landmark image and a degraded
+    # driver mouth; E and D are the paper's trunk at a quarter of its widths, attention at 16², a 128-d ê.
+    # 64², not 96²: G's cost grows with its pixels (2.25x at 96²: 14 ms in torch against 7), the training clips'
+    # mouth crops span 66-197 source pixels (median 108, so 96² would upsample a third of them), and a 64² run
+    # gets about twice the steps in the same CPU time.
+    "mouth": ModelConfig(
+        name="mouth",
+        image_size=64,
+        embed_dim=128,
+        base_channels=16,
+        max_channels=128,
+        encoder_blocks=4,
+        encoder_attention=16,
+        gen_channels=(16, 32, 64, 128),
+        gen_middle_blocks=2,
+        gen_attention_down=(),
+        gen_attention_up=(),
+        landmark_thickness=1,
+        conditioning="mouth",
     ),
 }
 

@@ -209,6 +209,9 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, formats: list[str
     if not out.parent.is_dir():
         raise OutputPathError(f"{out}: folder '{out.parent}' does not exist - create it first")
     nets, raw = load_checkpoint(checkpoint)
+    if nets.config.conditioning not in GENERATOR_IO:
+        raise AvatarAppError(f"{checkpoint}: a {nets.config.conditioning} model, which the app's model format does "
+                             "not describe yet - nothing exported (benchmarks/mouth_generator.py times it in ONNX)")
     eager = copy.deepcopy(nets)
     for m in (eager.embedder, eager.generator):
         bake_spectral_norm(m).eval()

@@ -65,6 +65,22 @@ class ResBlockDown(nn.Module):
         return F.avg_pool2d(h, 2) + F.avg_pool2d(self.skip(x), 2)
 
 
+class DownBlock(nn.Module):
+    """Instance-normed residual block that halves the resolution first: its convolutions run at the lower
+    resolution (a quarter of ResBlockDown's cost), which is what keeps the U-Net generators (warp_generator.py,
+    mouth_generator.py) inside a CPU's frame budget."""
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.norm1, self.norm2 = nn.InstanceNorm2d(cin, affine=True), nn.InstanceNorm2d(cout, affine=True)
+        self.conv1, self.conv2, self.skip = sn_conv(cin, cout), sn_conv(cout, cout), sn_conv(cin, cout, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.avg_pool2d(x, 2)
+        h = self.conv1(F.relu(self.norm1(x)))
+        return self.conv2(F.relu(self.norm2(h))) + self.skip(x)
+
+
 class AdaINResBlock(nn.Module):
     """Residual block whose two normalisations are AdaIN; `up` doubles the resolution first.
 

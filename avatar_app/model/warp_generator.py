@@ -16,25 +16,10 @@ from torch import nn
 
 from avatar_app.model.config import ModelConfig
 from avatar_app.model import layers
-from avatar_app.model.layers import AdaINResBlock, adain, sn_conv, sn_linear
+from avatar_app.model.layers import AdaINResBlock, DownBlock, adain, sn_conv, sn_linear
 
 # The mask starts nearly shut (sigmoid(-3) = 0.05): an untrained G leaves the warp almost as it is.
 MASK_BIAS = -3.0
-
-
-class DownBlock(nn.Module):
-    """Instance-normed residual block that halves the resolution first: its convolutions run at the lower
-    resolution (a quarter of ResBlockDown's cost), which is what keeps G inside a CPU's frame budget."""
-
-    def __init__(self, cin: int, cout: int):
-        super().__init__()
-        self.norm1, self.norm2 = nn.InstanceNorm2d(cin, affine=True), nn.InstanceNorm2d(cout, affine=True)
-        self.conv1, self.conv2, self.skip = sn_conv(cin, cout), sn_conv(cout, cout), sn_conv(cin, cout, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.avg_pool2d(x, 2)
-        h = self.conv1(F.relu(self.norm1(x)))
-        return self.conv2(F.relu(self.norm2(h))) + self.skip(x)
 
 
 class WarpGenerator(nn.Module):

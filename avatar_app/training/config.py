@@ -14,8 +14,17 @@ class PrepareConfig:
     min_frames: int = 16  # clips with fewer usable frames are skipped (an episode needs K + 1)
     max_frames: int = 0  # keep at most this many frames per clip, evenly spaced (0: all)
     warp_sources: int = 4  # frames per clip warped to every other frame (the warp-conditioned G's input; 0: none)
+    # "face": one stable square face crop per clip (face/crop.py crop_box); "mouth": the mouth crop of every
+    # frame, turned and scaled with the lips (face/crop.py mouth_affine), for the mouth model.
+    task: str = "face"
+
+    TASKS = ("face", "mouth")
 
     def __post_init__(self) -> None:
+        if self.task not in self.TASKS:
+            raise ValueError(f"--task must be one of {', '.join(self.TASKS)}, got {self.task!r}")
+        if self.task == "mouth" and self.warp_sources:
+            raise ValueError("--warp-sources is for face data: mouth data has no warps (give --warp-sources 0)")
         if not 32 <= self.size <= 1024:
             raise ValueError(f"--size must be from 32 to 1024 pixels, got {self.size}")
         if self.image_format not in ("jpg", "png"):
@@ -55,7 +64,11 @@ class TrainingConfig:
     # weight that gradient is ~10x the content one (ê collapsed towards 0 in 20 steps).
     match_ramp_steps: int = 2000
     ssim_weight: float = 0.0  # 1 - SSIM (pytorch-msssim) added to the content loss
-    mouth_weight: float = 0.0  # extra pixel L1 inside the target's mouth (warp-conditioned G)
+    mouth_weight: float = 0.0  # extra pixel L1 inside the target's mouth (warp- or mouth-conditioned G)
+    # The mouth model's driver input, its target's own mouth or another frame's of the clip (this share), degraded
+    # (training/dataset.py degrade_driver), and missing altogether in driver_drop of the episodes.
+    driver_drop: float = 0.2
+    driver_other_frame: float = 0.5
     hold_out: tuple[str, ...] = ()  # clip ids (or fnmatch patterns) kept out of training, for validation
     checkpoint_every: int = 1000
     sample_every: int = 500
@@ -70,6 +83,9 @@ class TrainingConfig:
         for name in ("match_ramp_steps",):
             if getattr(self, name) < 0:
                 raise ValueError(f"--{name.replace('_', '-')} must be 0 or more, got {getattr(self, name)}")
+        for name in ("driver_drop", "driver_other_frame"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"--{name.replace('_', '-')} must be from 0 to 1, got {getattr(self, name)}")
         for name in ("steps", "batch_size", "shots", "checkpoint_every", "sample_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")

@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import Dataset, DistributedSampler
 
 from avatar_app.errors import InputFileError, shown
-from avatar_app.face.landmark_image import draw_landmarks, outer_lip_mask
+from avatar_app.face.landmark_image import draw_landmarks, draw_mouth_landmarks, inner_lip_mask, outer_lip_mask
 from avatar_app.training.prepare import INDEX_FORMAT, INDEX_VERSION
 
 _PREPARE = "run 'avatar-app prepare-data VIDEOS_DIR --out DATA_DIR' (it resumes where it stopped)"
@@ -41,6 +41,7 @@ class TrainingData:
     image_format: str
     clips: list[Clip]
     videos: list[str]  # W's rows, in order
+    task: str = "face"  # what the crops are: "face" or "mouth" (prepare-data --task)
 
 
 def read_index(root: str | Path) -> TrainingData:
@@ -63,11 +64,12 @@ def read_index(root: str | Path) -> TrainingData:
     try:
         entries = [(str(c["id"]), str(c["video"]), int(c["frames"]), tuple(int(w) for w in c.get("warps", ())))
                    for c in index["clips"]]
-        size, fmt = int(index["size"]), str(index["image_format"])
+        size, fmt, task = int(index["size"]), str(index["image_format"]), str(index.get("task", "face"))
     except (KeyError, TypeError, ValueError, OverflowError):  # OverflowError: int(Infinity)
         raise InputFileError(f"{path}: index is missing fields - {_PREPARE}") from None
     # Clip ids name folders under clips/ (VoxCeleb2's 'id/video/clip'): an edited index must not point elsewhere.
-    if size < 1 or any(not _inside(cid) or n < 1 or any(not 0 <= w < n for w in ws) for cid, _, n, ws in entries):
+    if size < 1 or task not in ("face", "mouth") or \
+            any(not _inside(cid) or n < 1 or any(not 0 <= w < n for w in ws) for cid, _, n, ws in entries):
         raise InputFileError(f"{path}: index has malformed clips or size - {_PREPARE}")
     if not entries:
         raise InputFileError(f"{root}: the index lists no clips (see report.json for why each was skipped)")
@@ -78,7 +80,7 @@ def read_index(root: str | Path) -> TrainingData:
     if missing:
         more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
         raise InputFileError(f"{missing[0].directory}: clip vanished since the index was written{more} - {_PREPARE}")
-    return TrainingData(root, size, fmt, clips, videos)
+    return TrainingData(root, size, fmt, clips, videos, task)
 
 
 def _inside(clip_id: str) -> bool:
@@ -117,7 +119,8 @@ class EpisodeDataset(Dataset):
         item = {
             "frames": torch.zeros(k, 3, s, s), "landmarks": torch.zeros(k, 3, s, s),
             "target": torch.zeros(3, s, s), "target_landmarks": torch.zeros(3, s, s),
-            "video": torch.tensor(clip.video), "unreadable": torch.tensor(0), "problem": "",
+            "video": torch.tensor(clip.video), "unreadable": torch.tensor(0), "target_frame": torch.tensor(0),
+            "problem": "",
         }
         if self.warps:
             item.update(warp=torch.zeros(3, s, s), mouth=torch.zeros(1, s, s))
@@ -139,7 +142,7 @@ class EpisodeDataset(Dataset):
             sources = np.concatenate([pool[:1], rng.choice(pool, size=k - 1, replace=True)])
         chosen = [int(target_at)] + [int(i) for i in sources[:k]]
         spares = [int(i) for i in order[k + 1:]]
-        images, marks, unreadable = [], [], 0
+        images, marks, used, unreadable = [], [], [], 0
         for frame_no in chosen:
             image = self._read(clip, frame_no)
             while image is None:
@@ -150,7 +153,8 @@ class EpisodeDataset(Dataset):
                 frame_no = spares.pop()
                 image = self._read(clip, frame_no)
             images.append(image)
-            marks.append(draw_landmarks(points[frame_no], (0.0, 0.0, float(self.data.size)), s, self.thickness))
+            used.append(frame_no)
+            marks.append(self.landmark_image(points[frame_no]))
         if self.warps:
             warp = self._read(clip, chosen[0], source=chosen[1])
             if warp is None:
@@ -161,8 +165,12 @@ class EpisodeDataset(Dataset):
         rgb = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
         lms = torch.from_numpy(np.stack(marks)).permute(0, 3, 1, 2).contiguous()
         item.update(frames=rgb[1:], landmarks=lms[1:], target=rgb[0], target_landmarks=lms[0],
-                    unreadable=torch.tensor(unreadable))
+                    unreadable=torch.tensor(unreadable), target_frame=torch.tensor(used[0]))
         return item
+
+    def landmark_image(self, points: np.ndarray) -> np.ndarray:
+        """(S, S, 3) float32 in [0, 1]: the landmark image of one frame's landmarks (given in the data's crop pixels)."""
+        return draw_landmarks(points, (0.0, 0.0, float(self.data.size)), self.size, self.thickness)
 
     def _read(self, clip: Clip, frame_no: int, source: int | None = None) -> np.ndarray | None:
         """A frame (or, from ``source``, its warp to that frame) as RGB uint8 at the model's size, or None when
@@ -181,6 +189,73 @@ def mouth_mask(points: np.ndarray, crop_side: float, size: int) -> np.ndarray:
     from avatar_app.face.landmarks import to_dlib68
 
     return outer_lip_mask(to_dlib68(np.asarray(points, np.float64)) * (size / crop_side), (size, size)).astype(np.float32)
+
+
+class MouthEpisodeDataset(EpisodeDataset):
+    """Episodes of mouth crops (prepare-data --task mouth) for the mouth model: as EpisodeDataset's, with the lip
+    landmark image (draw_mouth_landmarks) and two more items:
+
+    driver (4, S, S): the mouth G is told to follow, degraded so that G cannot copy it (degrade_driver), from the
+    target frame itself or (``other_frame`` of the time) another frame of the clip; with probability ``drop`` it is
+    missing (all zeros, its presence channel 0), as when the app has no usable view of the user's mouth.
+    mouth (1, S, S): the target's opening inside the inner lip line, grown by a pixel (the content loss weighs it
+    more: it is what this model is for, and a few percent of the crop).
+    """
+
+    def __init__(self, data: TrainingData, image_size: int, shots: int, thickness: int, drop: float = 0.2,
+                 other_frame: float = 0.5):
+        super().__init__(data, image_size, shots, thickness)
+        if data.task != "mouth":
+            raise InputFileError(f"{data.root}: holds {data.task} crops, and the mouth model needs mouth crops - run "
+                                 "'avatar-app prepare-data VIDEOS_DIR --out DATA_DIR --task mouth'")
+        self.drop, self.other_frame = drop, other_frame
+
+    def landmark_image(self, points: np.ndarray) -> np.ndarray:
+        return draw_mouth_landmarks(np.asarray(points) * (self.size / self.data.size), self.size, self.thickness)
+
+    def __getitem__(self, key: tuple[int, int]) -> dict:
+        item = super().__getitem__(key)
+        s = self.size
+        item["driver"], item["mouth"] = torch.zeros(4, s, s), torch.zeros(1, s, s)
+        if item["problem"]:
+            return item
+        clip = self.data.clips[key[0]]
+        # Its own stream, so the episode's frames are those EpisodeDataset draws for the same seed.
+        rng = np.random.default_rng([key[1], 1])
+        target_at = int(item["target_frame"])
+        points = np.load(clip.directory / "landmarks.npy", allow_pickle=False, mmap_mode="r")
+        item["mouth"] = torch.from_numpy(inner_lip_mask(points[target_at] * (s / self.data.size), s))[None]
+        if rng.random() < self.drop:
+            return item
+        image = None
+        if rng.random() < self.other_frame and clip.frames > 1:
+            image = self._read(clip, int(rng.integers(clip.frames)))
+        if image is None:  # the target itself (also when the other frame is unreadable)
+            image = ((item["target"].permute(1, 2, 0).numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
+        item["driver"][:3] = torch.from_numpy(degrade_driver(image, rng)).permute(2, 0, 1)
+        item["driver"][3] = 1.0
+        return item
+
+
+def degrade_driver(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """An RGB uint8 mouth crop -> (S, S, 3) float32 in [-1, 1] that keeps the coarse shading (is the mouth open,
+    are teeth or tongue showing) and loses what G must draw itself: a little moved, turned and scaled; blurred to
+    an 8-16 px picture and back; colours and contrast changed (grey a quarter of the time); noise on top."""
+    s = image.shape[0]
+    angle, zoom = rng.uniform(-6, 6), rng.uniform(0.93, 1.07)
+    m = cv2.getRotationMatrix2D((s / 2, s / 2), angle, zoom)
+    m[:, 2] += rng.uniform(-0.04, 0.04, 2) * s
+    x = cv2.warpAffine(image, m, (s, s), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    small = int(rng.choice([8, 10, 12, 16]))
+    x = cv2.resize(cv2.resize(x, (small, small), interpolation=cv2.INTER_AREA), (s, s), interpolation=cv2.INTER_LINEAR)
+    x = x.astype(np.float32) / 255.0
+    if rng.random() < 0.25:
+        x = np.repeat(x.mean(axis=2, keepdims=True), 3, axis=2)
+    mean = x.mean()
+    x = (x - mean) * rng.uniform(0.7, 1.3) + mean  # contrast
+    x = x * rng.uniform(0.75, 1.25, 3).astype(np.float32) + rng.uniform(-0.12, 0.12)  # colour and brightness
+    x = x + rng.normal(0, 0.03, x.shape).astype(np.float32)
+    return (np.clip(x, 0, 1) * 2 - 1).astype(np.float32)
 
 
 class EpisodePlan:

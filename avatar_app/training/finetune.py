@@ -107,6 +107,8 @@ def finetune_networks(nets, pictures: list[np.ndarray], points: list[np.ndarray]
     from avatar_app.model.discriminator import Discriminator
 
     cfg = nets.config
+    if cfg.conditioning == "mouth":
+        raise AvatarAppError("fine-tuning does not handle the mouth model yet - give a face model")
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     frames, marks = (t.to(device) for t in _face_crops(pictures, points, cfg.image_size, cfg.landmark_thickness, CROP_SCALE))
@@ -230,6 +232,9 @@ def finetune(checkpoint: str | Path, images: list[str | Path], out_dir: str | Pa
         raise AvatarAppError("no images given - pass one or more photos of the person with --images")
     nets, _ = load_checkpoint(checkpoint)
     cfg = nets.config
+    if cfg.conditioning == "mouth":
+        raise AvatarAppError(f"{checkpoint}: a mouth model, which fine-tuning does not handle yet - give a face "
+                             "model's checkpoint")
     # Faces first: a photo without one should fail before any training.
     paths = [Path(p) for p in images]
     pictures = [load_image(p) for p in paths]

@@ -1,11 +1,11 @@
 """The meta-learning loop: episodes in, E/G and D updated in turn (TTUR), checkpoints that resume exactly.
 
 One step (steps.py): E embeds the K frames of each episode and averages them (e_hat); G renders the target frame
-from its landmarks (and, warp-conditioned, the warp of the first frame) with psi = P e_hat; E and G take one Adam
-step on content + adversarial + feature matching + match; then D takes one on the hinge loss (+ the match term
-for its row W_i). Under torchrun, E+G and D are each
-wrapped in DistributedDataParallel, so every process computes its share of the batch and gradients are
-averaged across processes; only the main process logs and writes checkpoints.
+from its landmarks (and, warp-conditioned, the warp of the first frame; the mouth G, a degraded driver mouth) with
+psi = P e_hat; E and G take one Adam step on content + adversarial + feature matching + match; then D takes one
+on the hinge loss (+ the match term for its row W_i). Under torchrun, E+G and D are each wrapped in
+DistributedDataParallel, so every process computes its share of the batch and gradients are averaged across
+processes; only the main process logs and writes checkpoints.
 
 A checkpoint holds the networks, both optimisers, the step, the RNG states and the run's settings; episodes are
 drawn from (seed, step) alone, so a resumed run continues exactly as the uninterrupted one would have.
@@ -34,7 +34,7 @@ from avatar_app.model.checkpoint import build_networks, load_checkpoint, save_ch
 from avatar_app.model.config import ModelConfig
 from avatar_app.training import distributed
 from avatar_app.training.config import TrainingConfig
-from avatar_app.training.dataset import EpisodeDataset, EpisodePlan, read_index
+from avatar_app.training.dataset import EpisodeDataset, EpisodePlan, MouthEpisodeDataset, read_index
 from avatar_app.training.losses import ContentLoss
 from avatar_app.training.monitor import Monitor
 from avatar_app.training.perceptual import VGG19, VGGFACE, load_perceptual
@@ -50,22 +50,26 @@ class TrainResult:
     seconds_per_step: float  # mean over the steps of this session after the first (warm-up) one
     unreadable_frames: int
     perceptual: bool
+    conditioning: str = "landmarks"  # the model's (ModelConfig.conditioning)
 
 
 class MetaLearner(nn.Module):
     """E and G as one module (one DDP wrapper): K frames per episode and the target's landmarks (and, for the
-    warp-conditioned G, the warp of the first frame to them) -> output, e_hat."""
+    warp-conditioned G, the warp of the first frame to them; for the mouth G, the degraded driver mouth)
+    -> output, e_hat."""
 
     def __init__(self, embedder: nn.Module, generator: nn.Module):
         super().__init__()
         self.embedder, self.generator = embedder, generator
 
     def forward(self, frames: torch.Tensor, landmarks: torch.Tensor, target_landmarks: torch.Tensor,
-                warp: torch.Tensor | None = None):
+                warp: torch.Tensor | None = None, driver: torch.Tensor | None = None):
         b, k = frames.shape[:2]
         e = self.embedder(frames.flatten(0, 1), landmarks.flatten(0, 1)).view(b, k, -1)  # (B, K, E)
         e_hat = e.mean(dim=1)  # (B, E)
         psi = self.generator.project(e_hat)
+        if driver is not None:
+            return self.generator(target_landmarks, driver, psi), e_hat
         if warp is None:
             return self.generator(target_landmarks, psi), e_hat  # (B, 3, S, S), (B, E)
         return self.generator(warp, target_landmarks, psi)[0], e_hat
@@ -122,8 +126,9 @@ def train(data_dir: str | Path, run_dir: str | Path, config: TrainingConfig, mod
           progress: bool = True) -> TrainResult:
     """Meta-learn from a prepared data folder into ``run_dir`` until ``config.steps`` steps are done.
 
-    ``model`` None means realtime for a new run and the checkpoint's own for a resumed one; ``explicit`` names
-    the settings the user gave (a resumed run keeps its own unless they are ones that may change).
+    ``model`` None means realtime (mouth, on mouth data) for a new run and the checkpoint's own for a resumed
+    one; ``explicit`` names the settings the user gave (a resumed run keeps its own unless they are ones that may
+    change).
     """
     from avatar_app.model.config import get_config
 
@@ -146,7 +151,11 @@ def train(data_dir: str | Path, run_dir: str | Path, config: TrainingConfig, mod
             raise AvatarAppError(f"{ckpt_path}: the data's clips changed since this run began ({len(raw.get('videos') or [])} "
                                  f"videos then, {len(data.videos)} now) - resume on the data it started with, or start a new run")
         config = _resumed_settings(raw, config, explicit, ckpt_path)
-        restore_rng_state(raw["rng"])
+        if "optimizers" in raw and "rng" in raw:
+            restore_rng_state(raw["rng"])
+        elif ctx.is_main:  # a networks-only checkpoint (strip-checkpoint): the step count goes on, Adam starts afresh
+            warnings.warn(f"{ckpt_path}: holds the networks only - the optimisers start afresh, so the next steps "
+                          "differ from the uninterrupted run's", stacklevel=2)
         if raw.get("world_size", 1) != ctx.world_size and ctx.is_main:
             warnings.warn(f"this run was trained by {raw.get('world_size')} process(es), now {ctx.world_size}: "
                           "episodes from here on differ from an uninterrupted run", stacklevel=2)
@@ -154,7 +163,8 @@ def train(data_dir: str | Path, run_dir: str | Path, config: TrainingConfig, mod
         vggface = vggface or (raw.get("perceptual") or {}).get("vggface")
     else:
         data = hold_out(data, config.hold_out)
-        nets = build_networks(model or get_config("realtime"), num_videos=len(data.videos), seed=config.seed)
+        default = get_config("mouth" if data.task == "mouth" else "realtime")
+        nets = build_networks(model or default, num_videos=len(data.videos), seed=config.seed)
     start_step = int(raw.get("step", 0))
     if start_step >= config.steps:
         raise AvatarAppError(f"{ckpt_path}: the run is already at step {start_step} - give a larger --steps to go on")
@@ -180,7 +190,7 @@ def train(data_dir: str | Path, run_dir: str | Path, config: TrainingConfig, mod
     if device.type == "cuda" and config.amp:
         amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     scalers = {k: torch.amp.GradScaler("cuda", enabled=amp_dtype is torch.float16) for k in ("generator", "discriminator")}
-    if resume:
+    if resume and "optimizers" in raw:
         opt_g.load_state_dict(raw["optimizers"]["generator"])
         opt_d.load_state_dict(raw["optimizers"]["discriminator"])
         for k, s in scalers.items():
@@ -197,8 +207,16 @@ def train(data_dir: str | Path, run_dir: str | Path, config: TrainingConfig, mod
             return contextlib.nullcontext()
         return torch.autocast(device_type="cuda", dtype=amp_dtype)
 
-    warped = nets.config.conditioning == "warp"
-    dataset = EpisodeDataset(data, nets.config.image_size, config.shots, nets.config.landmark_thickness, warps=warped)
+    warped, mouth = nets.config.conditioning == "warp", nets.config.conditioning == "mouth"
+    if mouth:
+        dataset = MouthEpisodeDataset(data, nets.config.image_size, config.shots, nets.config.landmark_thickness,
+                                      config.driver_drop, config.driver_other_frame)
+    elif data.task != "face":
+        raise InputFileError(f"{data.root}: holds {data.task} crops, which only the mouth model trains on - "
+                             "train with --config mouth, or prepare face data without --task")
+    else:
+        dataset = EpisodeDataset(data, nets.config.image_size, config.shots, nets.config.landmark_thickness,
+                                 warps=warped)
     plan = EpisodePlan(dataset, config.batch_size, ctx.rank, ctx.world_size, config.seed, start_step + 1, config.steps)
     workers = config.loader_workers if config.loader_workers >= 0 else (4 if device.type == "cuda" else 0)
     loader = DataLoader(dataset, batch_sampler=plan, num_workers=workers, pin_memory=device.type == "cuda",
@@ -260,7 +278,8 @@ def train(data_dir: str | Path, run_dir: str | Path, config: TrainingConfig, mod
             scalars = {**g.scalars, **d, "seconds": seconds, "unreadable": float(unreadable)}
             monitor.step(step, scalars, log)
             if step % config.sample_every == 0 or step == config.steps:
-                monitor.samples(step, b["target_landmarks"], b["target"], g.fake, warp=b.get("warp"))
+                given = b["driver"][:, :3] if mouth else b.get("warp")
+                monitor.samples(step, b["target_landmarks"], b["target"], g.fake, warp=given)
             if step % config.checkpoint_every == 0 or step == config.steps:
                 save()
     except KeyboardInterrupt:
@@ -273,7 +292,8 @@ def train(data_dir: str | Path, run_dir: str | Path, config: TrainingConfig, mod
     if unreadable and ctx.is_main:
         warnings.warn(f"{unreadable} unreadable frame(s) were skipped (replaced by others of their clip)", stacklevel=2)
     warm = times[1:] or times
-    return TrainResult(step, ckpt_path, float(np.mean(warm)) if warm else 0.0, unreadable, content_loss.perceptual)
+    return TrainResult(step, ckpt_path, float(np.mean(warm)) if warm else 0.0, unreadable, content_loss.perceptual,
+                       nets.config.conditioning)
 
 
 def hold_out(data, patterns: tuple[str, ...]):

@@ -94,7 +94,8 @@ class Monitor:
 
 def sample_grid(landmarks: torch.Tensor, target: torch.Tensor, output: torch.Tensor, rows: int = 4,
                 warp: torch.Tensor | None = None) -> np.ndarray:
-    """BGR uint8: one row per episode, landmark image | (the warp G corrects |) target | output."""
+    """BGR uint8: one row per episode, landmark image | (the image G is given: the warp it corrects, or the
+    degraded driver mouth |) target | output."""
     def to_u8(x: torch.Tensor, signed: bool) -> np.ndarray:
         x = x.detach().float().cpu()
         x = (x + 1) / 2 if signed else x

@@ -7,10 +7,13 @@ What DATA_DIR holds:
   clips/<id>/clip.json             written last, so a clip folder without it is not a finished clip
   clips/<id>/frames/00000.jpg ...  the crop at size x size (RGB JPEG or PNG)
   clips/<id>/landmarks.npy         (N, 478, 3) float32 MediaPipe points in crop pixels (z on x's scale)
+  clips/<id>/affines.npy           (N, 2, 3) float32: each frame's affine from the video's pixels to its crop
   clips/<id>/skipped.json          instead, for a clip that was skipped (so a re-run does not try it again)
   clips/<id>/warps/<s>/00000.jpg   the app's mesh warp of source frame s to every frame's landmarks (the input
   clips/<id>/warps.json            of the warp-conditioned generator), for --warp-sources frames spread over
                                    the clip; warps.json, written last, lists them
+With --task mouth the crops are the mouth's (face/crop.py mouth_affine: one per frame, turned and scaled with
+the lips), for the mouth model; index.json says which task made the folder.
 Clip ids mirror the videos' paths; clips two or more folders deep (VoxCeleb2's id/video/clip.mp4) share their
 folder's row of the discriminator's per-video matrix W, other clips have a row each.
 
@@ -32,7 +35,9 @@ import numpy as np
 
 from avatar_app.atomic import atomic_path
 from avatar_app.errors import AvatarAppError, InputFileError, OutputPathError
-from avatar_app.face.crop import CROP_SCALE, crop_box, to_crop, warp_crop
+from avatar_app.face.crop import (CROP_SCALE, MOUTH_CROP_SCALE, box_affine, crop_box, mouth_affine, mouth_crop,
+                                  to_affine_crop, to_crop, warp_crop)
+from avatar_app.face.landmarks import LIP_OUTER_LOWER, LIP_OUTER_UPPER
 from avatar_app.training.config import PrepareConfig
 
 INDEX_FORMAT = "avatar_app.training_data"
@@ -102,7 +107,30 @@ def _source_stamp(path: Path) -> dict:
 
 def _settings_stamp(config: PrepareConfig) -> dict:
     settings = {k: v for k, v in config.to_dict().items() if k != "warp_sources"}  # warps have their own stamp
-    return {**settings, "crop_scale": CROP_SCALE}
+    if config.task == "face":
+        del settings["task"]  # face data prepared before there were tasks is still the same data
+        return {**settings, "crop_scale": CROP_SCALE}
+    return {**settings, "crop_scale": MOUTH_CROP_SCALE}
+
+
+def crop_scale(config: PrepareConfig) -> float:
+    return MOUTH_CROP_SCALE if config.task == "mouth" else CROP_SCALE
+
+
+def mouth_frames(found: list[tuple[int, np.ndarray]], size: int,
+                 frame_shape: tuple[int, int]) -> list[tuple[int, np.ndarray, np.ndarray]]:
+    """(frame index, landmarks in mouth-crop pixels, the crop's affine) for each tracked frame whose lips are all
+    inside the picture (a mouth cut by the frame's edge is not a sample)."""
+    h, w = frame_shape
+    lips = np.concatenate([LIP_OUTER_UPPER, LIP_OUTER_LOWER])
+    out = []
+    for index, points in found:
+        xy = points[lips, :2]
+        if xy.min() < 0 or xy[:, 0].max() >= w or xy[:, 1].max() >= h:
+            continue
+        affine = mouth_affine(points, size)
+        out.append((index, to_affine_crop(points, affine), affine))
+    return out
 
 
 def _finished(clip_dir: Path, source: Path, config: PrepareConfig) -> ClipResult | None:
@@ -146,7 +174,7 @@ def prepare_clip(source: str, root: str, out: str, clip_id: str, video: str, con
 
     # Pass 1: landmarks of every frame (the tracker follows the face from frame to frame).
     found: list[tuple[int, np.ndarray]] = []
-    total = 0
+    total, shape = 0, (0, 0)
     try:
         with VideoFileSource(SourceSettings(spec=str(src))) as video_in, \
                 FaceTracker(TrackerSettings(max_faces=1, smoothing=False)) as tracker:
@@ -155,18 +183,23 @@ def prepare_clip(source: str, root: str, out: str, clip_id: str, video: str, con
                 face = tracker.process(frame.image, t=frame.t_media)
                 if face is not None:
                     found.append((frame.index, face.points))
+                shape = frame.image.shape[:2]
                 total = frame.index + 1
     except InputFileError as err:
         return skip(f"unreadable video ({str(err).split(': ', 1)[-1]})")
     if not found:
         return skip(f"no face in any of its {total} frames")
-    box = stable_box([p for _, p in found])
     size = config.size
-    kept = []
-    for index, points in found:
-        p = to_crop(points, box, size)
-        if p[:, :2].min() >= 0 and p[:, :2].max() < size:  # a face leaving the clip's crop is not a sample
-            kept.append((index, p))
+    if config.task == "mouth":  # a crop per frame, turned and scaled with the lips
+        kept = mouth_frames(found, size, shape)
+        box = None
+    else:  # one crop for the whole clip
+        box = stable_box([p for _, p in found])
+        kept = []
+        for index, points in found:
+            p = to_crop(points, box, size)
+            if p[:, :2].min() >= 0 and p[:, :2].max() < size:  # a face leaving the clip's crop is not a sample
+                kept.append((index, p, box_affine(box, size)))
     if len(kept) < config.min_frames:
         why = f"face in only {len(found)} of {total} frames" if len(found) < config.min_frames else \
             f"the face stays inside one crop in only {len(kept)} frames"
@@ -179,7 +212,7 @@ def prepare_clip(source: str, root: str, out: str, clip_id: str, video: str, con
     tmp_dir = clip_dir.with_name(f".{clip_dir.name}.partial")
     shutil.rmtree(tmp_dir, ignore_errors=True)
     (tmp_dir / "frames").mkdir(parents=True)
-    wanted = {index: n for n, (index, _) in enumerate(kept)}
+    wanted = {index: n for n, (index, _, _) in enumerate(kept)}
     ext = "." + config.image_format
     params = [cv2.IMWRITE_JPEG_QUALITY, 95] if ext == ".jpg" else [cv2.IMWRITE_PNG_COMPRESSION, 3]
     written = 0
@@ -189,7 +222,8 @@ def prepare_clip(source: str, root: str, out: str, clip_id: str, video: str, con
                 n = wanted.get(frame.index)
                 if n is None:
                     continue
-                if not cv2.imwrite(str(tmp_dir / "frames" / f"{n:05d}{ext}"), warp_crop(frame.image, box, size), params):
+                cut = warp_crop(frame.image, box, size) if box is not None else mouth_crop(frame.image, kept[n][2], size)
+                if not cv2.imwrite(str(tmp_dir / "frames" / f"{n:05d}{ext}"), cut, params):
                     raise OutputPathError(f"{tmp_dir}: cannot write frames (disk full or no permission?)")
                 written += 1
     except InputFileError as err:
@@ -198,9 +232,16 @@ def prepare_clip(source: str, root: str, out: str, clip_id: str, video: str, con
     if written != len(kept):
         shutil.rmtree(tmp_dir, ignore_errors=True)
         return skip(f"the video gave {written} of the {len(kept)} frames it had on the first pass")
-    np.save(tmp_dir / "landmarks.npy", np.stack([p for _, p in kept]).astype(np.float32), allow_pickle=False)
-    meta.update(frames=len(kept), fps=fps, size=size, box=list(box), image_format=config.image_format,
-                source_frames=[index for index, _ in kept], frames_total=total, frames_with_face=len(found))
+    np.save(tmp_dir / "landmarks.npy", np.stack([p for _, p, _ in kept]).astype(np.float32), allow_pickle=False)
+    # Each frame's affine from the video's pixels to its crop (the renderer's inverse pastes a mouth back).
+    np.save(tmp_dir / "affines.npy", np.stack([a for _, _, a in kept]).astype(np.float32), allow_pickle=False)
+    meta.update(frames=len(kept), fps=fps, size=size, image_format=config.image_format, task=config.task,
+                source_frames=[index for index, _, _ in kept], frames_total=total, frames_with_face=len(found))
+    if box is not None:
+        meta["box"] = list(box)
+    else:  # how many of the video's pixels one crop side spans (below `size`, the crop is upsampled)
+        meta["crop_side_px"] = float(np.median([size / np.sqrt(abs(np.linalg.det(a[:, :2].astype(np.float64))))
+                                                 for _, _, a in kept]))
     (tmp_dir / "clip.json").write_text(json.dumps(meta, indent=1))
     if clip_dir.exists():
         shutil.rmtree(clip_dir)
@@ -269,7 +310,8 @@ def write_index(out: Path, config: PrepareConfig, report: PrepareReport) -> Path
         "version": INDEX_VERSION,
         "size": config.size,
         "image_format": config.image_format,
-        "crop_scale": CROP_SCALE,
+        "task": config.task,
+        "crop_scale": crop_scale(config),
         "landmarks": "mediapipe-478, crop pixels (N x 478 x 3 float32, z on x's scale)",
         "warp_sources": config.warp_sources,
         "clips": [{"id": c.id, "video": c.video, "frames": c.frames, "source": c.source, "warps": c.warps}

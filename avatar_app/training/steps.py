@@ -48,7 +48,7 @@ def generator_step(eg: nn.Module, disc: nn.Module, content_loss: nn.Module, opt:
     judge = disc_for_judging or disc
     disc.requires_grad_(False)
     with autocast():
-        fake, e_hat = eg(b["frames"], b["landmarks"], b["target_landmarks"], b.get("warp"))
+        fake, e_hat = eg(b["frames"], b["landmarks"], b["target_landmarks"], b.get("warp"), b.get("driver"))
         fake_score, fake_features = judge(fake, b["target_landmarks"], b["video"])
         with torch.no_grad():
             _, real_features = judge(b["target"], b["target_landmarks"], b["video"])
