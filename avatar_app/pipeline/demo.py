@@ -45,26 +45,25 @@ def open_mouth(points: np.ndarray, amount: float) -> np.ndarray:
     return p
 
 
-def close_eyes(points: np.ndarray, amount: float) -> np.ndarray:
-    """Landmarks with both eyes closed by `amount` (0 open, 1 shut): the upper lid does most of the travel."""
+def _narrow_eyes(points: np.ndarray, amount: float, upper_share: float) -> np.ndarray:
+    """Both eyes' openings narrowed by `amount` (0-1), the upper lid taking `upper_share` of the travel."""
     p = np.array(points, np.float64)
     for eye in (0, 1):
         upper, lower = L.EYE_UPPER[eye][1:-1], L.EYE_LOWER[eye][1:-1]
         gap = p[lower] - p[upper]
-        p[upper] += 0.75 * amount * gap
-        p[lower] -= 0.25 * amount * gap
+        p[upper] += upper_share * amount * gap
+        p[lower] -= (1.0 - upper_share) * amount * gap
     return p
+
+
+def close_eyes(points: np.ndarray, amount: float) -> np.ndarray:
+    """Landmarks with both eyes closed by `amount` (0 open, 1 shut): the upper lid does most of the travel."""
+    return _narrow_eyes(points, amount, 0.75)
 
 
 def squint(points: np.ndarray, amount: float) -> np.ndarray:
     """Landmarks narrowed into a squint by `amount` (0-1): the lower lid rises as much as the upper one falls."""
-    p = np.array(points, np.float64)
-    for eye in (0, 1):
-        upper, lower = L.EYE_UPPER[eye][1:-1], L.EYE_LOWER[eye][1:-1]
-        gap = p[lower] - p[upper]
-        p[upper] += 0.5 * amount * gap
-        p[lower] -= 0.5 * amount * gap
-    return p
+    return _narrow_eyes(points, amount, 0.5)
 
 
 def raise_brows(points: np.ndarray, amount: float, side: int | None = None) -> np.ndarray:
