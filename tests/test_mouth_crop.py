@@ -90,9 +90,13 @@ def test_prepare_mouth_data_crops_every_tracked_frame_by_its_lips(tmp_path):
     assert np.abs(left[:, 0] - (SIZE / 2 - half)).max() < 0.5 and np.abs(right[:, 0] - (SIZE / 2 + half)).max() < 0.5
     crops = np.stack([cv2.imread(str(p)).astype(float) for p in sorted((clip / "frames").glob("*.png"))])
     assert crops.shape == (len(points), SIZE, SIZE, 3)
-    # The same mouth in every crop: each far closer to the first than a crop shifted by a tenth of its side is.
-    spread = np.abs(crops - crops[:1]).mean(axis=(1, 2, 3)).max()
-    shifted = np.abs(np.roll(crops[0], SIZE // 10, axis=1) - crops[0]).mean()
-    assert spread < 0.5 * shifted, (spread, shifted)
+    # The same mouth at the same place in every crop: phase correlation finds each crop within 3 px (5 % of the side)
+    # of the first. A crop that did not follow the lips would be off by tens of pixels as the head turns 25 degrees
+    # and shrinks by 30 %; the tracker's own wobble on a painting is up to ~2 px. (Pixel differences are not the
+    # measure: the shrinking and the codec blur the crops without moving them.)
+    gray = [cv2.cvtColor(c.astype(np.float32), cv2.COLOR_BGR2GRAY) for c in crops]
+    window = cv2.createHanningWindow((SIZE, SIZE), cv2.CV_32F)
+    shifts = np.array([cv2.phaseCorrelate(gray[0], g, window)[0] for g in gray[1:]])
+    assert np.hypot(*shifts.T).max() < 3.0, shifts
     # The affine that cut each crop is kept, so a renderer can paste a mouth back.
     assert np.load(clip / "affines.npy", allow_pickle=False).shape == (len(points), 2, 3)
