@@ -234,7 +234,28 @@ def test_mouth_data_and_face_models_do_not_mix(mouth_data, trained_mouth, tiny_j
     _one_line(capsys, main(["train", "--data", str(faces), "--out", str(tmp_path / "b"), "--config", str(mouth_json),
                             "--steps", "1", "--batch-size", "1", "--shots", "2"]),
               str(faces), "face crops", "--task mouth")
-    # The app's model format does not describe a mouth model yet: export says so instead of writing half a folder.
-    ckpt = trained_mouth / "checkpoint.pt"
-    _one_line(capsys, main(["export", "--checkpoint", str(ckpt), "--out", str(tmp_path / "m")]), str(ckpt), "mouth")
-    assert not (tmp_path / "m").exists()
+
+
+def test_a_mouth_model_exports_to_onnx_and_runs_without_torch_as_it_does_in_torch(trained_mouth, tmp_path):
+    """export writes a mouth model folder the app reads (conditioning mouth, the mouth crop's scale); onnxruntime
+    draws the same mouth as eager torch, and the face backend does not take it for a face model."""
+    from avatar_app.face.crop import MOUTH_CROP_SCALE
+    from avatar_app.model.format import read_manifest
+    from avatar_app.pipeline.render.neural import ExportedModel
+
+    out = tmp_path / "m"
+    assert main(["export", "--checkpoint", str(trained_mouth / "checkpoint.pt"), "--out", str(out)]) == 0
+    manifest = read_manifest(out)
+    assert manifest["conditioning"] == "mouth" and manifest["crop"]["scale"] == MOUTH_CROP_SCALE
+    model = ExportedModel(out)
+    s = model.size
+    rng = np.random.default_rng(0)
+    lm = rng.random((1, 3, s, s), dtype=np.float32)
+    driver = np.concatenate([rng.random((1, 3, s, s), dtype=np.float32) * 2 - 1, np.ones((1, 1, s, s), np.float32)], 1)
+    _, psi = model.identity(rng.random((2, 3, s, s), dtype=np.float32) * 2 - 1, rng.random((2, 3, s, s), dtype=np.float32))
+    got = model.mouth(lm, driver, psi)
+    nets = load_checkpoint(trained_mouth / "checkpoint.pt")[0]
+    with torch.no_grad():
+        want = nets.generator.eval()(torch.from_numpy(lm), torch.from_numpy(driver), torch.from_numpy(psi)).numpy()
+    assert got.shape == (1, 3, s, s) and np.abs(got - want).max() < 1e-3
+    assert got.std() > 0.05  # a drawn mouth, not a flat colour

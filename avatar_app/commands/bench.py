@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputFileError(f"{args.driver}: no such driver video - check the path")
     settings = bench.BenchSettings(
         driver=args.driver, size=args.size, backend=args.backend, model=args.model, runtime=args.runtime,
-        provider=args.provider, trust_code=args.trust_model, frames=args.frames, warmup=args.warmup,
+        provider=args.provider, trust_code=args.trust_model, mouth=args.mouth, mouth_model=args.mouth_model, frames=args.frames, warmup=args.warmup,
         paced_fps=None if args.unpaced else args.paced, framing=None if args.framing == "none" else args.framing,
     )
     avatar = load_avatar(args)

@@ -24,6 +24,11 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     add_trust_model(p)
     p.add_argument("--provider", default=None, choices=["auto", "cpu", "cuda"],
                    help="onnxruntime device: auto (CUDA when present, else CPU; the default), cpu or cuda")
+    p.add_argument("--mouth", default="painted", choices=["painted", "mine", "neural"],
+                   help="the inside of an opened mouth: painted from the portrait's colours (default), mine (the "
+                        "driver's own mouth from the camera, in the portrait's colours) or neural (the mouth model)")
+    p.add_argument("--mouth-model", default=None,
+                   help="mouth model folder for --mouth neural (default: the shipped mouth-1)")
 
 
 def add_trust_model(p: argparse.ArgumentParser) -> None:

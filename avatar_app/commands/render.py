@@ -67,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.driver.is_file() and not _is_demo(args.driver):
         raise InputFileError(f"{args.driver}: no such driver video - check the path (or use --driver demo)")
     render = RenderSettings(size=args.size, backend=args.backend, model=args.model, runtime=args.runtime,
-                            provider=args.provider, trust_code=args.trust_model)
+                            provider=args.provider, trust_code=args.trust_model, mouth=args.mouth,
+                            mouth_model=args.mouth_model)
     background = parse_background(args.background)  # a bad colour is refused before any work, like a bad size
     framing = None
     if args.framing != "none":

@@ -51,6 +51,8 @@ class BenchSettings:
     backend: str = "mesh"
     model: str | None = None  # neural: the exported model folder; runtime and provider as in RenderSettings
     runtime: str = "onnx"
+    mouth: str = "painted"  # RenderSettings.mouth and mouth_model
+    mouth_model: str | None = None
     provider: str | None = None
     trust_code: bool = False
     frames: int = 300
@@ -210,7 +212,8 @@ def run_bench(avatar: Avatar, settings: BenchSettings, animator: Animator | None
     try:
         animator = animator or Animator(avatar, RenderSettings(
             size=settings.size, backend=settings.backend, model=settings.model, runtime=settings.runtime,
-            provider=settings.provider, trust_code=settings.trust_code))
+            provider=settings.provider, trust_code=settings.trust_code, mouth=settings.mouth,
+            mouth_model=settings.mouth_model))
     except BaseException:
         video.close()
         raise

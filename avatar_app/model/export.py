@@ -24,8 +24,8 @@ from torch import nn
 
 from avatar_app.atomic import exchange_paths
 from avatar_app.errors import AvatarAppError, OutputPathError
-from avatar_app.face.crop import CROP_SCALE
-from avatar_app.face.landmark_image import GROUPS, LAYOUT
+from avatar_app.face.crop import CROP_SCALE, MOUTH_CROP_SCALE
+from avatar_app.face.landmark_image import GROUPS, LAYOUT, MOUTH_COLOURS, MOUTH_LAYOUT
 from avatar_app.model.checkpoint import Networks, load_checkpoint, model_id
 from avatar_app.model.format import MODEL_FORMAT, MODEL_VERSION
 from avatar_app.model.layers import bake_spectral_norm
@@ -55,14 +55,27 @@ class WarpGeneratorRuntime(nn.Module):
         return self.generator.correction(warp, landmarks, psi)
 
 
+class MouthGeneratorRuntime(nn.Module):
+    """Per frame: the mouth crop's landmark image, the driver's mouth (RGB + presence) and ψ -> the mouth crop."""
+
+    def __init__(self, nets: Networks):
+        super().__init__()
+        self.generator = nets.generator
+
+    def forward(self, landmarks: torch.Tensor, driver: torch.Tensor, psi: torch.Tensor) -> torch.Tensor:
+        return self.generator(landmarks, driver, psi)
+
+
 def generator_runtime(nets: Networks) -> nn.Module:
-    return WarpGeneratorRuntime(nets) if nets.config.conditioning == "warp" else GeneratorRuntime(nets)
+    runtime = {"warp": WarpGeneratorRuntime, "mouth": MouthGeneratorRuntime}.get(nets.config.conditioning, GeneratorRuntime)
+    return runtime(nets)
 
 
 # Names of the exported generator's inputs and outputs, per conditioning.
 GENERATOR_IO = {
     "landmarks": (["landmarks", "psi"], ["image"]),
     "warp": (["warp", "landmarks", "psi"], ["rgb", "mask"]),
+    "mouth": (["landmarks", "driver", "psi"], ["image"]),
 }
 
 
@@ -70,6 +83,8 @@ def _generator_sample(nets: Networks, frames: torch.Tensor, landmarks: torch.Ten
     """The exported generator's sample inputs, in GENERATOR_IO order."""
     if nets.config.conditioning == "warp":
         return frames[:1], landmarks[:1], psi
+    if nets.config.conditioning == "mouth":  # the driver's mouth: the first frame, present
+        return landmarks[:1], torch.cat([frames[:1], torch.ones_like(frames[:1, :1])], dim=1), psi
     return landmarks[:1], psi
 
 
@@ -156,15 +171,10 @@ def build_manifest(nets: Networks, formats: list[str], reports: list[ExportRepor
         "model_id": model_id(nets),
         "config": cfg.to_dict(),
         "files": {f: FORMATS[f][1] for f in formats},
-        "landmark_image": {
-            "layout": LAYOUT,
-            "size": s,
-            "thickness": cfg.landmark_thickness,
-            "channels": "RGB",
-            "range": [0.0, 1.0],
-            "groups": [{"name": n, "points": [a, b], "closed": c, "rgb": list(rgb)} for n, a, b, c, rgb in GROUPS],
-        },
-        "crop": {"scale": CROP_SCALE, "description": "square around the 478 landmarks, scale x their larger extent"},
+        "landmark_image": _landmark_image_contract(cfg.conditioning, s, cfg.landmark_thickness),
+        "crop": ({"scale": MOUTH_CROP_SCALE, "description": "face/crop.py mouth_affine: a square turned with the mouth, "
+                  "centred on the outer lips, scale x the corner-to-corner width"} if cfg.conditioning == "mouth" else
+                 {"scale": CROP_SCALE, "description": "square around the 478 landmarks, scale x their larger extent"}),
         "conditioning": cfg.conditioning,
         "generator": _generator_contract(cfg.conditioning, s, n_psi),
         "identity": {
@@ -181,9 +191,24 @@ def build_manifest(nets: Networks, formats: list[str], reports: list[ExportRepor
     }
 
 
+def _landmark_image_contract(conditioning: str, s: int, thickness: int) -> dict:
+    if conditioning == "mouth":
+        return {"layout": MOUTH_LAYOUT, "size": s, "thickness": thickness, "channels": "RGB", "range": [0.0, 1.0],
+                "colours": {n: list(rgb) for n, rgb in MOUTH_COLOURS.items()}}
+    return {"layout": LAYOUT, "size": s, "thickness": thickness, "channels": "RGB", "range": [0.0, 1.0],
+            "groups": [{"name": n, "points": [a, b], "closed": c, "rgb": list(rgb)} for n, a, b, c, rgb in GROUPS]}
+
+
 def _generator_contract(conditioning: str, s: int, n_psi: int) -> dict:
     landmarks = {"name": "landmarks", "shape": [1, 3, s, s], "dtype": "float32", "range": [0.0, 1.0]}
     psi = {"name": "psi", "shape": [1, n_psi], "dtype": "float32"}
+    if conditioning == "mouth":
+        return {
+            "inputs": [landmarks, {"name": "driver", "shape": [1, 4, s, s], "dtype": "float32", "range": [-1.0, 1.0],
+                                   "description": "the driver's mouth crop (RGB, blurred) and its presence (1, or all "
+                                                  "zeros without a driver)"}, psi],
+            "outputs": [{"name": "image", "shape": [1, 3, s, s], "dtype": "float32", "range": [-1.0, 1.0], "channels": "RGB"}],
+        }
     if conditioning == "warp":
         return {
             "inputs": [{"name": "warp", "shape": [1, 3, s, s], "dtype": "float32", "range": [-1.0, 1.0], "channels": "RGB",
@@ -211,7 +236,7 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, formats: list[str
     nets, raw = load_checkpoint(checkpoint)
     if nets.config.conditioning not in GENERATOR_IO:
         raise AvatarAppError(f"{checkpoint}: a {nets.config.conditioning} model, which the app's model format does "
-                             "not describe yet - nothing exported (benchmarks/mouth_generator.py times it in ONNX)")
+                             "not describe - nothing exported")
     eager = copy.deepcopy(nets)
     for m in (eager.embedder, eager.generator):
         bake_spectral_norm(m).eval()

@@ -14,7 +14,10 @@ from avatar_app.errors import InputFileError, shown
 
 MODEL_FORMAT = "avatar_app.model"
 MODEL_VERSION = 2  # 2: the manifest names G's conditioning; a warp-conditioned G takes the warp too
-READABLE_VERSIONS = (1, 2)  # 1: landmark-conditioned only, before the manifest named its conditioning
+READABLE_VERSIONS = (1, 2)
+# What G is conditioned on: the landmark image (the paper's face), the mesh warp too (a correction of it), or the
+# mouth crop's landmarks and the driver's own mouth (the inside of the mouth alone).
+CONDITIONINGS = ("landmarks", "warp", "mouth")  # 1: landmark-conditioned only, before the manifest named its conditioning
 
 
 @dataclass
@@ -73,8 +76,8 @@ def _manifest_problem(manifest: dict) -> str | None:
     image = manifest["landmark_image"]
     if not isinstance(image, dict) or not whole(image.get("size"), 16, 2048) or not whole(image.get("thickness"), 1, 64):
         return "'landmark_image' needs a size of 16 to 2048 and a thickness of 1 to 64"
-    if manifest.get("conditioning", "landmarks") not in ("landmarks", "warp"):
-        return "'conditioning' must be landmarks or warp"
+    if manifest.get("conditioning", "landmarks") not in CONDITIONINGS:
+        return "'conditioning' must be landmarks, warp or mouth"
     scale = manifest["crop"].get("scale") if isinstance(manifest["crop"], dict) else None
     if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not (math.isfinite(scale) and 0 < scale <= 10):
         return "'crop' needs a scale above 0 and at most 10"

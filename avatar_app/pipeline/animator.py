@@ -21,6 +21,7 @@ from avatar_app.pipeline.calibration import CalibrationSettings, SteadyHold
 from avatar_app.pipeline.frame import Frame
 from avatar_app.pipeline.render.backends import create_renderer
 from avatar_app.pipeline.render.base import Renderer, RenderSettings
+from avatar_app.pipeline.render.mouth_sources import DriverView
 from avatar_app.pipeline.retarget import FaceLossEasing, Retargeter, RetargetSettings
 
 _generations = itertools.count(1)
@@ -102,12 +103,13 @@ class Animator:
         frame.calibration_left = self.calibration_left
 
     # -- the renderer stage (one thread) ------------------------------------------------------------------
-    def render(self, target: np.ndarray) -> np.ndarray:
-        return self.renderer.render(target)
+    def render(self, target: np.ndarray, driver: DriverView | None = None) -> np.ndarray:
+        return self.renderer.render(target, driver)
 
-    def draw(self, target: np.ndarray):
-        """The renderer's Drawing of this target (the call's picture draws it at its own size)."""
-        return self.renderer.draw(target)
+    def draw(self, target: np.ndarray, driver: DriverView | None = None):
+        """The renderer's Drawing of this target (the call's picture draws it at its own size); ``driver``: the
+        camera picture and the driver's landmarks (a mouth drawn from the driver's own takes them)."""
+        return self.renderer.draw(target, driver)
 
     def close(self) -> None:
         if not self._closed:

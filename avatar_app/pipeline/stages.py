@@ -16,6 +16,7 @@ import numpy as np
 
 from avatar_app.pipeline.animator import Animator
 from avatar_app.pipeline.frame import ENTER, Frame
+from avatar_app.pipeline.render.mouth_sources import DriverView
 from avatar_app.pipeline.tracker import FaceTracker, TrackerSettings
 
 
@@ -153,10 +154,13 @@ class StageLoop:
         call = self.call  # read once: the window may swap it meanwhile
         self._enter(frame, "renderer")
         animator = frame.animator
+        # The camera picture for a mouth drawn from the driver's own (none: a frame without one, or the
+        # evaluation's landmark-only protocol, whose frames carry no pixels).
+        driver = DriverView(frame.image, frame.driver) if frame.has_picture and frame.image.size else None
         if call is None:
-            frame.output = animator.render(frame.target)
+            frame.output = animator.render(frame.target, driver)
         else:
-            frame.drawing = animator.draw(frame.target)
+            frame.drawing = animator.draw(frame.target, driver)
         self._leave(frame, "renderer")
         self._retire_older_than(animator)
         if call is not None:

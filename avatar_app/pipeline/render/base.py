@@ -14,6 +14,9 @@ if TYPE_CHECKING:
     from avatar_app.pipeline.avatar import Avatar
 
 
+MOUTHS = ("painted", "mine", "neural")
+
+
 @dataclass(frozen=True)
 class RenderSettings:
     """size: the output's longer side in pixels (the whole portrait is rendered, aspect kept, even sides)."""
@@ -24,10 +27,16 @@ class RenderSettings:
     runtime: str = "onnx"  # neural: onnx (onnxruntime) or torchscript
     provider: str | None = None  # neural with onnx: auto (CUDA when present, else CPU), cpu or cuda
     trust_code: bool = False  # neural with torchscript: the user vouches for the model folder (it runs code)
+    # The inside of an opened mouth (render/mouth_sources.py): painted, mine (the driver's own) or neural (a mouth
+    # model: mouth_model's folder, None: the shipped one).
+    mouth: str = "painted"
+    mouth_model: str | None = None
 
     def __post_init__(self) -> None:
         if not 32 <= self.size <= 4096:
             raise ValueError(f"size must be between 32 and 4096 pixels, got {self.size}")
+        if self.mouth not in MOUTHS:
+            raise AvatarAppError(f"unknown mouth '{self.mouth}' - choose one of: {', '.join(MOUTHS)}")
         if self.backend == "neural" and self.runtime == "torchscript" and not self.trust_code:
             raise untrusted_torchscript(self.model)  # refused before any work starts
 
@@ -58,10 +67,12 @@ class Renderer(Protocol):
     def output_size(self) -> tuple[int, int]:
         """(w, h) of every image render() returns."""
 
-    def render(self, target: np.ndarray) -> np.ndarray:
-        """The avatar at these landmarks: H x W x 3 uint8 BGR. At the avatar's own landmarks, the portrait."""
+    def render(self, target: np.ndarray, driver=None) -> np.ndarray:
+        """The avatar at these landmarks: H x W x 3 uint8 BGR. At the avatar's own landmarks, the portrait.
+        ``driver`` (render/mouth_sources.py DriverView): the camera picture and the driver's landmarks, for a mouth
+        drawn from the driver's own."""
 
-    def draw(self, target: np.ndarray) -> Drawing:
+    def draw(self, target: np.ndarray, driver=None) -> Drawing:
         """The same as render(), before any pixel is drawn (the call's picture draws it at its own size). One call
         per frame, in order (a renderer may carry state from frame to frame: the mouth's strength)."""
 

@@ -35,6 +35,7 @@ from avatar_app.face.mesh_layout import EYE, MOUTH, SKIN, MeshLayout, signed_are
 from avatar_app.pipeline.render.eyelids import CLOSING_FROM, EyelidOverlay, EyelidPainter
 from avatar_app.pipeline.render.base import Drawing, RenderSettings, compose, output_size
 from avatar_app.pipeline.render.mouth import MouthOverlay, MouthPainter
+from avatar_app.pipeline.render.mouth_sources import DriverView, InteriorOverlay, MineMouth, NeuralMouth, mouth_source
 
 # The fine displacement field (the face) has at least this many cells across the face.
 CELLS_ACROSS_FACE = 128
@@ -105,6 +106,7 @@ class MeshRenderer:
         self._oval_src = self._src[L.FACE_OVAL]
         self._face_height = float(np.linalg.norm(self._src[L.CHIN] - self._src[L.FOREHEAD]))
         self._mouth = MouthPainter(self._image, self._src[: self._n_face], face_scale)
+        self._interior = mouth_source(settings, self._image, self._src[: self._n_face])
         self._lids = EyelidPainter(self._image, self._src[: self._n_face])
         c = self._coarse_step
         gw, gh = -(-w // c), -(-h // c)
@@ -159,10 +161,10 @@ class MeshRenderer:
         return np.concatenate([self._face_tris[away], self._face_tris[front], self._mouth_tris])
 
     # ----------------------------------------------------------------------------------------------------
-    def render(self, target: np.ndarray) -> np.ndarray:
-        return compose(self._image, self.draw(target))
+    def render(self, target: np.ndarray, driver: DriverView | None = None) -> np.ndarray:
+        return compose(self._image, self.draw(target, driver))
 
-    def draw(self, target: np.ndarray) -> Drawing:
+    def draw(self, target: np.ndarray, driver: DriverView | None = None) -> Drawing:
         if self._image is None:
             raise RuntimeError("prepare() first")
         target = np.asarray(target)
@@ -170,11 +172,23 @@ class MeshRenderer:
         box, reach, far = self._backward_map(dst, target[:, 2])
         face = dst[: self._n_face]
         strength = self._mouth.update(face)
-        overlays = [MouthOverlay(self._mouth, face, strength)] if strength > 0 else []
+        overlays = [self._mouth_overlay(face, strength, driver)] if strength > 0 else []
         closure = self._lids.closure(face)
         if closure.max() > CLOSING_FROM:
             overlays.append(EyelidOverlay(self._lids, face, closure))
         return Drawing(self._size, box, reach, overlays, far)
+
+    def _mouth_overlay(self, face: np.ndarray, strength: float, driver: DriverView | None):
+        """The opened mouth's inside from the chosen source; the painted one where that source has none."""
+        patch = self._interior.interior(driver, face) if self._interior is not None else None
+        if patch is None:
+            return MouthOverlay(self._mouth, face, strength)
+        return InteriorOverlay(patch, face, strength)
+
+    @property
+    def mouth_source(self) -> str:
+        """Which source draws the opened mouth: painted, mine or neural."""
+        return {MineMouth: "mine", NeuralMouth: "neural"}.get(type(self._interior), "painted")
 
     def head_motion(self, dst: np.ndarray) -> Similarity:
         """The head's rigid 2-D motion (output pixels, portrait -> target) for a target mesh."""

@@ -28,6 +28,10 @@ TEETH_FADE = 0.05
 RISE_PER_FRAME = 0.4
 FALL_PER_FRAME = 0.3
 TEETH_BASE = np.array([0.9, 0.95, 0.98])  # BGR, a warm off-white relative to the brightest skin
+TEETH_TINT = 0.45  # share of the teeth's colour that is the skin's own tint
+# The band (mouth widths) inside the inner lip line over which the painting fades in: no drawn edge where the
+# warped lips meet it (a hard polygon edge read as a dark outline round a sticker).
+EDGE_FEATHER = 0.06
 
 
 def _polygon(points: np.ndarray) -> np.ndarray:
@@ -83,8 +87,10 @@ class MouthPainter:
         luma = face_px @ np.array([0.114, 0.587, 0.299])
         bright = float(np.percentile(luma, 97))
         tint = skin / max(float(skin @ np.array([0.114, 0.587, 0.299])), 1.0)
-        self.teeth = np.clip(bright * (0.75 * TEETH_BASE + 0.25 * tint * 0.92), 0, 255)
-        self.cavity = self.lip * 0.18 + 4.0
+        # Teeth in the portrait's light: its brightest skin, nearly half of it in the skin's own tint (a warm
+        # painting gets ivory teeth, not a bluish white).
+        self.teeth = np.clip(bright * (1.0 - TEETH_TINT) * TEETH_BASE + bright * TEETH_TINT * tint * 0.92, 0, 255)
+        self.cavity = self.lip * 0.22 + 3.0
         self.tongue = self.lip * 0.62
         self.own_gap = central_gap(points)
         self.strength = 0.0  # what the last frame showed
@@ -147,13 +153,16 @@ class MouthPainter:
         gaps = 1.0 - 0.12 * np.exp(-((np.abs(phase - np.round(phase)) * width / 12 / 0.8) ** 2))
         edge = 1.0 - 0.25 * np.clip((v - v_up) / max(teeth_h, 1e-3), 0, 1) ** 3
         colour += (teeth_share * upper)[..., None] * (self.teeth * fall * (gaps * edge)[..., None] - colour)
-        colour += (teeth_share * lower)[..., None] * (self.teeth * 0.72 * fall - colour)
+        # The lower teeth lie behind the lower lip and under the tongue's shadow: dimmer and warmer than the upper.
+        lower_colour = (0.65 * self.teeth * 0.8 + 0.35 * self.tongue) * fall
+        colour += (teeth_share * lower)[..., None] * (lower_colour - colour)
 
         mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
-        cv2.fillPoly(mask, [np.round((poly - [x0, y0]) * 4).astype(np.int32)], 255, cv2.LINE_AA, shift=2)
+        cv2.fillPoly(mask, [np.round((poly - [x0, y0]) * 4).astype(np.int32)], 255, cv2.LINE_8, shift=2)
+        inside = cv2.distanceTransform(mask, cv2.DIST_L2, 3) / max(EDGE_FEATHER * width, 2.0)
         # The corners, where the lips meet at a sharp angle, keep the warped lips (no dark wedges there).
         corners = np.clip((1.0 - side) / 0.3, 0.0, 1.0)
-        alpha = (mask.astype(np.float32) / 255.0 * strength * corners)[..., None]
+        alpha = (np.clip(inside, 0.0, 1.0) * strength * corners)[..., None]
         roi = out[y0:y1, x0:x1].astype(np.float32)
         out[y0:y1, x0:x1] = np.clip(roi + alpha * (colour - roi), 0, 255).astype(np.uint8)
 

@@ -11,6 +11,7 @@ The app needs no torch for this with the ONNX runtime; see export/README.md for 
 
 from __future__ import annotations
 
+import json
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -93,6 +94,17 @@ class ExportedModel:
             with torch.no_grad():
                 return s(torch.from_numpy(landmarks), torch.from_numpy(psi)).numpy()
 
+    def mouth(self, landmarks: np.ndarray, driver: np.ndarray, psi: np.ndarray) -> np.ndarray:
+        """A mouth model: (1, 3, S, S) mouth landmark image in [0, 1], the driver's mouth (1, 4, S, S: RGB in
+        [-1, 1] and its presence), ψ -> the mouth crop (1, 3, S, S) RGB in [-1, 1]."""
+        s = self._session("generator")
+        with self._running("generator"):
+            if self.runtime == "onnx":
+                return s.run(None, {"landmarks": landmarks, "driver": driver, "psi": psi})[0]
+            torch = _import_torch()
+            with torch.no_grad():
+                return s(torch.from_numpy(landmarks), torch.from_numpy(driver), torch.from_numpy(psi)).numpy()
+
     def correct(self, warp: np.ndarray, landmarks: np.ndarray, psi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """A warp-conditioned model: (1, 3, S, S) warp in [-1, 1], landmark image, ψ -> rgb (1, 3, S, S) in
         [-1, 1] and mask (1, 1, S, S) in [0, 1]."""
@@ -145,10 +157,23 @@ def shipped_models_dir() -> Path:
     return Path(str(files("avatar_app.assets") / "models"))
 
 
-def shipped_models() -> list[Path]:
-    """The model folders shipped with the app (each with a manifest.json), in name order."""
+def shipped_models(conditioning: str = "face") -> list[Path]:
+    """The model folders shipped with the app (each with a manifest.json), in name order: the face models
+    (``conditioning="face"``: landmarks or warp) or the mouth models ("mouth")."""
     root = shipped_models_dir()
-    return sorted(m.parent for m in root.glob("*/manifest.json") if not m.parent.name.startswith(".")) if root.is_dir() else []
+    if not root.is_dir():
+        return []
+    return [m.parent for m in sorted(root.glob("*/manifest.json"))
+            if not m.parent.name.startswith(".") and is_mouth_model(m.parent) == (conditioning == "mouth")]
+
+
+def is_mouth_model(folder: Path) -> bool:
+    """Does this model folder hold a mouth model (the inside of the mouth alone) rather than a face model? A
+    manifest that cannot be read counts as a face model: read_manifest says what is wrong when it is used."""
+    try:
+        return json.loads((Path(folder) / "manifest.json").read_text()).get("conditioning") == "mouth"
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def default_model() -> Path:
@@ -157,6 +182,15 @@ def default_model() -> Path:
     if not models:
         raise AvatarAppError(f"no model is shipped in {shipped_models_dir()} - pass --model export/NAME "
                              "(made by 'avatar-app export'), or reinstall the app")
+    return models[0]
+
+
+def default_mouth_model() -> Path:
+    """The model `--mouth neural` uses when no --mouth-model is given: the shipped mouth model."""
+    models = shipped_models("mouth")
+    if not models:
+        raise AvatarAppError(f"no mouth model is shipped in {shipped_models_dir()} - pass --mouth-model FOLDER "
+                             "(made by 'avatar-app export' from a mouth checkpoint), or use --mouth painted")
     return models[0]
 
 
@@ -235,16 +269,16 @@ class NeuralRenderer:
     def output_size(self) -> tuple[int, int]:
         return self.mesh.output_size
 
-    def render(self, target: np.ndarray) -> np.ndarray:
-        drawing = self.draw(target, keep_working=True)
+    def render(self, target: np.ndarray, driver=None) -> np.ndarray:
+        drawing = self.draw(target, driver, keep_working=True)
         out = self._working
         for overlay in drawing.overlays[self._drawn_by_mesh:]:  # the mesh's own are in the working picture
             overlay.draw(out, IDENTITY)
         return out
 
-    def draw(self, target: np.ndarray, keep_working: bool = False) -> Drawing:
+    def draw(self, target: np.ndarray, driver=None, keep_working: bool = False) -> Drawing:
         """The mesh warp's drawing, with the generator's face as one more overlay on top."""
-        drawing = self.mesh.draw(target)
+        drawing = self.mesh.draw(target, driver)
         self._drawn_by_mesh = len(drawing.overlays)
         s = self.model.size
         lm = draw_landmarks(target, self._box, s, self.model.thickness).transpose(2, 0, 1)[None]

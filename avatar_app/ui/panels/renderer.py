@@ -9,7 +9,7 @@ from PySide6.QtCore import QObject, Signal
 
 from avatar_app.pipeline.avatar import Avatar
 from avatar_app.pipeline.render.base import BACKENDS, RenderSettings
-from avatar_app.pipeline.render.neural import shipped_models_dir
+from avatar_app.pipeline.render.neural import is_mouth_model, shipped_models_dir
 from avatar_app.ui.panels.toolbar import combo, select_quietly
 from avatar_app.ui.pipeline import LivePipeline
 from avatar_app.ui.settings import RENDER_SIZES, AppSettings
@@ -30,7 +30,7 @@ def renderer_choices(model_dirs: list[Path]) -> list[tuple[str, str | None]]:
             out.append((backend, backend))
             continue
         found = {m.parent.resolve(): m.parent for d in model_dirs if d.is_dir() for m in d.glob("*/manifest.json")
-                 if not m.parent.name.startswith(".")}  # hidden: an export's temp or old folder
+                 if not m.parent.name.startswith(".") and not is_mouth_model(m.parent)}  # hidden: an export's temp or old folder
         models = sorted(found.values(), key=lambda m: (m.name, str(m)))
         out += [(f"neural: {m.name}", f"neural:{m}") for m in models]
         if not models:
