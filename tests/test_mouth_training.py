@@ -23,7 +23,7 @@ from avatar_app.model.checkpoint import build_networks, load_checkpoint  # noqa:
 from avatar_app.model.config import ModelConfig  # noqa: E402
 from avatar_app.training.config import PrepareConfig, TrainingConfig  # noqa: E402
 from avatar_app.training.dataset import MouthEpisodeDataset, read_index  # noqa: E402
-from avatar_app.training.loop import MetaLearner, train  # noqa: E402
+from avatar_app.training.loop import train  # noqa: E402
 from avatar_app.training.prepare import ClipResult, PrepareReport, write_index  # noqa: E402
 from tests.conftest import REPO  # noqa: E402
 

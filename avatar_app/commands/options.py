@@ -24,9 +24,10 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     add_trust_model(p)
     p.add_argument("--provider", default=None, choices=["auto", "cpu", "cuda"],
                    help="onnxruntime device: auto (CUDA when present, else CPU; the default), cpu or cuda")
-    p.add_argument("--mouth", default="painted", choices=["painted", "mine", "neural"],
-                   help="the inside of an opened mouth: painted from the portrait's colours (default), mine (the "
-                        "driver's own mouth from the camera, in the portrait's colours) or neural (the mouth model)")
+    p.add_argument("--mouth", default="mine", choices=["mine", "neural", "painted"],
+                   help="the inside of an opened mouth: mine (the default: the driver's own mouth from the video or "
+                        "camera, in the portrait's colours), neural (the mouth model) or painted (shaded from the "
+                        "portrait's palette; also what shows where the driver's mouth is not seen)")
     p.add_argument("--mouth-model", default=None,
                    help="mouth model folder for --mouth neural (default: the shipped mouth-1)")
 

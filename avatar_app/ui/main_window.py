@@ -81,6 +81,7 @@ class MainWindow(QMainWindow):
     set_source = _on_panel("sources", "set_source")
     renderer_combo = _on_panel("renderers", "renderer_combo")
     size_combo = _on_panel("renderers", "size_combo")
+    mouth_combo = _on_panel("renderers", "mouth_combo")
     render_settings = _on_panel("renderers", "render_settings")
     hud_action = _on_panel("hud", "action")
     last_hud = _on_panel("hud", "last_lines")
@@ -152,7 +153,7 @@ class MainWindow(QMainWindow):
                                  self.calibrate_action, previews.overlay_action, self.hud.action])
         self.addToolBarBreak()
         self._toolbar("Output", [QLabel(" Renderer: "), self.renderers.renderer_combo, QLabel(" Size: "),
-                                 self.renderers.size_combo, None, outputs.vcam_action, outputs.camera_size_combo,
+                                 self.renderers.size_combo, self.renderers.mouth_combo, None, outputs.vcam_action, outputs.camera_size_combo,
                                  outputs.fps_combo, outputs.framing_combo, None, outputs.record_action,
                                  outputs.folder_action])
         left = QWidget()

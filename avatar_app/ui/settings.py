@@ -13,6 +13,7 @@ RENDER_SIZES = (256, 384, 512, 768, 1024)
 CAMERA_SIZES = ("640x360", "640x480", "960x540", "1280x720", "1920x1080")
 FRAME_RATES = (15, 24, 25, 30, 60)
 FRAMING_CHOICES = (("Follow the head", "follow"), ("Fill", "fill"), ("Fit (bars)", "fit"))
+MOUTH_CHOICES = (("Mouth: mine", "mine"), ("Mouth: neural", "neural"), ("Mouth: painted", "painted"))
 
 
 @dataclass
@@ -24,6 +25,7 @@ class AppSettings:
     ``background`` (keep, blur or colour) and ``background_colour`` ("#rrggbb"): what shows behind the avatar.
     ``pose_strength`` / ``expression_strength`` (0-2), ``follow_eyes`` / ``follow_mouth`` / ``follow_gaze``,
     ``smoothing`` (0-1): how the avatar follows (ui/panels/controls.py).
+    ``mouth``: where the inside of an opened mouth comes from (mine, neural or painted).
     ``overlay`` / ``hud``: whether they were showing."""
 
     avatar: str = ""
@@ -43,6 +45,7 @@ class AppSettings:
     follow_gaze: bool = True
     smoothing: float = 0.5
     renderer: str = "mesh"
+    mouth: str = "mine"  # the inside of an opened mouth: mine, neural or painted (render/mouth_sources.py)
     overlay: bool = False
     hud: bool = False
 
@@ -64,6 +67,8 @@ class AppSettings:
             out.fps = cls.fps
         if out.framing not in {value for _, value in FRAMING_CHOICES}:
             out.framing = cls.framing
+        if out.mouth not in {value for _, value in MOUTH_CHOICES}:
+            out.mouth = cls.mouth
         if out.background not in BACKGROUNDS:
             out.background = cls.background
         if not re.fullmatch(r"#[0-9a-fA-F]{6}", out.background_colour):

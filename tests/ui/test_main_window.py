@@ -356,6 +356,18 @@ def test_a_renderer_that_cannot_run_is_explained_and_the_last_one_comes_back(qtb
     wait_for_frames(qtbot, window, 3)
 
 
+def test_the_mouth_picker_chooses_where_the_open_mouth_comes_from_and_is_remembered(qtbot, make_window,
+                                                                                     generated_driver):
+    window = _running(qtbot, make_window, generated_driver)
+    assert window.settings.mouth == "mine" and window.mouth_combo.currentData() == "mine"  # the default
+    renderer = lambda: window.pipeline.stages.animator.renderer  # noqa: E731
+    qtbot.waitUntil(lambda: renderer().mouth_source == "mine", timeout=20000)
+    window.mouth_combo.setCurrentIndex(window.mouth_combo.findData("painted"))
+    qtbot.waitUntil(lambda: renderer().mouth_source == "painted", timeout=20000)
+    assert window.settings.mouth == "painted"
+    wait_for_frames(qtbot, window, 3)
+
+
 def test_a_window_destroyed_without_being_closed_still_stops_its_threads(qtbot, tmp_path, generated_driver):
     import gc
 

@@ -150,12 +150,21 @@ class NeuralMouth:
 
         self.model, self.use_driver = model, use_driver
         self._draw = draw_mouth_landmarks
+        self.learn([image], [points])
         s = model.size
-        affine = mouth_affine(points, s)
-        rgb = cv2.cvtColor(mouth_crop(image, affine, s), cv2.COLOR_BGR2RGB).astype(np.float32) / 127.5 - 1.0
-        lm = self._draw(to_affine_crop(points, affine), s, model.thickness)
-        _, self.psi = model.identity(rgb.transpose(2, 0, 1)[None], lm.transpose(2, 0, 1)[None])
         self._absent = np.zeros((1, 4, s, s), np.float32)
+
+    def learn(self, images: list[np.ndarray], points: list[np.ndarray]) -> None:
+        """ψ from K pictures of the person and their landmarks (the paper's few-shot identity: ê is the mean over
+        the K mouth crops, ψ = P·ê; more pictures, and some with teeth showing, make a better mouth)."""
+        s = self.model.size
+        rgbs, lms = [], []
+        for image, p in zip(images, points):
+            affine = mouth_affine(p, s)
+            rgb = cv2.cvtColor(mouth_crop(image, affine, s), cv2.COLOR_BGR2RGB).astype(np.float32) / 127.5 - 1.0
+            rgbs.append(rgb.transpose(2, 0, 1))
+            lms.append(self._draw(to_affine_crop(p, affine), s, self.model.thickness).transpose(2, 0, 1))
+        _, self.psi = self.model.identity(np.stack(rgbs), np.stack(lms))
 
     def driver_input(self, driver: DriverView | None) -> np.ndarray:
         """The driver's mouth as the model was trained to read it: cut by its lips, blurred to a 12-pixel picture

@@ -1,5 +1,6 @@
-"""The renderer and size pickers: which renderer draws the avatar (the mesh, or a neural model shipped with the app
-or put in the user's data folder) and how large; a choice that cannot run falls back to the last that did."""
+"""The renderer, size and mouth pickers: which renderer draws the avatar (the mesh, or a neural model shipped with
+the app or put in the user's data folder), how large, and where an opened mouth's inside comes from; a choice that
+cannot run falls back to the last that did."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from avatar_app.pipeline.render.base import BACKENDS, RenderSettings
 from avatar_app.pipeline.render.neural import is_mouth_model, shipped_models_dir
 from avatar_app.ui.panels.toolbar import combo, select_quietly
 from avatar_app.ui.pipeline import LivePipeline
-from avatar_app.ui.settings import RENDER_SIZES, AppSettings
+from avatar_app.ui.settings import MOUTH_CHOICES, RENDER_SIZES, AppSettings
 
 
 def model_folders(data_dir: Path) -> list[Path]:
@@ -67,17 +68,22 @@ class RendererPicker(QObject):
         select_quietly(self.renderer_combo, settings.renderer)
         self.size_combo = combo([(f"{size} px", size) for size in sorted(set(RENDER_SIZES) | {settings.size})],
                                 settings.size, "The avatar's longer side in pixels: smaller is faster")
-        self._worked = (settings.renderer, settings.size)  # what to fall back to when a choice fails
+        self.mouth_combo = combo(MOUTH_CHOICES, settings.mouth,
+                                 "The inside of an opened mouth. Mine: your own mouth from the camera, in the "
+                                 "portrait's colours. Neural: drawn by the mouth model. Painted: shaded from the "
+                                 "portrait's palette (also what shows while no face is seen)")
+        self._worked = (settings.renderer, settings.size, settings.mouth)  # what to fall back to when a choice fails
 
         self.renderer_combo.currentIndexChanged.connect(self._chosen)
         self.size_combo.currentIndexChanged.connect(self._chosen)
+        self.mouth_combo.currentIndexChanged.connect(self._chosen)
         pipeline.started.connect(self._remember)
         pipeline.avatar_switched.connect(self._switched)
         pipeline.avatar_failed.connect(self._failed)
 
     def render_settings(self) -> RenderSettings:
         backend, _, model = self.settings.renderer.partition(":")
-        return RenderSettings(size=self.settings.size, backend=backend, model=model or None)
+        return RenderSettings(size=self.settings.size, backend=backend, model=model or None, mouth=self.settings.mouth)
 
     def label(self) -> str:
         """The renderer in the user's words, as the picker shows it."""
@@ -86,11 +92,12 @@ class RendererPicker(QObject):
     def _chosen(self) -> None:
         self.settings.renderer = self.renderer_combo.currentData()
         self.settings.size = int(self.size_combo.currentData())
+        self.settings.mouth = self.mouth_combo.currentData()
         self.settings_changed.emit()
         self.changed.emit()
 
     def _remember(self, *_) -> None:
-        self._worked = (self.settings.renderer, self.settings.size)
+        self._worked = (self.settings.renderer, self.settings.size, self.settings.mouth)
 
     def _switched(self, avatar: Avatar) -> None:
         self._remember()
@@ -100,10 +107,11 @@ class RendererPicker(QObject):
     def _failed(self, text: str) -> None:
         """A renderer, size or avatar could not be prepared: say why and go back to what worked."""
         self.message.emit("Not changed", text, None, None)
-        renderer, size = self._worked
-        if (self.settings.renderer, self.settings.size) != (renderer, size):
+        renderer, size, mouth = self._worked
+        if (self.settings.renderer, self.settings.size, self.settings.mouth) != (renderer, size, mouth):
             select_quietly(self.renderer_combo, renderer)
             select_quietly(self.size_combo, size)
-            self.settings.renderer, self.settings.size = renderer, size
+            select_quietly(self.mouth_combo, mouth)
+            self.settings.renderer, self.settings.size, self.settings.mouth = renderer, size, mouth
             self.settings_changed.emit()
             self.restored.emit()
