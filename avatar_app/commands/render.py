@@ -15,7 +15,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from avatar_app.commands.options import add_avatar_choice, add_model_options, add_motion_options, load_avatar
+from avatar_app.commands.options import (
+    add_avatar_choice,
+    add_model_options,
+    add_motion_options,
+    is_demo_driver,
+    load_avatar,
+)
 from avatar_app.errors import InputFileError
 
 
@@ -64,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     from avatar_app.pipeline.sinks import check_output_path
 
     check_output_path(args.out)  # before any work
-    if not args.driver.is_file() and not _is_demo(args.driver):
+    if not args.driver.is_file() and not is_demo_driver(args.driver):
         raise InputFileError(f"{args.driver}: no such driver video - check the path (or use --driver demo)")
     render = RenderSettings(size=args.size, backend=args.backend, model=args.model, runtime=args.runtime,
                             provider=args.provider, trust_code=args.trust_model)
@@ -97,16 +103,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _is_demo(driver: Path) -> bool:
-    from avatar_app.pipeline.sources import DEMO_SPEC
-
-    return str(driver) == DEMO_SPEC and not driver.exists()
-
-
 @contextmanager
 def _driver_video(driver: Path) -> Iterator[Path]:
     """The driver as a video file: the file given, or one pass of the demo recorded into a temporary one."""
-    if not _is_demo(driver):
+    if not is_demo_driver(driver):
         yield driver
         return
 
