@@ -94,9 +94,9 @@ def test_portrait_without_a_face(tmp_path, capsys, generated_driver):
     blank = tmp_path / "wall.png"
     cv2.imwrite(str(blank), np.full((300, 300, 3), 180, np.uint8))
     code = main(["render", "--driver", str(generated_driver), "--portrait", str(blank), "--out", str(tmp_path / "o.mp4")])
-    _assert_one_line_error(capsys, code, "wall", "no face found")
+    _assert_one_line_error(capsys, code, "error: wall: no face found in the portrait")
     code = main(["avatar", "create", str(blank), "--out", str(tmp_path / "wall.avatar")])
-    _assert_one_line_error(capsys, code, "no face found")
+    _assert_one_line_error(capsys, code, "error: wall: no face found in the portrait")
     assert not (tmp_path / "wall.avatar").exists()
 
 
