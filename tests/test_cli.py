@@ -45,7 +45,7 @@ def test_render_keeps_the_drivers_audio(tmp_path):
     assert info.frame_count == probe_video(driver).frame_count
 
 
-def test_avatar_create_then_render_with_it(tmp_path, generated_driver):
+def test_avatar_create_then_render_with_it(tmp_path, generated_driver, capsys):
     avatar = tmp_path / "mona.avatar"
     assert main(["avatar", "create", str(MONA), "--out", str(avatar)]) == 0
     assert avatar.is_file()
@@ -55,6 +55,7 @@ def test_avatar_create_then_render_with_it(tmp_path, generated_driver):
     assert code == 0
     info = probe_video(out)
     assert info.height == 128 and info.width > 128  # driver | avatar
+    assert "; drawn by mesh;" in capsys.readouterr().out  # the summary says which renderer ran
 
 
 # -- bad input: one line on stderr, exit code 2, nothing written ----------------------------------------------

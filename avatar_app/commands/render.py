@@ -36,6 +36,7 @@ class RenderReport:
     reference_chosen: bool = True  # False: --reference-frame said which
     reference_mouth: float = 0.0  # mouth_opening() of the reference frame's driver
     first_mouth: float = 0.0  # ... and of the first frame with a face, for comparison
+    renderer: str = "mesh"  # the backend that drew it and, for neural, its model: "neural (model NAME, onnx on cpu)"
 
 
 def register(sub) -> None:
@@ -97,7 +98,8 @@ def run(args: argparse.Namespace) -> int:
         reference = f"reference frame {report.reference_frame} (as asked)"
     print(
         f"{args.out}: {report.frames} frames at {report.fps:g} fps, {report.size[0]}x{report.size[1]}"
-        f"{', audio kept' if report.audio else ''}; face found in {report.frames_with_face}/{report.frames} frames;"
+        f"{', audio kept' if report.audio else ''}; drawn by {report.renderer};"
+        f" face found in {report.frames_with_face}/{report.frames} frames;"
         f" {reference}"
     )
     return 0
@@ -178,6 +180,10 @@ def render_video(
 
     animator = Animator(avatar, render, motion)
     animator.calibrate(frames[reference_frame].driver)
+    renderer = animator.renderer
+    model = getattr(renderer, "model", None)  # the neural renderer's exported model: which one ran, and how
+    drawn_by = renderer.name if model is None else (
+        f"{renderer.name} (model {model.directory.name}, {model.runtime} on {model.provider})")
     if framing is None:  # the whole portrait at the working size: "fit" at the portrait's own shape
         framing = FramingSettings(*animator.output_size, mode="fit")
     call = CallPicture(CallSettings(framing, background or BackgroundSettings()))
@@ -200,6 +206,7 @@ def render_video(
         frames=len(frames), frames_with_face=len(found), fps=info.fps, size=(w + dw, h), audio=sink.has_audio,
         reference_frame=reference_frame, reference_chosen=chosen,
         reference_mouth=mouth_opening(frames[reference_frame].driver), first_mouth=mouth_opening(frames[found[0]].driver),
+        renderer=drawn_by,
     )
 
 
