@@ -11,6 +11,7 @@ import os
 import re
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -178,6 +179,17 @@ class FrameSource:
         raise NotImplementedError
 
 
+@contextmanager
+def quiet_opencv() -> Iterator[None]:
+    """OpenCV's own log off for a moment: it prints past Python, to the terminal, for every camera that does not
+    open, and the caller says so itself in one line."""
+    previous = cv2.setLogLevel(0)  # 0: silent
+    try:
+        yield
+    finally:
+        cv2.setLogLevel(previous)
+
+
 class CameraSource(FrameSource):
     """A webcam through OpenCV; ``width``/``height``/``fps`` are requests the driver may round."""
 
@@ -190,7 +202,8 @@ class CameraSource(FrameSource):
         self._capture: cv2.VideoCapture | None = None
 
     def _open(self) -> None:
-        capture = cv2.VideoCapture(self.index)
+        with quiet_opencv():
+            capture = cv2.VideoCapture(self.index)
         if not capture.isOpened():
             capture.release()
             raise DeviceError(
