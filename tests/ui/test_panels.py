@@ -172,3 +172,18 @@ def test_the_hud_fits_a_narrow_view_instead_of_being_cut_off_at_its_right_edge(q
     assert not narrow[:, -6:].any()  # the HUD's own margin stays clear
     rows = np.flatnonzero(narrow.any(axis=1))
     assert rows.max() > np.flatnonzero(wide.any(axis=1)).max()  # the stage line went on below
+
+
+def test_once_no_camera_is_found_the_camera_preview_names_the_demo_not_the_search(qtbot, monkeypatch):
+    monkeypatch.setattr("avatar_app.ui.panels.sources.find_cameras", list)
+    pipeline = StandInPipeline()
+    sources = SourcePicker(AppSettings(), pipeline, BackgroundTasks())
+    texts = []
+    sources.camera_text.connect(texts.append)
+    sources.look_for_cameras()
+    assert texts == ["Looking for cameras\u2026"]
+    qtbot.waitUntil(lambda: len(texts) > 1, timeout=10000)
+    assert texts[-1] == "Source: the demo, once the avatar is ready\u2026"  # no avatar yet (none could be used)
+    assert sources.source_combo.currentText() == "Demo (no camera)"
+    sources.avatar_ready()
+    assert pipeline.starts == ["demo"] and texts[-1] == "Opening the demo\u2026"
