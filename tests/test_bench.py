@@ -160,3 +160,14 @@ def test_with_framing_the_call_s_picture_is_made_and_timed_as_its_own_stage(gene
     assert doc["run"]["framing"] == "follow"
     assert "call" in result.report.stages and result.report.frames == 8
     assert not bench.schema_errors(doc)
+
+
+def test_bench_with_the_demo_face_as_driver_prints_its_figures(tmp_path, capsys):
+    code = main(["bench", "--driver", "demo", "--portrait", str(MONA), "--size", "96", "--frames", "5",
+                 "--warmup", "1", "--unpaced", "--json", str(tmp_path / "bench.json")])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "no such driver" not in err
+    assert "renderer" in out and "capture->sink" in out and "set your audio delay to" in out
+    doc = json.loads((tmp_path / "bench.json").read_text())
+    assert doc["ok"] is True and doc["result"]["frames"] == 5

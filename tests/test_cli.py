@@ -45,7 +45,7 @@ def test_render_keeps_the_drivers_audio(tmp_path):
     assert info.frame_count == probe_video(driver).frame_count
 
 
-def test_avatar_create_then_render_with_it(tmp_path, generated_driver):
+def test_avatar_create_then_render_with_it(tmp_path, generated_driver, capsys):
     avatar = tmp_path / "mona.avatar"
     assert main(["avatar", "create", str(MONA), "--out", str(avatar)]) == 0
     assert avatar.is_file()
@@ -55,6 +55,7 @@ def test_avatar_create_then_render_with_it(tmp_path, generated_driver):
     assert code == 0
     info = probe_video(out)
     assert info.height == 128 and info.width > 128  # driver | avatar
+    assert "; drawn by mesh;" in capsys.readouterr().out  # the summary says which renderer ran
 
 
 # -- bad input: one line on stderr, exit code 2, nothing written ----------------------------------------------
@@ -94,9 +95,9 @@ def test_portrait_without_a_face(tmp_path, capsys, generated_driver):
     blank = tmp_path / "wall.png"
     cv2.imwrite(str(blank), np.full((300, 300, 3), 180, np.uint8))
     code = main(["render", "--driver", str(generated_driver), "--portrait", str(blank), "--out", str(tmp_path / "o.mp4")])
-    _assert_one_line_error(capsys, code, "wall", "no face found")
+    _assert_one_line_error(capsys, code, "error: wall: no face found in the portrait")
     code = main(["avatar", "create", str(blank), "--out", str(tmp_path / "wall.avatar")])
-    _assert_one_line_error(capsys, code, "no face found")
+    _assert_one_line_error(capsys, code, "error: wall: no face found in the portrait")
     assert not (tmp_path / "wall.avatar").exists()
 
 

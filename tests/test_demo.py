@@ -170,3 +170,28 @@ def test_a_camera_found_wins_over_the_demo_and_the_demo_can_be_chosen(request, m
     combo.setCurrentIndex(combo.findData("demo"))
     combo.activated.emit(combo.currentIndex())
     assert pipeline.starts == ["0", "demo"] and settings.source == "demo"
+
+
+def test_until_calibrated_the_demo_holds_still_with_its_mouth_shut_then_it_speaks():
+    """A first run's calibration waits for a still, silent face: the demo gives it one, then talks."""
+    from avatar_app.pipeline.render.mouth import mouth_opening
+    from avatar_app.pipeline.stages import TrackerStage
+
+    talks_at_once = DemoScript(period=4.0, speech=((0.1, 3.9),))  # speech from its start: a face that never waits
+    tracker = TrackerStage(media_time=True)
+    with DemoSource(SourceSettings("demo", height=256, loop=True), talks_at_once) as source:
+        source.set_calibrated(False)
+        waiting = [source.read() for _ in range(30)]
+        source.set_calibrated(True)
+        talking = [source.read() for _ in range(40)]
+        for frame in waiting + talking:
+            tracker.process(frame)
+    tracker.close()
+    assert all(np.array_equal(f.image, waiting[0].image) for f in waiting)  # still: no turn, no blink, no word
+    before = [mouth_opening(f.driver) for f in waiting if f.driver is not None]
+    after = [mouth_opening(f.driver) for f in talking if f.driver is not None]
+    assert len(before) >= 25 and len(after) >= 35
+    # Before: the painting's own mouth at rest (her lips are parted a little), steady once the tracker settles;
+    # after: syllables open it well past that and close it again.
+    assert np.ptp(before[5:]) < 0.01
+    assert max(after) > max(before) + 0.1 and min(after) < max(before)

@@ -115,7 +115,8 @@ def neural_avatar(exported, tmp_path_factory):
     return path
 
 
-def test_an_exported_model_renders_through_render_backend_neural(tmp_path, exported, neural_avatar, generated_driver):
+def test_an_exported_model_renders_through_render_backend_neural(tmp_path, exported, neural_avatar, generated_driver,
+                                                                 capsys):
     for runtime in ("onnx", "torchscript"):
         out = tmp_path / f"n_{runtime}.mp4"
         code = main(["render", "--driver", str(generated_driver), "--avatar", str(neural_avatar), "--backend", "neural",
@@ -123,6 +124,8 @@ def test_an_exported_model_renders_through_render_backend_neural(tmp_path, expor
         assert code == 0
         info = probe_video(out)
         assert info.frame_count == probe_video(generated_driver).frame_count and (info.width, info.height) == (144, 256)
+        # The summary names the backend and the model folder that ran, so a fallback to mesh could not pass unseen.
+        assert f"; drawn by neural (model {exported.name}, {runtime} on cpu);" in capsys.readouterr().out
 
 
 def test_a_torchscript_model_runs_only_when_the_user_vouches_for_it(tmp_path, exported, neural_avatar,

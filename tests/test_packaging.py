@@ -1,6 +1,7 @@
 """The project installs like a real package: every package is listed, and a built wheel carries the shipped
 paintings and models (found with importlib.resources, never through the source checkout)."""
 
+import re
 import shutil
 import subprocess
 import sys
@@ -64,3 +65,20 @@ def test_a_built_wheel_carries_the_code_the_paintings_and_the_model(tmp_path):
     assert not any(n.startswith(("tests/", "benchmarks/")) for n in names)
     entry = next(n for n in names if n.endswith("entry_points.txt"))
     assert "avatar-app = avatar_app.commands.cli:main" in zipfile.ZipFile(wheel).read(entry).decode()
+
+
+def test_readme_commands_run_as_written_after_its_set_up():
+    """The set-up puts avatar-app (and torchrun) in .venv/bin only: a code block that calls one bare must activate
+    that environment first, else a newcomer copying it gets 'command not found'."""
+    text = (REPO / "README.md").read_text()
+    blocks = re.findall(r"^```(?:bash|sh)?\n(.*?)^```", text, re.DOTALL | re.MULTILINE)
+    assert len(blocks) >= 4
+    bare = re.compile(r"(?:^|&&|\|\||;|\|)\s*(avatar-app|torchrun)\b")
+    for block in blocks:
+        activated = False
+        for line in block.splitlines():
+            command = line.split(" #")[0].strip()
+            if re.match(r"(source|\.) \.venv/bin/activate\b", command):
+                activated = True
+            found = bare.search(command)
+            assert activated or not found, f"README runs a bare {found and found[1]} without the venv: {line}"

@@ -123,3 +123,22 @@ def test_face_lost_keeps_the_sinks_fed(tmp_path, mona_avatar, generated_driver):
     lost = [o for o in out if not o.face_found]
     assert lost and all(o.output.shape == (96, 54, 3) for o in lost)
 
+
+
+def test_the_runner_tells_the_demo_when_the_avatar_is_calibrated_and_only_then_it_moves(mona_avatar):
+    from avatar_app.pipeline.calibration import CalibrationSettings
+    from avatar_app.pipeline.demo import DemoScript
+    from avatar_app.pipeline.sources import DemoSource
+
+    source = DemoSource(SourceSettings("demo", height=192, paced=True), DemoScript(period=3.0, speech=((0.1, 2.9),)))
+    animator = Animator(mona_avatar, RenderSettings(size=96), guided=True,
+                        calibration=CalibrationSettings(hold_s=0.3, patience_s=0.6))  # her rest pose looks aside
+    outputs = []
+    runner = Runner(source, animator, [ListSink()], on_frame=outputs.append)
+    runner.start()
+    assert runner.wait(timeout=120)
+    waiting = [o for o in outputs if o.calibration_left is not None]
+    moving = [o for o in outputs if o.calibration_left is None]
+    assert len(waiting) >= 3 and len(moving) >= 20  # she held still, was calibrated, and went on
+    assert all(np.array_equal(o.image, waiting[0].image) for o in waiting)
+    assert sum(not np.array_equal(o.image, waiting[0].image) for o in moving) >= 15  # then she moves and talks

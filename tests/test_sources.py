@@ -179,13 +179,16 @@ def test_no_images_is_an_error(tmp_path, spec):
     one_line_error(err, "empty_dir")
 
 
-def test_missing_camera_is_a_device_error():
+def test_missing_camera_is_a_device_error(capfd):
     with pytest.raises(DeviceError) as err:
         open_source("97")
     assert str(err.value) == (
         "camera 97 could not be opened - check it is connected and not used by another program,"
         " or pass a video file instead"
     )
+    # The one line above says it all: OpenCV's own "[ WARN] can't open camera by index" stays out of the terminal.
+    printed = capfd.readouterr()
+    assert "WARN" not in printed.err and "ERROR" not in printed.err and printed.out == ""
 
 
 def test_spec_picks_the_source_kind(tmp_path, video):

@@ -107,7 +107,7 @@ def test_no_face_is_a_one_line_error_naming_the_file(make):
     message = str(err.value)
     assert "\n" not in message
     assert message == (
-        "holiday.jpg: no face found - use a portrait where one face is clearly visible, frontal or three-quarter"
+        "holiday.jpg: no face found in the portrait - use one where a face is clearly visible, frontal or three-quarter"
     )
 
 

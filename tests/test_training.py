@@ -343,3 +343,16 @@ def test_finetune_on_a_picture_without_a_face(trained, tmp_path, capsys):
     cv2.imwrite(str(wall), np.full((128, 128, 3), 127, np.uint8))
     _one_line(capsys, main(["finetune", "--checkpoint", str(trained / "checkpoint.pt"), "--images", str(wall),
                             "--out", str(tmp_path / "ft")]), "wall", "no face")
+
+
+@pytest.mark.parametrize("progress", [False, True], ids=["quiet", "watched"])
+def test_no_tensorboard_is_a_note_once_per_watched_run_not_a_warning(tmp_path, monkeypatch, capsys, recwarn, progress):
+    from avatar_app.training.monitor import Monitor
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # as on a machine without tensorboard
+    monitor = Monitor(tmp_path, start_step=0, total_steps=2, enabled=True, progress=progress)
+    monitor.close()
+    assert monitor.writer is None
+    assert not [w for w in recwarn if "tensorboard" in str(w.message)]
+    err = capsys.readouterr().err
+    assert err.count("tensorboard is not installed") == (1 if progress else 0)

@@ -49,7 +49,7 @@ def _avatar_create(args: argparse.Namespace) -> int:
         for extra in args.portrait[1:]:
             img = load_image(extra)
             images.append(img)
-            points.append(detect_portrait(img, name=str(extra)).points)
+            points.append(detect_portrait(img, name=extra.stem).points)
         avatar.neural = make_identity(model, images, points)
     save_avatar(avatar, out)
     h, w = image.shape[:2]

@@ -19,7 +19,8 @@ def register(subparsers) -> None:
         description="Run the threaded pipeline from a looping driver video and report where frame time and CPU go. "
                     "Paced (a camera's rate) measures latency and the audio delay; unpaced measures throughput.",
     )
-    p.add_argument("--driver", type=Path, required=True, help="video of a face; it loops as long as needed")
+    p.add_argument("--driver", type=Path, required=True,
+                   help="video of a face, or 'demo': the app's own moving face; it loops as long as needed")
     add_avatar_choice(p)
     p.add_argument("--backend", default="mesh", help="renderer: mesh (default) or neural (the shipped model, or --model DIR)")
     add_model_options(p)
@@ -40,9 +41,9 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from avatar_app.measure import bench
-    from avatar_app.commands.options import load_avatar
+    from avatar_app.commands.options import is_demo_driver, load_avatar
     from avatar_app.errors import InputFileError
+    from avatar_app.measure import bench
     from avatar_app.pipeline.sinks import check_output_path
 
     # Every output is checked before the run, so minutes of measuring never end in an unwritable path.
@@ -52,8 +53,8 @@ def run(args: argparse.Namespace) -> int:
     if args.plot is not None:
         check_output_path(args.plot, (".png",))
         bench.require_matplotlib()
-    if not args.driver.is_file():
-        raise InputFileError(f"{args.driver}: no such driver video - check the path")
+    if not args.driver.is_file() and not is_demo_driver(args.driver):  # the demo is opened as a source
+        raise InputFileError(f"{args.driver}: no such driver video - check the path (or use --driver demo)")
     settings = bench.BenchSettings(
         driver=args.driver, size=args.size, backend=args.backend, model=args.model, runtime=args.runtime,
         provider=args.provider, trust_code=args.trust_model, mouth=args.mouth, mouth_model=args.mouth_model, frames=args.frames, warmup=args.warmup,

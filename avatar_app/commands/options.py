@@ -37,6 +37,13 @@ def add_trust_model(p: argparse.ArgumentParser) -> None:
                    help="allow --runtime torchscript, whose model files run code: only for models you exported yourself")
 
 
+def is_demo_driver(driver: Path) -> bool:
+    """``--driver demo``: the app's own moving face (pipeline/demo.py); a file named "demo" is still that file."""
+    from avatar_app.pipeline.sources import DEMO_SPEC
+
+    return str(driver) == DEMO_SPEC and not driver.exists()
+
+
 def load_avatar(args):
     """The avatar named by --avatar or --portrait."""
     from avatar_app.pipeline.avatar import load_avatar as load_file, load_portrait_or_avatar

@@ -15,7 +15,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from avatar_app.commands.options import add_avatar_choice, add_model_options, add_motion_options, load_avatar
+from avatar_app.commands.options import (
+    add_avatar_choice,
+    add_model_options,
+    add_motion_options,
+    is_demo_driver,
+    load_avatar,
+)
 from avatar_app.errors import InputFileError
 
 
@@ -30,6 +36,7 @@ class RenderReport:
     reference_chosen: bool = True  # False: --reference-frame said which
     reference_mouth: float = 0.0  # mouth_opening() of the reference frame's driver
     first_mouth: float = 0.0  # ... and of the first frame with a face, for comparison
+    renderer: str = "mesh"  # the backend that drew it and, for neural, its model: "neural (model NAME, onnx on cpu)"
 
 
 def register(sub) -> None:
@@ -64,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     from avatar_app.pipeline.sinks import check_output_path
 
     check_output_path(args.out)  # before any work
-    if not args.driver.is_file() and not _is_demo(args.driver):
+    if not args.driver.is_file() and not is_demo_driver(args.driver):
         raise InputFileError(f"{args.driver}: no such driver video - check the path (or use --driver demo)")
     render = RenderSettings(size=args.size, backend=args.backend, model=args.model, runtime=args.runtime,
                             provider=args.provider, trust_code=args.trust_model, mouth=args.mouth,
@@ -92,22 +99,17 @@ def run(args: argparse.Namespace) -> int:
         reference = f"reference frame {report.reference_frame} (as asked)"
     print(
         f"{args.out}: {report.frames} frames at {report.fps:g} fps, {report.size[0]}x{report.size[1]}"
-        f"{', audio kept' if report.audio else ''}; face found in {report.frames_with_face}/{report.frames} frames;"
+        f"{', audio kept' if report.audio else ''}; drawn by {report.renderer};"
+        f" face found in {report.frames_with_face}/{report.frames} frames;"
         f" {reference}"
     )
     return 0
 
 
-def _is_demo(driver: Path) -> bool:
-    from avatar_app.pipeline.sources import DEMO_SPEC
-
-    return str(driver) == DEMO_SPEC and not driver.exists()
-
-
 @contextmanager
 def _driver_video(driver: Path) -> Iterator[Path]:
     """The driver as a video file: the file given, or one pass of the demo recorded into a temporary one."""
-    if not _is_demo(driver):
+    if not is_demo_driver(driver):
         yield driver
         return
 
@@ -179,6 +181,10 @@ def render_video(
 
     animator = Animator(avatar, render, motion)
     animator.calibrate(frames[reference_frame].driver)
+    renderer = animator.renderer
+    model = getattr(renderer, "model", None)  # the neural renderer's exported model: which one ran, and how
+    drawn_by = renderer.name if model is None else (
+        f"{renderer.name} (model {model.directory.name}, {model.runtime} on {model.provider})")
     if framing is None:  # the whole portrait at the working size: "fit" at the portrait's own shape
         framing = FramingSettings(*animator.output_size, mode="fit")
     call = CallPicture(CallSettings(framing, background or BackgroundSettings()))
@@ -201,6 +207,7 @@ def render_video(
         frames=len(frames), frames_with_face=len(found), fps=info.fps, size=(w + dw, h), audio=sink.has_audio,
         reference_frame=reference_frame, reference_chosen=chosen,
         reference_mouth=mouth_opening(frames[reference_frame].driver), first_mouth=mouth_opening(frames[found[0]].driver),
+        renderer=drawn_by,
     )
 
 

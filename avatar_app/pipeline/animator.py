@@ -65,6 +65,11 @@ class Animator:
         """Follow with these strengths and switches from the next frame on (from any thread)."""
         self.retargeter.settings = motion
 
+    @property
+    def calibrated(self) -> bool:
+        """The driver's reference pose is taken and no new one is asked for."""
+        return self.retargeter.has_reference and not self._calibrate_next.is_set()
+
     def calibrate(self, driver: np.ndarray | None = None) -> None:
         """Make this driver pose (or, without one, the next frame with a face) the reference pose."""
         if driver is None:

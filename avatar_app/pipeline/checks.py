@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from avatar_app.errors import first_line
+from avatar_app.pipeline.sources import quiet_opencv
 from avatar_app.pipeline.virtual_camera import (
     CARD_LABEL,
     LINUX_MODPROBE,
@@ -165,8 +166,7 @@ def camera_candidates(max_index: int = MAX_CAMERA_INDEX) -> list[int]:
 
 def probe_cameras(max_index: int = MAX_CAMERA_INDEX, skip: tuple[int, ...] = ()) -> list[CameraProbe]:
     """Open each candidate camera once and read one frame (``skip``: indices not to touch)."""
-    previous = cv2.setLogLevel(0)  # OpenCV logs each camera that does not open; the report says it instead
-    try:
+    with quiet_opencv():  # OpenCV logs each camera that does not open; the report says it instead
         out = []
         for index in camera_candidates(max_index):
             if index in skip:
@@ -178,8 +178,6 @@ def probe_cameras(max_index: int = MAX_CAMERA_INDEX, skip: tuple[int, ...] = ())
             finally:
                 capture.release()
         return out
-    finally:
-        cv2.setLogLevel(previous)
 
 
 def find_cameras(max_index: int = MAX_CAMERA_INDEX) -> list[str]:

@@ -184,6 +184,7 @@ class Runner:
         if self._threads:
             raise RuntimeError("the runner is already started")
         self.source.open()
+        self._tell_source()  # before the first frame: the demo holds still until the avatar is calibrated
         for name, target in (("capture", self._capture), ("tracker", self._track), ("renderer", self._render)):
             t = threading.Thread(target=self._guard, args=(name, target), name=f"avatar-{name}", daemon=True)
             self._threads.append(t)
@@ -322,12 +323,19 @@ class Runner:
                     continue
                 self.stages.track(frame)
                 self.stages.retarget(frame)
+                self._tell_source()
                 self.stats.frames_tracked += frame.has_picture
                 self.stats.frames_without_face += frame.driver is None and frame.has_picture
                 self._to_renderer.put(frame, wait_for_room=not self.settings.drop_stale, stop=self._stop)
         finally:
             _close_quietly(self.stages.tracker)
             self._to_renderer.close()
+
+    def _tell_source(self) -> None:
+        """Tell a source that wants to know (the demo face) whether the avatar has taken the driver's pose."""
+        tell = getattr(self.source, "set_calibrated", None)
+        if tell is not None:
+            tell(self.stages.animator.calibrated)
 
     def _render(self) -> None:
         while not self._stop.is_set():

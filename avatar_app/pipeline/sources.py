@@ -11,6 +11,7 @@ import os
 import re
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -178,6 +179,17 @@ class FrameSource:
         raise NotImplementedError
 
 
+@contextmanager
+def quiet_opencv() -> Iterator[None]:
+    """OpenCV's own log off for a moment: it prints past Python, to the terminal, for every camera that does not
+    open, and the caller says so itself in one line."""
+    previous = cv2.setLogLevel(0)  # 0: silent
+    try:
+        yield
+    finally:
+        cv2.setLogLevel(previous)
+
+
 class CameraSource(FrameSource):
     """A webcam through OpenCV; ``width``/``height``/``fps`` are requests the driver may round."""
 
@@ -190,7 +202,8 @@ class CameraSource(FrameSource):
         self._capture: cv2.VideoCapture | None = None
 
     def _open(self) -> None:
-        capture = cv2.VideoCapture(self.index)
+        with quiet_opencv():
+            capture = cv2.VideoCapture(self.index)
         if not capture.isOpened():
             capture.release()
             raise DeviceError(
@@ -438,6 +451,8 @@ class DemoSource(FrameSource):
 
     Like a video file it has media times, so ``paced`` releases frames in real time as a camera would and
     ``loop`` goes on for ever; its frames' longer side is ``max(width, height)`` of the settings, else 480.
+    Until the runner says the avatar is calibrated (``set_calibrated``) she holds still, facing forward with her
+    mouth closed and eyes open, as a person asked to is; then the script plays from its start.
     """
 
     def __init__(self, settings: SourceSettings, script: demo.DemoScript = demo.DemoScript()) -> None:
@@ -446,6 +461,13 @@ class DemoSource(FrameSource):
         self._renderer = None
         self._neutral: np.ndarray | None = None
         self._next = 0
+        self._calibrated = True  # nobody waits for a pose (render's recording): the script plays at once
+        self._script_from: float | None = 0.0  # the media time the script (re)started at; None: holding still
+
+    def set_calibrated(self, calibrated: bool) -> None:
+        """Whether the avatar has taken her pose yet (the runner says so, from its tracker thread). A first run's
+        calibration waits for a still, silent face: speaking from the first frame made it take 10-25 s."""
+        self._calibrated = calibrated
 
     @property
     def frame_count(self) -> int:
@@ -469,7 +491,14 @@ class DemoSource(FrameSource):
             return None
         t = self._next / self._fps
         self._next += 1
-        return self._renderer.render(demo.demo_landmarks(self._neutral, self.script.pose(t))), t
+        if not self._calibrated:
+            self._script_from = None
+            pose = demo.DemoPose()  # at rest: facing forward, mouth closed, eyes open
+        else:
+            if self._script_from is None:
+                self._script_from = t
+            pose = self.script.pose(t - self._script_from)  # one pass is one period: a loop stays seamless
+        return self._renderer.render(demo.demo_landmarks(self._neutral, pose)), t
 
     def _rewind(self) -> None:
         self._next = 0

@@ -431,7 +431,8 @@ def detect_portrait(image_bgr: np.ndarray, name: str = "portrait") -> FaceLandma
         faces = _distinct_largest_first(faces)
         if not faces:
             raise NoFaceError(
-                f"{name}: no face found - use a portrait where one face is clearly visible, frontal or three-quarter"
+                f"{name}: no face found in the portrait - use one where a face is clearly visible, frontal or"
+                " three-quarter"
             )
         if len(faces) > 1:
             warnings.warn(f"{name}: {len(faces)} faces found, using the largest", stacklevel=2)

@@ -239,7 +239,7 @@ def finetune(checkpoint: str | Path, images: list[str | Path], out_dir: str | Pa
     paths = [Path(p) for p in images]
     pictures = [load_image(p) for p in paths]
     avatar = create_avatar(pictures[0], name=name or paths[0].stem)
-    points = [avatar.landmarks] + [detect_portrait(img, name=str(p)).points for img, p in zip(pictures[1:], paths[1:])]
+    points = [avatar.landmarks] + [detect_portrait(img, name=p.stem).points for img, p in zip(pictures[1:], paths[1:])]
 
     dev = pick_device(device)
     content_loss = ContentLoss(load_perceptual(VGG19, vgg19) if vgg19 else None,

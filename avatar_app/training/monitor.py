@@ -4,7 +4,8 @@ scalars, losses.csv and its plot, and sample grids (landmarks | target | output)
 from __future__ import annotations
 
 import csv
-import warnings
+import logging
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,9 @@ import torch
 from avatar_app.atomic import atomic_path
 
 CSV_NAME = "losses.csv"
+NO_TENSORBOARD = "tensorboard is not installed: losses go to losses.csv only (pip install tensorboard)"
+
+log = logging.getLogger(__name__)
 
 
 class Monitor:
@@ -28,7 +32,12 @@ class Monitor:
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
-            warnings.warn("tensorboard is not installed: losses go to losses.csv only (pip install tensorboard)", stacklevel=2)
+            # Not a warning: TensorBoard is an extra nobody asked for by name, and losses.csv has the same numbers.
+            # Said once per run where a person watches it (beside the progress bar), else only logged.
+            if progress:
+                print(f"training: {NO_TENSORBOARD}", file=sys.stderr, flush=True)
+            else:
+                log.info(NO_TENSORBOARD)
         else:
             # purge_step drops events a killed run logged after its last checkpoint.
             self.writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=start_step + 1 if start_step else None)

@@ -86,7 +86,7 @@ class AvatarLibrary:
             load_avatar(path)  # refuse a broken or foreign file before it enters the gallery
             shutil.copyfile(path, target)
         else:
-            avatar = create_avatar(load_image(path), name=str(path))  # the name is in a no-face message
+            avatar = create_avatar(load_image(path), name=path.stem)  # the name is in a no-face message
             avatar.name = _title(path)
             save_avatar(avatar, target)
         return GalleryEntry(_title(target), target, MINE)

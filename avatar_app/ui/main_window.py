@@ -103,6 +103,7 @@ class MainWindow(QMainWindow):
         super().__init__()
         self.store = store if store is not None else default_store()
         self.settings = s = AppSettings.load(self.store)
+        remembered = s.avatar  # chosen again if options.avatar cannot be used
         if options.source is not None:
             s.source = str(options.source)
         if options.avatar is not None:
@@ -134,7 +135,7 @@ class MainWindow(QMainWindow):
         self._build()
         self._connect()
 
-        self.avatars.refresh(select=s.avatar or None)
+        self.avatars.refresh(select=s.avatar or None, fallback=remembered or None)
         self._timer = QTimer(self)
         self._timer.setInterval(TICK_MS)
         for panel in (self.sources, self.hud, self.outputs):

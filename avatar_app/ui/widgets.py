@@ -19,6 +19,29 @@ def to_pixmap(image_bgr: np.ndarray) -> QPixmap:
     return QPixmap.fromImage(to_qimage(image_bgr))
 
 
+def fit_lines(lines: list[str], metrics: QFontMetrics, width: float) -> list[str]:
+    """``lines`` broken where they are wider than ``width`` pixels, so nothing is cut off at the view's edge: at
+    the double spaces between the HUD's figures (else between words), a continuation indented; a single piece
+    still too wide ends in an ellipsis."""
+    out = []
+    for line in lines:
+        if metrics.horizontalAdvance(line) <= width:
+            out.append(line)
+            continue
+        gap = "  " if "  " in line.strip() else " "
+        pieces = [piece for piece in line.split(gap) if piece.strip()]
+        current = pieces[0]
+        for piece in pieces[1:]:
+            joined = f"{current}{gap}{piece}"
+            if metrics.horizontalAdvance(joined) <= width:
+                current = joined
+            else:
+                out.append(current)
+                current = f"  {piece.strip()}"
+        out.append(current)
+    return [metrics.elidedText(line, Qt.TextElideMode.ElideRight, int(width)) for line in out]
+
+
 class FrameView(QWidget):
     """Paints one picture at a time (the newest wins: setting a picture replaces the last one, nothing
     queues). ``mirrored`` flips the picture only, never the text drawn over it."""
@@ -108,6 +131,7 @@ class FrameView(QWidget):
         p.setFont(font)
         metrics = QFontMetrics(font)
         pad = 6
+        lines = fit_lines(lines, metrics, self.width() - 4 * pad)  # the box's margin and the text's
         width = min(self.width() - 2 * pad, max(metrics.horizontalAdvance(line) for line in lines) + 2 * pad)
         height = metrics.height() * len(lines) + 2 * pad
         x = pad if not bottom else (self.width() - width) / 2

@@ -68,14 +68,14 @@ def make_window(qtbot, tmp_path, monkeypatch):
 
     windows = []  # strong references: a window whose wrapper is collected is destroyed without being closed
 
-    def make(notify=True, **options):
+    def make(notify=True, probe_cameras=False, **options):
         window = MainWindow(
             store=QSettings(str(ini), QSettings.Format.IniFormat),
             data_dir=tmp_path / "data",
             recordings_dir=tmp_path / "recordings",
             options=StartOptions(**options),
             notify=(lambda title, text: None) if notify else None,  # window.messages keeps them all
-            probe_cameras=False,
+            probe_cameras=probe_cameras,  # True: with find_cameras patched, or it opens this machine's cameras
         )
         windows.append(window)
         with qtbot.waitActive(window):  # keyboard shortcuts go to the active window only

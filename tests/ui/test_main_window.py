@@ -150,7 +150,8 @@ def test_dropping_files_that_are_not_portraits_shows_an_error(qtbot, make_window
     cv2.imwrite(str(blank), np.full((240, 320, 3), 180, np.uint8))
     _drop(window, [blank])
     qtbot.waitUntil(lambda: len(window.messages) >= 2, timeout=30000)
-    assert "wall.png" in window.messages[-1][1] and "face" in window.messages[-1][1]
+    # Named by its file's stem, as the command line names it, not by its whole path.
+    assert window.messages[-1][1].startswith("wall: no face found in the portrait")
     assert window.gallery.count() == count
 
 
@@ -419,3 +420,27 @@ def test_a_source_that_fails_while_running_is_retried_and_the_avatar_keeps_going
     qtbot.waitUntil(lambda: runner.stats.source_recoveries == 1, timeout=20000)
     qtbot.waitUntil(lambda: not (window.camera_view.banner() or "").startswith("No picture"), timeout=20000)
     assert window.pipeline.runner is runner and runner.running  # resumed, not restarted
+
+
+@pytest.mark.parametrize(("bad", "said"), [("noface.png", "noface: no face found in the portrait"),
+                                          ("notes.png", "notes.png: not an image")])
+def test_a_bad_portrait_from_the_command_line_is_said_and_not_left_in_the_gallery(qtbot, make_window, tmp_path,
+                                                                                  monkeypatch, bad, said):
+    monkeypatch.setattr("avatar_app.ui.panels.sources.find_cameras", list)  # no camera: the demo drives
+    picture = tmp_path / bad
+    if bad == "noface.png":
+        cv2.imwrite(str(picture), np.full((240, 320, 3), 180, np.uint8))
+    else:
+        picture.write_text("not a picture")
+    window = make_window(avatar=picture, probe_cameras=True)
+    qtbot.waitUntil(lambda: bool(window.messages), timeout=30000)
+    title, text = window.messages[0]
+    assert title == "Cannot use this portrait" and said in text
+    wait_for_avatar(qtbot, window)
+    assert window.avatar.name == "Mona Lisa"  # the default is chosen instead, and animated
+    assert picture not in [e.path for e in window.entries()]  # no blank entry left behind
+    assert window.gallery.currentItem().text() == "Mona Lisa"
+    wait_for_frames(qtbot, window, 2)
+    assert window.source_combo.currentText() == "Demo (no camera)"
+    assert window.camera_view.image() is not None  # the You panel shows the demo, not "Looking for cameras…"
+    assert window.settings.avatar != str(picture.resolve())  # not offered again next time

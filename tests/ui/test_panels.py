@@ -6,6 +6,7 @@ from types import SimpleNamespace
 
 import numpy as np
 from PySide6.QtCore import QObject, Signal
+from PySide6.QtGui import QImage
 
 from avatar_app.measure.profiler import HudSnapshot
 from avatar_app.pipeline.frame import Frame
@@ -15,6 +16,7 @@ from avatar_app.ui.panels.renderer import RendererPicker
 from avatar_app.ui.panels.sources import SourcePicker
 from avatar_app.ui.settings import AppSettings
 from avatar_app.ui.tasks import BackgroundTasks
+from avatar_app.ui.widgets import FrameView
 
 
 class StandInPipeline(QObject):
@@ -142,3 +144,46 @@ def test_the_source_starts_once_an_avatar_is_ready_and_a_failure_is_said_in_the_
     assert texts[-1].startswith("clip.mp4: no such file") and stopped == ["Source not opened"]
     sources.avatar_ready()  # a new avatar tries the source again
     assert pipeline.starts == ["clip.mp4", "clip.mp4"]
+
+
+def _text_pixels(view: FrameView) -> np.ndarray:
+    """Where the view's white HUD text is painted: a boolean mask the size of the view."""
+    image = view.grab().toImage().convertToFormat(QImage.Format.Format_RGB888)
+    pixels = np.frombuffer(image.constBits(), np.uint8).reshape(image.height(), image.bytesPerLine())
+    return pixels[:, : image.width() * 3].reshape(image.height(), image.width(), 3).min(axis=2) > 160
+
+
+def test_the_hud_fits_a_narrow_view_instead_of_being_cut_off_at_its_right_edge(qtbot):
+    stages = "ms  " + "  ".join(f"{name} {ms:.1f}" for name, ms in
+                                 [("tracker", 9.1), ("retarget", 0.4), ("renderer", 4.2), ("outputs", 0.3),
+                                  ("virtual-camera", 1.2), ("recording", 2.5)])
+    lines = ["29.5 fps   latency 40 ms (p95 55)", stages, "mesh 96x128   delay audio by 40 ms"]
+    views = {}
+    for width in (1600, 260):  # the stage line fits the wide view and not the narrow one
+        view = FrameView()
+        qtbot.addWidget(view)
+        view.resize(width, 400)
+        view.set_hud(lines)
+        views[width] = _text_pixels(view)
+    wide, narrow = views[1600], views[260]
+    assert narrow.shape[1] == 260 and wide.any()
+    # Every glyph the wide view shows is painted in the narrow one too (wrapped onto more lines), none past its edge.
+    assert narrow.sum() >= 0.97 * wide.sum()
+    assert not narrow[:, -6:].any()  # the HUD's own margin stays clear
+    rows = np.flatnonzero(narrow.any(axis=1))
+    assert rows.max() > np.flatnonzero(wide.any(axis=1)).max()  # the stage line went on below
+
+
+def test_once_no_camera_is_found_the_camera_preview_names_the_demo_not_the_search(qtbot, monkeypatch):
+    monkeypatch.setattr("avatar_app.ui.panels.sources.find_cameras", list)
+    pipeline = StandInPipeline()
+    sources = SourcePicker(AppSettings(), pipeline, BackgroundTasks())
+    texts = []
+    sources.camera_text.connect(texts.append)
+    sources.look_for_cameras()
+    assert texts == ["Looking for cameras\u2026"]
+    qtbot.waitUntil(lambda: len(texts) > 1, timeout=10000)
+    assert texts[-1] == "Source: the demo, once the avatar is ready\u2026"  # no avatar yet (none could be used)
+    assert sources.source_combo.currentText() == "Demo (no camera)"
+    sources.avatar_ready()
+    assert pipeline.starts == ["demo"] and texts[-1] == "Opening the demo\u2026"

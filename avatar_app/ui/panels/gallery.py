@@ -52,6 +52,7 @@ class AvatarGallery(QWidget):
         self.tasks = tasks
         self.avatar: Avatar | None = None  # the last one loaded: what is animated
         self._request = 0  # bumped per choice, so a slow load of an earlier choice is dropped
+        self._fallback: str | None = None  # chosen instead of a file from the command line that cannot be used
         self._closing = False
 
         layout = QVBoxLayout(self)
@@ -89,8 +90,12 @@ class AvatarGallery(QWidget):
         self.remove_button.clicked.connect(self._remove_clicked)
 
     # -- what the window asks -----------------------------------------------------------------------------------
-    def refresh(self, select: str | None = None) -> None:
-        """Fill the list again and choose ``select`` (an entry's key), else the default portrait, and load it."""
+    def refresh(self, select: str | None = None, fallback: str | None = None) -> None:
+        """Fill the list again and choose ``select`` (an entry's key), else the default portrait, and load it.
+        ``fallback``: the entry to choose instead if ``select`` is a file given on the command line that turns out
+        not to be a usable portrait (the one chosen before it; none: the default portrait)."""
+        if fallback is not None:
+            self._fallback = fallback
         extra = [self.settings.avatar] if self.settings.avatar else []
         entries = self.library.entries(extra=extra)
         self.list_widget.blockSignals(True)
@@ -175,9 +180,10 @@ class AvatarGallery(QWidget):
             return  # another portrait was chosen meanwhile
         if err is not None:
             self.message.emit("Cannot use this portrait", first_line(err), None, None)
-            if entry.kind == FILE:  # given on the command line: not offered again next time
+            if entry.kind == FILE:  # given on the command line: not left in the gallery as a blank entry
                 self.settings.avatar = ""
                 self.settings_changed.emit()
+                self.refresh(select=self._fallback)  # the portrait chosen before it, else the default
             return
         self.avatar = avatar
         self.status.emit(f"Avatar: {entry.name}", 5000)

@@ -102,6 +102,8 @@ class SourcePicker(QObject):
         self._fill()
         if not self._spec():
             self.camera_text.emit(NO_SOURCE_TEXT)
+        elif not self._has_avatar:  # the search is over: say what will drive the avatar, not "Looking for cameras"
+            self.camera_text.emit(f"Source: {_what(self._spec())}, once the avatar is ready\u2026")
         self._ensure_running()
 
     def _spec(self) -> str:
@@ -143,8 +145,7 @@ class SourcePicker(QObject):
         if self._closing or not spec or not self._has_avatar or self._running == spec:
             return
         self._running = spec
-        what = "camera " + spec if spec.isdigit() else "the demo" if spec == DEMO_SPEC else Path(spec).name
-        self.camera_text.emit(f"Opening {what}\u2026")
+        self.camera_text.emit(f"Opening {_what(spec)}\u2026")
         self.pipeline.start(spec, camera_fps=self.settings.fps)
 
     def _started(self, description: str) -> None:
@@ -157,3 +158,8 @@ class SourcePicker(QObject):
         self.camera_text.emit(f"{text}\n\nChoose another source in the Source list.")
         self.status.emit(f"Source not opened: {text}", 15000)
         self.stopped.emit("Source not opened", text)
+
+
+def _what(spec: str) -> str:
+    """A source in the user's words: "camera 0", "the demo", "clip.mp4"."""
+    return "camera " + spec if spec.isdigit() else "the demo" if spec == DEMO_SPEC else Path(spec).name
