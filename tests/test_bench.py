@@ -103,7 +103,7 @@ def test_a_stage_that_raises_is_reported_as_a_failure(tmp_path, generated_driver
 def test_a_stage_that_hangs_is_reported_as_stalled(generated_driver, mona_avatar):
     release = threading.Event()
     animator = Animator(mona_avatar, RenderSettings(size=64))
-    animator.render = lambda target: release.wait(30)  # never returns a picture in time
+    animator.render = lambda target, driver=None: release.wait(30)  # never returns a picture in time
     settings = bench.BenchSettings(generated_driver, size=64, frames=5, warmup=0, paced_fps=None,
                                    start_s=2.0, stall_s=2.0)
     try:

@@ -278,7 +278,7 @@ def test_a_renderer_that_raises_sometimes_loses_only_those_frames(driver_frames,
     animator = Animator(mona_avatar, RenderSettings(size=96))
     real, calls = animator.render, {"n": 0}
 
-    def flaky(target):
+    def flaky(target, driver=None):
         calls["n"] += 1
         if calls["n"] % 7 == 3:
             raise FloatingPointError("a degenerate triangle")
@@ -306,7 +306,7 @@ def _start_in(fault, driver_frames, mona_avatar):
     elif fault == "face lost":
         camera.images = [np.zeros_like(driver_frames[0])] * 2000
     elif fault == "renderer raising":
-        def broken(target):
+        def broken(target, driver=None):
             raise RuntimeError("no")
         animator.render = broken
     camera.open()

@@ -214,12 +214,12 @@ def test_cuda_asked_for_without_cuda_is_one_line(tmp_path, capsys, exported, neu
 
 
 def test_neural_without_a_model_uses_the_shipped_one_or_says_none_is_shipped(monkeypatch, tmp_path):
-    from avatar_app.pipeline.render import neural
+    from avatar_app.pipeline.render import exported
     from avatar_app.pipeline.render.backends import create_renderer
     from avatar_app.pipeline.render.base import RenderSettings
 
-    shipped = neural.shipped_models()
-    monkeypatch.setattr(neural, "shipped_models_dir", lambda: tmp_path / "none")
+    shipped = exported.shipped_models()
+    monkeypatch.setattr(exported, "shipped_models_dir", lambda: tmp_path / "none")
     with pytest.raises(AvatarAppError, match="--model"):
         create_renderer(RenderSettings(backend="neural"))
     monkeypatch.undo()

@@ -89,7 +89,7 @@ def test_a_renderer_error_skips_one_frame_only(generated_driver, mona_avatar):
     real = animator.render
     calls = {"n": 0}
 
-    def flaky(target):
+    def flaky(target, driver=None):
         calls["n"] += 1
         if calls["n"] == 2:
             raise RuntimeError("one bad frame")

@@ -228,7 +228,7 @@ def mouth_source(settings, image: np.ndarray, points: np.ndarray) -> MineMouth |
     if settings.mouth == "mine":
         return MineMouth(image, points)
     if settings.mouth == "neural":
-        from avatar_app.pipeline.render.neural import ExportedModel, default_mouth_model
+        from avatar_app.pipeline.render.exported import ExportedModel, default_mouth_model
 
         model = ExportedModel(settings.mouth_model or default_mouth_model(), "onnx", settings.provider)
         if model.conditioning != "mouth":
