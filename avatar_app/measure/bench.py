@@ -223,7 +223,7 @@ def run_bench(avatar: Avatar, settings: BenchSettings, animator: Animator | None
         animator = animator or Animator(avatar, RenderSettings(
             size=settings.size, backend=settings.backend, model=settings.model, runtime=settings.runtime,
             provider=settings.provider, trust_code=settings.trust_code, mouth=settings.mouth,
-            mouth_model=settings.mouth_model))
+            mouth_model=settings.mouth_model, live_fps=settings.paced_fps))  # paced: held as live
     except BaseException:
         video.close()
         raise
