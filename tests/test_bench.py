@@ -7,6 +7,7 @@ import threading
 import pytest
 
 from avatar_app.measure import bench
+from avatar_app.measure.load import CpuLoad
 from avatar_app.pipeline.animator import Animator
 from avatar_app.commands.cli import main
 from avatar_app.pipeline.render.base import RenderSettings
@@ -28,7 +29,7 @@ def test_bench_writes_a_documented_json_a_row_per_frame_and_a_plot(tmp_path, gen
 
     doc = json.loads((tmp_path / "bench.json").read_text())
     assert bench.schema_errors(doc) == []
-    assert doc["format"] == "avatar_app.bench" and doc["version"] == bench.VERSION == 2 and doc["ok"] is True
+    assert doc["format"] == "avatar_app.bench" and doc["version"] == bench.VERSION == 3 and doc["ok"] is True
     run, result = doc["run"], doc["result"]
     assert run["mode"] == "paced" and run["paced_fps"] == 25 and run["backend"] == "mesh"
     assert run["provider"] == "cpu" and run["runtime"] is None and run["output_size"] == [72, 128] and run["drop_stale"] is True
@@ -171,3 +172,80 @@ def test_bench_with_the_demo_face_as_driver_prints_its_figures(tmp_path, capsys)
     assert "renderer" in out and "capture->sink" in out and "set your audio delay to" in out
     doc = json.loads((tmp_path / "bench.json").read_text())
     assert doc["ok"] is True and doc["result"]["frames"] == 5
+
+
+def _spinning(pids) -> list[int]:
+    """Those of ``pids`` that still run (a reaped child is gone; a zombie no longer spins)."""
+    import psutil
+
+    alive = []
+    for pid in pids:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                alive.append(pid)
+        except psutil.NoSuchProcess:
+            pass
+    return alive
+
+
+def test_bench_with_load_runs_busy_processes_beside_it_and_leaves_none_behind(tmp_path, generated_driver,
+                                                                              monkeypatch, capsys):
+    started, seen_running = [], []
+    real_start = CpuLoad.start
+
+    def start(self):
+        real_start(self)
+        started.extend(self.pids)
+        seen_running.extend(_spinning(self.pids))
+
+    monkeypatch.setattr(CpuLoad, "start", start)
+    args = bench_args(generated_driver, tmp_path, "--unpaced", "--load", 1)
+    args[args.index("--frames") + 1] = "5"
+    code = main(args)
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    doc = json.loads((tmp_path / "bench.json").read_text())
+    assert bench.schema_errors(doc) == [] and doc["run"]["load"] == 1
+    assert "1 busy process beside the pipeline" in printed
+    assert len(started) == 1 and seen_running == started  # it ran during the bench ...
+    assert _spinning(started) == []  # ... and is gone after it
+
+
+def test_an_interrupted_bench_stops_its_load(generated_driver, mona_avatar, monkeypatch):
+    started = []
+    real_start = CpuLoad.start
+    monkeypatch.setattr(CpuLoad, "start", lambda self: (real_start(self), started.extend(self.pids)))
+
+    def interrupt():
+        raise KeyboardInterrupt
+
+    settings = bench.BenchSettings(generated_driver, size=64, frames=5, warmup=0, paced_fps=None, load=2)
+    with pytest.raises(KeyboardInterrupt):
+        bench.run_bench(mona_avatar, settings, on_start=interrupt)
+    assert len(started) == 2 and _spinning(started) == []
+
+
+def test_the_load_ends_by_itself_when_the_bench_is_killed_or_its_time_is_up(tmp_path):
+    import subprocess
+    import sys
+
+    import psutil
+
+    with CpuLoad(1, limit_s=0.2) as load:  # its own limit
+        child = psutil.Process(load.pids[0])
+        child.wait(timeout=30)
+    # A bench killed outright (no finally runs): its busy process sees its stdin close and ends.
+    parent = subprocess.Popen([sys.executable, "-c", "import sys, time; from avatar_app.measure.load import CpuLoad; "
+                               "load = CpuLoad(1); load.start(); print(load.pids[0], flush=True); time.sleep(60)"],
+                              stdout=subprocess.PIPE, text=True)
+    pid = int(parent.stdout.readline())
+    orphan = psutil.Process(pid)
+    parent.kill()
+    parent.wait()
+    orphan.wait(timeout=30)  # raises TimeoutExpired if it kept spinning
+    assert _spinning([pid]) == []
+
+
+def test_load_out_of_range_is_refused(generated_driver):
+    with pytest.raises(ValueError, match="--load"):
+        bench.BenchSettings(generated_driver, load=-1)

@@ -34,6 +34,9 @@ def register(subparsers) -> None:
     pace.add_argument("--paced", type=float, default=30.0, metavar="FPS",
                       help="deliver driver frames at this rate, as a camera would (default 30)")
     pace.add_argument("--unpaced", action="store_true", help="as fast as the pipeline goes (throughput)")
+    p.add_argument("--load", type=int, default=0, metavar="N",
+                   help="run N busy processes beside the pipeline, one CPU each, as a video-call program loads the "
+                        "machine (default 0); they end with the bench")
     p.add_argument("--json", type=Path, required=True, metavar="OUT.json", help="versioned report (see benchmarks/README.md)")
     p.add_argument("--csv", type=Path, default=None, metavar="OUT.csv", help="one row per frame")
     p.add_argument("--plot", type=Path, default=None, metavar="OUT.png", help="latency distributions and over time")
@@ -58,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     settings = bench.BenchSettings(
         driver=args.driver, size=args.size, backend=args.backend, model=args.model, runtime=args.runtime,
         provider=args.provider, trust_code=args.trust_model, mouth=args.mouth, mouth_model=args.mouth_model, frames=args.frames, warmup=args.warmup,
-        paced_fps=None if args.unpaced else args.paced, framing=None if args.framing == "none" else args.framing,
+        paced_fps=None if args.unpaced else args.paced, framing=None if args.framing == "none" else args.framing, load=args.load,
     )
     avatar = load_avatar(args)
     result = bench.run_bench(avatar, settings, on_start=lambda: print(

@@ -25,6 +25,7 @@ from avatar_app.atomic import atomic_path
 from avatar_app.pipeline.avatar import Avatar
 from avatar_app.errors import AvatarAppError
 from avatar_app.measure import cpu
+from avatar_app.measure.load import CpuLoad
 from avatar_app.pipeline.frame import now
 from avatar_app.measure.profiler import LatencyReport, Profiler, ProfilerSettings
 from avatar_app.pipeline.render.base import RenderSettings
@@ -35,7 +36,7 @@ from avatar_app.pipeline.sources import FrameSource, SourceSettings, open_source
 from avatar_app.pipeline.stages import StageLoop, TrackerStage
 
 FORMAT = "avatar_app.bench"
-VERSION = 2  # 2: result.cpu, the CPU budget
+VERSION = 3  # 2: result.cpu, the CPU budget; 3: run.load (busy processes beside it), result.renderer_modes
 PIPELINE_THREADS = 3  # capture; tracker + retarget; renderer + sinks (see runner.py)
 
 
@@ -44,7 +45,9 @@ class BenchSettings:
     """``paced_fps``: release driver frames at this rate, as a camera does (None: unpaced, as fast as the
     pipeline takes them). ``frames``: frames that reach the sinks and are measured, after ``warmup`` frames
     that are not (model loading, JIT compilation). A run that stalls for ``stall_s`` seconds (``start_s``
-    before the first frame) fails instead of hanging."""
+    before the first frame) fails instead of hanging. ``load``: busy processes, each spinning a CPU, run beside
+    the pipeline from its start to its end, as a video-call program loads the machine (measure/load.py); each
+    stops by itself after ``load_limit_s`` at the latest."""
 
     driver: Path
     size: int = 512
@@ -64,6 +67,8 @@ class BenchSettings:
     # The call's picture as the window makes it for the virtual camera (avatar_app/call/), or None: none
     framing: str | None = None
     call_size: tuple[int, int] = (1280, 720)
+    load: int = 0
+    load_limit_s: float = 900.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "driver", Path(self.driver))
@@ -73,6 +78,8 @@ class BenchSettings:
             raise ValueError(f"--warmup must be 0 or more, got {self.warmup}")
         if self.paced_fps is not None and not 1 <= self.paced_fps <= 240:
             raise ValueError(f"--paced must be between 1 and 240 frames per second, got {self.paced_fps:g}")
+        if not 0 <= self.load <= 64:
+            raise ValueError(f"--load must be between 0 and 64 busy processes, got {self.load}")
 
     @property
     def mode(self) -> str:
@@ -92,6 +99,9 @@ class BenchResult:
     runner: dict
     report: LatencyReport
     failure: str | None = None
+    # Frames the renderer drew in each of its modes (neural under load: "full", "every other frame", "mesh only");
+    # None for a renderer that has a single mode.
+    renderer_modes: dict[str, int] | None = None
     created: str = field(default_factory=lambda: datetime.datetime.now(datetime.timezone.utc)
                          .strftime("%Y-%m-%dT%H:%M:%SZ"))
 
@@ -213,7 +223,7 @@ def run_bench(avatar: Avatar, settings: BenchSettings, animator: Animator | None
         animator = animator or Animator(avatar, RenderSettings(
             size=settings.size, backend=settings.backend, model=settings.model, runtime=settings.runtime,
             provider=settings.provider, trust_code=settings.trust_code, mouth=settings.mouth,
-            mouth_model=settings.mouth_model))
+            mouth_model=settings.mouth_model, live_fps=settings.paced_fps))  # paced: held as live
     except BaseException:
         video.close()
         raise
@@ -232,13 +242,16 @@ def run_bench(avatar: Avatar, settings: BenchSettings, animator: Animator | None
         call.prepare(animator)  # the person cut out before the clock starts, as the window does
     runner = Runner(source, stages, [NullSink()], runner_settings, on_problem=problems.append, observer=profiler)
     failure = None
+    load = CpuLoad(settings.load, settings.load_limit_s)
     try:
+        load.start()  # inside the try: an interrupted bench stops its busy processes too
         runner.start()
         if on_start is not None:
             on_start()
         failure = _wait_for(runner, profiler, settings, problems, logs)
     finally:
         runner.stop()
+        load.stop()
         runner_log.removeHandler(logs)
     renderer = animator.renderer
     model = getattr(renderer, "model", None)  # the neural renderer's exported model knows its runtime/device
@@ -255,6 +268,7 @@ def run_bench(avatar: Avatar, settings: BenchSettings, animator: Animator | None
                 "sinks": ["null"]},
         report=profiler.report(),
         failure=failure,
+        renderer_modes=dict(renderer.mode_frames) if hasattr(renderer, "mode_frames") else None,
     )
 
 
@@ -319,7 +333,7 @@ REPORT_SCHEMA = {
             "type": "object",
             "required": ["driver", "driver_size", "driver_fps", "avatar", "backend", "runtime", "provider", "size",
                          "output_size", "mode", "paced_fps", "frames", "warmup", "drop_stale", "slot_size",
-                         "sinks"],
+                         "sinks", "load"],
             "properties": {
                 "driver": {"type": "string"},
                 "driver_size": {"type": "array", "items": {"type": "integer"}, "minItems": 2, "maxItems": 2},
@@ -338,12 +352,13 @@ REPORT_SCHEMA = {
                 "drop_stale": {"type": "boolean"},
                 "slot_size": {"type": "integer"},
                 "sinks": {"type": "array", "items": {"type": "string"}},
+                "load": {"type": "integer", "minimum": 0},  # busy processes (one CPU each) run beside it
             },
         },
         "result": {
             "type": "object",
             "required": ["frames", "span_s", "fps", "capture_fps", "stages", "end_to_end_ms", "audio_delay_ms",
-                         "dropped", "failed", "profiler_overhead_us", "cpu"],
+                         "dropped", "failed", "profiler_overhead_us", "cpu", "renderer_modes"],
             "properties": {
                 "frames": {"type": "integer", "minimum": 0},  # measured frames that reached the sinks
                 "span_s": _NUM,
@@ -363,6 +378,9 @@ REPORT_SCHEMA = {
                 "failed": _COUNTS,
                 "profiler_overhead_us": _STATS,
                 "cpu": cpu.json_schema(_STATS),  # null only when nothing was measured
+                # frames drawn in each of the renderer's modes, warm-up included (neural: full, every other
+                # frame, mesh only); null for a renderer with one mode
+                "renderer_modes": {"type": ["object", "null"], "additionalProperties": {"type": "integer", "minimum": 0}},
             },
         },
     },
@@ -396,6 +414,7 @@ def to_json(result: BenchResult) -> dict:
             "frames": s.frames,
             "warmup": s.warmup,
             **result.runner,
+            "load": s.load,
         },
         "result": {
             "frames": r.frames,
@@ -409,6 +428,7 @@ def to_json(result: BenchResult) -> dict:
             "failed": r.failed,
             "profiler_overhead_us": r.overhead_us,
             "cpu": cpu.to_json(r.cpu),
+            "renderer_modes": result.renderer_modes,
         },
     }
 
@@ -553,6 +573,7 @@ def format_table(result: BenchResult) -> str:
         f"driver {Path(d['path']).name} ({d['size'][0]}x{d['size'][1]}, {d['fps']:g} fps), {pace}",
         f"machine: {m['cpu_count']} CPUs{_load(m)}; threads: {th['pipeline']} pipeline, OpenCV {th['opencv']}, "
         f"numba {th['numba']}{env}",
+        f"load: {_load_text(s.load)}",
         f"{r.frames} frames measured after {s.warmup} warm-up, over {r.span_s:.1f} s",
         "",
         f"{'stage':<16}{'p50':>8}{'p95':>8}{'p99':>8}{'max':>8}   {'wait p50':>8}{'wait p95':>9}   (ms)",
@@ -574,6 +595,9 @@ def format_table(result: BenchResult) -> str:
     fps = "-" if r.fps is None else f"{r.fps:.1f}"
     cap = "-" if r.capture_fps is None else f"{r.capture_fps:.1f}"
     lines += ["", f"output {fps} fps (frames in: {cap} fps); dropped: {dropped}; failed: {failed}"]
+    if result.renderer_modes:
+        lines.append("renderer modes: " + ", ".join(f"{mode} {n}" for mode, n in result.renderer_modes.items())
+                     + " frames")
     if r.overhead_us is not None:
         o = r.overhead_us
         lines.append(f"profiler overhead: {o['mean']:.1f} us per frame (p99 {o['p99']:.1f} us)")
@@ -584,6 +608,12 @@ def format_table(result: BenchResult) -> str:
         lines.append(f"A/V delay: capture->sink median {e['p50']:.0f} ms, p95 {e['p95']:.0f} ms"
                      f" - set your audio delay to {r.audio_delay_ms} ms{note}")
     return "\n".join(lines)
+
+
+def _load_text(processes: int) -> str:
+    if processes == 0:
+        return "none added (other programs may still share the CPUs: see the load average)"
+    return f"{processes} busy process{'es' if processes > 1 else ''} beside the pipeline, one CPU each (--load)"
 
 
 def _load(machine: dict) -> str:

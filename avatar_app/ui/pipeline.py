@@ -154,6 +154,12 @@ class LivePipeline(QObject):
         stages = self.stages
         return None if stages is None else stages.animator.output_size
 
+    @property
+    def renderer(self):
+        """The renderer animating now (None when nothing runs)."""
+        stages = self.stages
+        return None if stages is None else stages.animator.renderer
+
     def set_avatar(self, avatar: Avatar, render: RenderSettings) -> None:
         """Animate ``avatar`` with ``render`` settings: now if running (prepared off the GUI thread), else at
         the next start()."""

@@ -39,6 +39,7 @@ class StandInPipeline(QObject):
         self.output_size: tuple[int, int] | None = None
         self.running = False
         self.runner = None
+        self.renderer = None
         self.last_problem = None
 
     def take_frame(self):
@@ -187,3 +188,38 @@ def test_once_no_camera_is_found_the_camera_preview_names_the_demo_not_the_searc
     assert sources.source_combo.currentText() == "Demo (no camera)"
     sources.avatar_ready()
     assert pipeline.starts == ["demo"] and texts[-1] == "Opening the demo\u2026"
+
+
+def test_the_hud_and_the_status_bar_say_when_the_neural_renderer_gives_way_under_load(qtbot):
+    pipeline = StandInPipeline()
+    pipeline.snapshot = HudSnapshot(frames=30, fps=29.5, stage_ms={"renderer": 30.0}, wait_ms={}, latency_ms=40.0,
+                                    latency_p95_ms=55.0, audio_delay_ms=40, dropped={}, failed={}, overhead_us=5.0)
+    pipeline.output_size = (288, 512)
+    pipeline.renderer = SimpleNamespace(degraded="full")
+    hud = Hud(AppSettings(hud=False), pipeline, lambda: "neural")
+    said = []
+    hud.status.connect(lambda text, ms: said.append(text))
+    hud.tick()
+    assert said == []  # running in full is no news
+    pipeline.renderer.degraded = "every other frame"
+    hud.tick()  # the HUD is off: the status bar says it anyway
+    pipeline.renderer.degraded = "mesh only"
+    hud.tick()
+    hud.tick()
+    pipeline.renderer.degraded = "full"
+    hud.tick()
+    assert len(said) == 3
+    assert "every other frame" in said[0] and "mesh alone" in said[1] and "every frame again" in said[2]
+
+    pipeline.renderer = SimpleNamespace(degraded="full")  # another renderer: starts in full, nothing to say
+    hud.tick()
+    assert len(said) == 3
+    pipeline.renderer.degraded = "mesh only"
+    hud.settings.hud = True
+    with qtbot.waitSignal(hud.changed) as shown:
+        hud.tick()
+    assert "generator: mesh only" in shown.args[0][-1] and len(said) == 4
+
+    pipeline.renderer = SimpleNamespace()  # the mesh renderer has no modes: the HUD names none
+    hud.tick()
+    assert "generator" not in hud.last_lines[-1]

@@ -31,10 +31,15 @@ class RenderSettings:
     # model: mouth_model's folder, None: the shipped one).
     mouth: str = "painted"
     mouth_model: str | None = None
+    # Live: the frame rate to hold; a renderer that misses it lowers its own rate (neural: the generator every
+    # other frame, then the mesh alone; render/pacing.py). None: every frame drawn in full (a file, evaluation).
+    live_fps: float | None = None
 
     def __post_init__(self) -> None:
         if not 32 <= self.size <= 4096:
             raise ValueError(f"size must be between 32 and 4096 pixels, got {self.size}")
+        if self.live_fps is not None and not 1 <= self.live_fps <= 240:
+            raise ValueError(f"the live frame rate must be between 1 and 240 fps, got {self.live_fps:g}")
         if self.mouth not in MOUTHS:
             raise AvatarAppError(f"unknown mouth '{self.mouth}' - choose one of: {', '.join(MOUTHS)}")
         if self.backend == "neural" and self.runtime == "torchscript" and not self.trust_code:

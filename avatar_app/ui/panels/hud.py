@@ -1,5 +1,5 @@
 """The HUD: frames per second, latency and milliseconds per stage, from the pipeline's profiler, shown over the
-avatar while its toggle is on."""
+avatar while its toggle is on; and, HUD or not, a status message when the renderer lowers its rate under load."""
 
 from __future__ import annotations
 
@@ -13,15 +13,26 @@ from avatar_app.ui.settings import AppSettings
 
 WARM_UP_MS = 2000
 
+# What the status bar says when the neural renderer changes mode (render/pacing.py), in the user's words.
+MODE_MESSAGES = {
+    "full": "Neural renderer: the face generator runs on every frame again",
+    "every other frame": "Neural renderer: the computer is busy - the face generator runs every other frame to "
+                         "keep the frame rate",
+    "mesh only": "Neural renderer: the computer is too busy - the mesh alone draws the avatar until it frees up",
+}
+MODE_MESSAGE_MS = 10000
+
 
 class Hud(QObject):
     """``action`` toggles it (bound to ``settings.hud``); ``tick()`` refreshes it. ``changed(lines)``: what to
-    draw over the avatar now (empty: nothing); ``settings_changed`` as in the other panels.
+    draw over the avatar now (empty: nothing); ``status(text, ms)``: the renderer changed mode under load (checked
+    at every tick, HUD shown or not); ``settings_changed`` as in the other panels.
 
     ``renderer_label()`` names the renderer in the last line, as the renderer picker shows it.
     """
 
     changed = Signal(list)
+    status = Signal(str, int)
     settings_changed = Signal()
 
     def __init__(self, settings: AppSettings, pipeline: LivePipeline, renderer_label: Callable[[], str],
@@ -32,13 +43,17 @@ class Hud(QObject):
         self.renderer_label = renderer_label
         self.last_lines: list[str] = []  # what the last tick showed
         self._closing = False
+        self._mode_seen: tuple[int, str] | None = None  # (id of the renderer, its mode) at the last tick
         self.action = action(self, "HUD", "H", checkable=True, checked=settings.hud,
                              tip="Frames per second and milliseconds per stage over the avatar (H)")
         self.action.toggled.connect(self._toggled)
         pipeline.started.connect(self._started)
 
     def tick(self) -> None:
-        if self._closing or not self.settings.hud:
+        if self._closing:
+            return
+        self._watch_mode()
+        if not self.settings.hud:
             return
         self.last_lines = self.lines()
         self.changed.emit(self.last_lines)
@@ -59,8 +74,23 @@ class Hud(QObject):
             lines.append("dropped " + "  ".join(f"{q} {n}" for q, n in snap.dropped.items()))
         size = self.pipeline.output_size
         if size is not None:
-            lines.append(f"{self.renderer_label()} {size[0]}x{size[1]}   delay audio by {snap.audio_delay_ms} ms")
+            mode = self.renderer_mode()
+            rate = "" if mode is None else f"   generator: {mode}"
+            lines.append(f"{self.renderer_label()} {size[0]}x{size[1]}{rate}   delay audio by {snap.audio_delay_ms} ms")
         return lines
+
+    def renderer_mode(self) -> str | None:
+        """The running renderer's mode under load ("full", "every other frame", "mesh only"), None for one that
+        has a single mode (mesh)."""
+        return getattr(self.pipeline.renderer, "degraded", None)
+
+    def _watch_mode(self) -> None:
+        renderer = self.pipeline.renderer
+        mode = getattr(renderer, "degraded", None)
+        seen, self._mode_seen = self._mode_seen, (id(renderer), mode)
+        # A new renderer starts in full: only a change of the same renderer's mode is news.
+        if seen is not None and seen[0] == id(renderer) and seen[1] != mode and mode in MODE_MESSAGES:
+            self.status.emit(MODE_MESSAGES[mode], MODE_MESSAGE_MS)
 
     def shutdown(self) -> None:
         self._closing = True

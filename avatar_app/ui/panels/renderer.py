@@ -83,7 +83,9 @@ class RendererPicker(QObject):
 
     def render_settings(self) -> RenderSettings:
         backend, _, model = self.settings.renderer.partition(":")
-        return RenderSettings(size=self.settings.size, backend=backend, model=model or None, mouth=self.settings.mouth)
+        # live_fps: the rate the virtual camera sends; a renderer that cannot hold it lowers its own (neural)
+        return RenderSettings(size=self.settings.size, backend=backend, model=model or None, mouth=self.settings.mouth,
+                              live_fps=float(self.settings.fps))
 
     def label(self) -> str:
         """The renderer in the user's words, as the picker shows it."""
