@@ -12,7 +12,7 @@ from PySide6.QtWidgets import QFileDialog, QLabel
 from avatar_app.errors import AvatarAppError, first_line
 from avatar_app.call.framing import FramingSettings
 from avatar_app.pipeline.virtual_camera import VirtualCameraError, VirtualCameraSettings, VirtualCameraSink
-from avatar_app.ui.outputs import Recording, recording_path
+from avatar_app.pipeline.recording import Recording, recording_path
 from avatar_app.ui.panels.toolbar import action, combo, uncheck_quietly
 from avatar_app.ui.pipeline import LivePipeline
 from avatar_app.ui.settings import CAMERA_SIZES, FRAME_RATES, FRAMING_CHOICES, AppSettings
