@@ -380,7 +380,10 @@ def add_sound(video: str | os.PathLike, sound: np.ndarray | Iterable[np.ndarray]
                     continue
                 packet.stream = v_out
                 out.mux(packet)
-            samples = 0
+            # The video's first frame is shown a little after 0 (x264's B-frames: its pts start where its dts
+            # allow), and the sound for frame k must start when frame k is shown, so it starts as late.
+            shown_at = v_in.start_time * v_in.time_base if v_in.start_time else 0
+            samples = round(shown_at * rate)
             for chunk in itertools.chain([first], chunks):
                 frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk, np.float32), format="fltp",
                                                    layout=layout)
