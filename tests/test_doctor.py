@@ -430,3 +430,30 @@ def test_doctor_on_this_machine_end_to_end(tmp_path):
     assert by_name["window"]["ok"] and "offscreen" in by_name["window"]["found"]
     assert by_name["face tracker"]["ok"] and by_name["mesh renderer"]["ok"]
     assert str(tmp_path) in by_name["disk space"]["found"]
+
+
+# -- microphone -----------------------------------------------------------------------------------------------
+def test_without_portaudio_the_microphone_line_says_what_to_install(monkeypatch):
+    from avatar_app.pipeline import microphone
+
+    def missing():
+        raise microphone.MicrophoneError(f"no sound input: PortAudio library not found - {microphone.INSTALL_HINT}")
+
+    monkeypatch.setattr(microphone, "sounddevice", missing)
+    check = checks.check_microphone()
+    assert not check.ok and not check.needed
+    line = one_line(check, "PortAudio library not found", "pip install sounddevice", "libportaudio2", "(optional)")
+    assert line.count("pip install") == 1
+
+
+def test_the_default_microphone_is_named(monkeypatch):
+    from avatar_app.pipeline import microphone
+
+    devices = [{"name": "Built-in Mic", "max_input_channels": 2}, {"name": "Speakers", "max_input_channels": 0},
+               {"name": "USB Headset", "max_input_channels": 1}]
+    sd = SimpleNamespace(query_devices=lambda device=None, kind=None: devices[0] if kind == "input" else devices)
+    monkeypatch.setattr(microphone, "sounddevice", lambda: sd)
+    check = checks.check_microphone()
+    assert check.ok
+    one_line(check, "default input: Built-in Mic", "USB Headset")
+    assert "Speakers" not in check.line()
