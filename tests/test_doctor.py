@@ -376,6 +376,7 @@ def outcome(monkeypatch):
         monkeypatch.setattr(checks, "check_selfie_segmentation", lambda: make("selfie segmentation", False))
         monkeypatch.setattr(checks, "check_mesh_renderer", lambda: make("mesh renderer", True))
         monkeypatch.setattr(qt, "window_check", lambda: make("window", True))
+        monkeypatch.setattr(checks, "check_microphone", lambda: make("microphone", False))
         monkeypatch.setattr(checks, "check_disk_space", lambda folder: make("disk space", False))
 
     return install
@@ -383,7 +384,7 @@ def outcome(monkeypatch):
 
 @pytest.mark.parametrize("failing, args, code", [
     ((), [], 0),
-    (("cameras", "virtual camera", "CUDA", "onnxruntime", "selfie segmentation", "disk space"), [], 0),
+    (("cameras", "virtual camera", "CUDA", "onnxruntime", "selfie segmentation", "microphone", "disk space"), [], 0),
     (("virtual camera",), ["--virtual-camera"], 1),
     (("onnxruntime",), ["--neural"], 1),
     (("face tracker",), [], 1),
@@ -394,7 +395,7 @@ def test_exit_code_is_1_only_when_something_needed_fails(outcome, capsys, failin
     outcome(*failing)
     assert main(["doctor", *args]) == code
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 10  # nine checks, one line each, then the verdict
+    assert len(lines) == 11  # ten checks, one line each, then the verdict
     assert lines[-1].startswith("Not ready" if code else "Ready")
     for name in failing:
         assert any(line.startswith(f"\u2717 {name}: {name} broken - fix {name}") for line in lines), lines
@@ -406,7 +407,8 @@ def test_json_shape(outcome, capsys):
     report = json.loads(capsys.readouterr().out)
     assert report["ok"] is False
     assert [c["name"] for c in report["checks"]] == ["cameras", "virtual camera", "onnxruntime", "CUDA", "face tracker",
-                                                     "selfie segmentation", "mesh renderer", "window", "disk space"]
+                                                     "selfie segmentation", "mesh renderer", "window", "microphone",
+                                                     "disk space"]
     for c in report["checks"]:
         assert set(c) == {"name", "ok", "needed", "found", "fix", "details"}
     vcam = report["checks"][1]

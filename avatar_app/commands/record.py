@@ -75,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
     recording = Recording(args.out, args.fps, framing.size,
                           microphone=None if mic is None else MicrophoneRecorder(args.out, mic))
     recording.open()
+    listening = recording.microphone is not None
     if recording.sound_note:  # the default input would not start: the video is recorded all the same
         print(f"avatar-app: note: {recording.sound_note}", file=sys.stderr)
         recording.sound_note = None  # said once
@@ -92,8 +93,9 @@ def run(args: argparse.Namespace) -> int:
         stages.close()
     recording.close()  # an AvatarAppError (no frame ever came) is one line and exit code 2
     delay = recording.sound_delay
-    with_sound = mic is not None and recording.sound_note is None and delay is not None
-    sound = f"with sound, laid {delay * 1000:.0f} ms late (the measured latency)" if with_sound else "silent"
+    with_sound = listening and recording.sound_note is None and delay is not None
+    sound = (f"with the microphone's sound, moved {delay * 1000:+.0f} ms to meet the pictures (the measured latency)"
+             if with_sound else "silent")
     print(f"{args.out}: {recording.frames_written} frames at {args.fps} fps ({recording.seconds:.1f} s), "
           f"{framing.width}x{framing.height}, {sound}")
     if recording.sound_note:

@@ -153,6 +153,9 @@ class MicrophoneRecorder:
             self.stop()
             self.discard()
             if isinstance(err, MicrophoneError):
+                text = str(err)
+                if not text.startswith(self.settings.described):  # no sound input at all: still name the device
+                    raise MicrophoneError(f"{self.settings.described}: {text}") from None
                 raise
             raise MicrophoneError(f"{self.settings.described}: cannot start ({first_line(err)}) - choose "
                                   f"another, or '{MICROPHONE_OFF}'") from None
