@@ -376,6 +376,7 @@ def outcome(monkeypatch):
         monkeypatch.setattr(checks, "check_selfie_segmentation", lambda: make("selfie segmentation", False))
         monkeypatch.setattr(checks, "check_mesh_renderer", lambda: make("mesh renderer", True))
         monkeypatch.setattr(qt, "window_check", lambda: make("window", True))
+        monkeypatch.setattr(checks, "check_microphone", lambda: make("microphone", False))
         monkeypatch.setattr(checks, "check_disk_space", lambda folder: make("disk space", False))
 
     return install
@@ -383,7 +384,7 @@ def outcome(monkeypatch):
 
 @pytest.mark.parametrize("failing, args, code", [
     ((), [], 0),
-    (("cameras", "virtual camera", "CUDA", "onnxruntime", "selfie segmentation", "disk space"), [], 0),
+    (("cameras", "virtual camera", "CUDA", "onnxruntime", "selfie segmentation", "microphone", "disk space"), [], 0),
     (("virtual camera",), ["--virtual-camera"], 1),
     (("onnxruntime",), ["--neural"], 1),
     (("face tracker",), [], 1),
@@ -394,7 +395,7 @@ def test_exit_code_is_1_only_when_something_needed_fails(outcome, capsys, failin
     outcome(*failing)
     assert main(["doctor", *args]) == code
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 10  # nine checks, one line each, then the verdict
+    assert len(lines) == 11  # ten checks, one line each, then the verdict
     assert lines[-1].startswith("Not ready" if code else "Ready")
     for name in failing:
         assert any(line.startswith(f"\u2717 {name}: {name} broken - fix {name}") for line in lines), lines
@@ -406,7 +407,8 @@ def test_json_shape(outcome, capsys):
     report = json.loads(capsys.readouterr().out)
     assert report["ok"] is False
     assert [c["name"] for c in report["checks"]] == ["cameras", "virtual camera", "onnxruntime", "CUDA", "face tracker",
-                                                     "selfie segmentation", "mesh renderer", "window", "disk space"]
+                                                     "selfie segmentation", "mesh renderer", "window", "microphone",
+                                                     "disk space"]
     for c in report["checks"]:
         assert set(c) == {"name", "ok", "needed", "found", "fix", "details"}
     vcam = report["checks"][1]
@@ -430,3 +432,30 @@ def test_doctor_on_this_machine_end_to_end(tmp_path):
     assert by_name["window"]["ok"] and "offscreen" in by_name["window"]["found"]
     assert by_name["face tracker"]["ok"] and by_name["mesh renderer"]["ok"]
     assert str(tmp_path) in by_name["disk space"]["found"]
+
+
+# -- microphone -----------------------------------------------------------------------------------------------
+def test_without_portaudio_the_microphone_line_says_what_to_install(monkeypatch):
+    from avatar_app.pipeline import microphone
+
+    def missing():
+        raise microphone.MicrophoneError(f"no sound input: PortAudio library not found - {microphone.INSTALL_HINT}")
+
+    monkeypatch.setattr(microphone, "sounddevice", missing)
+    check = checks.check_microphone()
+    assert not check.ok and not check.needed
+    line = one_line(check, "PortAudio library not found", "pip install sounddevice", "libportaudio2", "(optional)")
+    assert line.count("pip install") == 1
+
+
+def test_the_default_microphone_is_named(monkeypatch):
+    from avatar_app.pipeline import microphone
+
+    devices = [{"name": "Built-in Mic", "max_input_channels": 2}, {"name": "Speakers", "max_input_channels": 0},
+               {"name": "USB Headset", "max_input_channels": 1}]
+    sd = SimpleNamespace(query_devices=lambda device=None, kind=None: devices[0] if kind == "input" else devices)
+    monkeypatch.setattr(microphone, "sounddevice", lambda: sd)
+    check = checks.check_microphone()
+    assert check.ok
+    one_line(check, "default input: Built-in Mic", "USB Headset")
+    assert "Speakers" not in check.line()

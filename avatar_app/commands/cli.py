@@ -16,7 +16,7 @@ EXIT_USER_ERROR = 2
 # and sets `handler` (a function of the parsed args returning the exit code) with set_defaults(). Modules are
 # imported when the parser is built, so they must import heavy packages inside their handler, not at the top.
 COMMAND_MODULES: list[str] = [
-    "avatar_app.commands.render", "avatar_app.commands.avatar", "avatar_app.commands.bench",
+    "avatar_app.commands.render", "avatar_app.commands.record", "avatar_app.commands.avatar", "avatar_app.commands.bench",
     "avatar_app.commands.evaluate", "avatar_app.commands.model", "avatar_app.commands.train", "avatar_app.commands.gui",
     "avatar_app.commands.doctor",
 ]

@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from avatar_app.errors import first_line
+from avatar_app.pipeline import microphone
 from avatar_app.pipeline.sources import quiet_opencv
 from avatar_app.pipeline.virtual_camera import (
     CARD_LABEL,
@@ -98,6 +99,7 @@ def run_checks(options: DoctorOptions, window: Callable[[], Check]) -> list[Chec
         ("selfie segmentation", False, check_selfie_segmentation),
         ("mesh renderer", True, check_mesh_renderer),
         ("window", True, window),
+        ("microphone", False, check_microphone),
         ("disk space", False, lambda: check_disk_space(folder)),
     ]
     out = []
@@ -307,6 +309,31 @@ def check_onnxruntime(needed: bool = False) -> Check:
     build = next((f"{dist} {version}, {ORT_BUILDS[dist]}" for dist, version in builds.items()),
                  f"onnxruntime {getattr(ort, '__version__', '?')}")  # another build (DirectML, OpenVINO...)
     return Check(name, True, needed, f"{build}; providers: {providers}")
+
+
+def check_microphone() -> Check:
+    """Sound input (sounddevice and PortAudio) for recordings from a camera or the demo; without it they are
+    silent."""
+    name = "microphone"
+    try:
+        sd = microphone.sounddevice()
+    except microphone.MicrophoneError as err:
+        reason = first_line(err).split(" - ")[0].removeprefix("no sound input: ")
+        return Check(name, False, False, f"no sound input ({reason}; recordings from a camera are silent)",
+                     microphone.INSTALL_HINT)
+    inputs = microphone.input_devices()
+    try:
+        default = sd.query_devices(kind="input")["name"]
+    except Exception:  # noqa: BLE001 - PortAudioError: no default input device
+        default = None
+    if not inputs:
+        return Check(name, False, False, "sound input works but no microphone was found",
+                     "plug one in (or record without sound: --microphone off)")
+    more = f" ({len(inputs)} inputs: {', '.join(inputs)})" if len(inputs) > 1 else ""
+    if default is None:
+        return Check(name, False, False, f"no default input device{more}",
+                     "choose one with --microphone NAME, or set a default in the system's sound settings")
+    return Check(name, True, False, f"default input: {default}{more}")
 
 
 def nvidia_driver() -> str | None:

@@ -5,7 +5,9 @@ Output paths are checked before any work starts, so a long render never fails at
 
 from __future__ import annotations
 
+import itertools
 import os
+from collections.abc import Iterable
 from fractions import Fraction
 from pathlib import Path
 
@@ -354,16 +356,23 @@ def audio_for_frames(audio: np.ndarray, media_times: list[float | None], fps: fl
     return out
 
 
-def add_sound(video: str | os.PathLike, sound: np.ndarray, rate: int = AUDIO_RATE) -> None:
-    """Put ``sound`` (channels x samples, float) beside the video track of ``video`` as AAC, replacing the file
-    atomically (the video is copied, not re-encoded)."""
+def add_sound(video: str | os.PathLike, sound: np.ndarray | Iterable[np.ndarray], rate: int = AUDIO_RATE) -> None:
+    """Put ``sound`` (channels x samples, float; or such chunks one after another, e.g. read from a microphone's
+    WAV, so a long recording's sound is never all in memory) beside the video track of ``video`` as AAC,
+    replacing the file atomically (the video is copied, not re-encoded)."""
     video = Path(video)
     tmp = temp_path_beside(video)
+    step = 1024
+    chunks = (sound[:, i:i + step] for i in range(0, sound.shape[1], step)) if isinstance(sound, np.ndarray) else sound
+    chunks = iter(chunks)
+    first = next(chunks, None)
+    if first is None:
+        return  # no sound at all: the video stays as it is
+    layout = "mono" if first.shape[0] == 1 else "stereo"
     try:
         with av.open(str(video)) as src, av.open(str(tmp), "w", format=_FORMATS[video.suffix.lower()]) as out:
             v_in = src.streams.video[0]
             v_out = out.add_stream_from_template(v_in)
-            layout = "mono" if sound.shape[0] == 1 else "stereo"
             a_out = out.add_stream("aac", rate=rate)
             a_out.codec_context.layout = layout
             for packet in src.demux(v_in):
@@ -371,11 +380,15 @@ def add_sound(video: str | os.PathLike, sound: np.ndarray, rate: int = AUDIO_RAT
                     continue
                 packet.stream = v_out
                 out.mux(packet)
-            step = 1024
-            for i in range(0, sound.shape[1], step):
-                frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(sound[:, i:i + step]), format="fltp",
+            # The video's first frame is shown a little after 0 (x264's B-frames: its pts start where its dts
+            # allow), and the sound for frame k must start when frame k is shown, so it starts as late.
+            shown_at = v_in.start_time * v_in.time_base if v_in.start_time else 0
+            samples = round(shown_at * rate)
+            for chunk in itertools.chain([first], chunks):
+                frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk, np.float32), format="fltp",
                                                    layout=layout)
-                frame.sample_rate, frame.pts, frame.time_base = rate, i, Fraction(1, rate)
+                frame.sample_rate, frame.pts, frame.time_base = rate, samples, Fraction(1, rate)
+                samples += chunk.shape[1]
                 out.mux(a_out.encode(frame))
             out.mux(a_out.encode(None))
         os.replace(tmp, video)

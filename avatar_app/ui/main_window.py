@@ -156,7 +156,7 @@ class MainWindow(QMainWindow):
         self._toolbar("Output", [QLabel(" Renderer: "), self.renderers.renderer_combo, QLabel(" Size: "),
                                  self.renderers.size_combo, self.renderers.mouth_combo, None, outputs.vcam_action, outputs.camera_size_combo,
                                  outputs.fps_combo, outputs.framing_combo, None, outputs.record_action,
-                                 outputs.folder_action])
+                                 outputs.microphone_combo, outputs.folder_action])
         left = QWidget()
         column = QVBoxLayout(left)
         column.setContentsMargins(0, 0, 0, 0)

@@ -26,6 +26,7 @@ class AppSettings:
     ``pose_strength`` / ``expression_strength`` (0-2), ``follow_eyes`` / ``follow_mouth`` / ``follow_gaze``,
     ``smoothing`` (0-1): how the avatar follows (ui/panels/controls.py).
     ``mouth``: where the inside of an opened mouth comes from (mine, neural or painted).
+    ``microphone``: the sound of recordings from a camera or the demo: "" the default input, "off", or a device.
     ``overlay`` / ``hud``: whether they were showing."""
 
     avatar: str = ""
@@ -36,6 +37,7 @@ class AppSettings:
     fps: int = 30
     framing: str = "follow"
     recordings: str = ""  # the folder recordings go to ("": the Videos folder's avatar_app)
+    microphone: str = ""  # "": the default input; "off"; else a device's name (pipeline/microphone.py)
     background: str = "keep"
     background_colour: str = "#00b140"
     pose_strength: float = 1.0

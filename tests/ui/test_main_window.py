@@ -444,3 +444,24 @@ def test_a_bad_portrait_from_the_command_line_is_said_and_not_left_in_the_galler
     assert window.source_combo.currentText() == "Demo (no camera)"
     assert window.camera_view.image() is not None  # the You panel shows the demo, not "Looking for cameras…"
     assert window.settings.avatar != str(picture.resolve())  # not offered again next time
+
+
+def test_a_chosen_microphone_that_is_not_there_is_a_message_and_the_video_is_recorded_silent(
+        qtbot, make_window, generated_driver, tmp_path):
+    window = _running(qtbot, make_window, generated_driver)
+    messages = []
+    window.outputs.message.connect(lambda title, text, *_: messages.append((title, text)))
+    window.settings.microphone = "No Such Mic"
+    qtbot.keyClick(window, Qt.Key.Key_R)
+    assert window.record_action.isChecked()  # recording goes on without sound
+    assert messages and messages[0][0] == "No microphone" and "microphone 'No Such Mic'" in messages[0][1]
+    assert "\n" not in messages[0][1]
+    qtbot.wait(1000)
+    qtbot.keyClick(window, Qt.Key.Key_R)
+    qtbot.waitUntil(lambda: any((tmp_path / "recordings").glob("avatar-*.mp4")), timeout=10000)
+    video = list((tmp_path / "recordings").glob("avatar-*.mp4"))[0]
+    import av
+
+    with av.open(str(video)) as c:
+        assert len(c.streams.video) == 1 and not c.streams.audio
+    assert not list((tmp_path / "recordings").glob(".*partial*"))

@@ -12,7 +12,8 @@ from PySide6.QtWidgets import QFileDialog, QLabel
 from avatar_app.errors import AvatarAppError, first_line
 from avatar_app.call.framing import FramingSettings
 from avatar_app.pipeline.virtual_camera import VirtualCameraError, VirtualCameraSettings, VirtualCameraSink
-from avatar_app.ui.outputs import Recording, recording_path
+from avatar_app.pipeline.microphone import MICROPHONE_OFF, MicrophoneRecorder, input_devices, parse_microphone
+from avatar_app.pipeline.recording import Recording, recording_path
 from avatar_app.ui.panels.toolbar import action, combo, uncheck_quietly
 from avatar_app.ui.pipeline import LivePipeline
 from avatar_app.ui.settings import CAMERA_SIZES, FRAME_RATES, FRAMING_CHOICES, AppSettings
@@ -57,6 +58,15 @@ class Outputs(QObject):
         self.framing_combo = combo(list(FRAMING_CHOICES), settings.framing,
                                    "How the avatar fills the call's picture: a crop that follows the head, the "
                                    "largest crop around the face held still, or the whole portrait between bars")
+        # The sound of recordings from a camera or the demo (a video file's own sound is kept instead).
+        devices = input_devices()
+        chosen_mic = settings.microphone
+        self.microphone_combo = combo(
+            [("Mic: default", ""), ("Mic: off", MICROPHONE_OFF)] + [(f"Mic: {name}", name) for name in devices]
+            + ([(f"Mic: {chosen_mic} (not found)", chosen_mic)]
+               if chosen_mic not in ("", MICROPHONE_OFF, *devices) else []),
+            chosen_mic, "The sound recordings from a camera or the demo get, laid late by the pipeline's latency "
+                        "so lips and voice stay in step")
         self.record_action = action(self, "Record", "R", checkable=True,
                                     tip="Record what the call sees to an MP4 while it runs (R)")
         self.folder_action = action(self, "Recordings folder\u2026",
@@ -73,6 +83,7 @@ class Outputs(QObject):
         self.fps_combo.currentIndexChanged.connect(self._format_changed)
         self.framing_combo.currentIndexChanged.connect(self._format_changed)
         self.record_action.toggled.connect(self._record_toggled)
+        self.microphone_combo.currentIndexChanged.connect(self._microphone_chosen)
         self.folder_action.triggered.connect(self._choose_folder)
         pipeline.set_framing(self.framing_settings())
         pipeline.output_failed.connect(self._output_failed)
@@ -170,6 +181,17 @@ class Outputs(QObject):
         self.settings_changed.emit()
         self.status.emit(f"Recordings go to {folder}", 6000)
 
+    def _microphone_chosen(self) -> None:
+        self.settings.microphone = self.microphone_combo.currentData()
+        self.settings_changed.emit()
+
+    def _microphone_for(self, path: Path) -> MicrophoneRecorder | None:
+        """What the recording at ``path`` hears: nothing for a video file with its own sound, or when off."""
+        if self.pipeline.sound_source is not None:
+            return None
+        mic = parse_microphone(self.settings.microphone)
+        return None if mic is None else MicrophoneRecorder(path, mic)
+
     def _record_toggled(self, on: bool) -> None:
         if on:
             self._start_recording()
@@ -188,12 +210,19 @@ class Outputs(QObject):
             return
         try:
             self.recordings_dir.mkdir(parents=True, exist_ok=True)
-            recording = Recording(recording_path(self.recordings_dir), fps, size, self.pipeline.sound_source)
+            path = recording_path(self.recordings_dir)
+            recording = Recording(path, fps, size, self.pipeline.sound_source, microphone=self._microphone_for(path))
             recording.open()
         except (AvatarAppError, OSError) as err:
             uncheck_quietly(self.record_action)
             self.message.emit("Cannot record", first_line(err), None, None)
             return
+        if recording.sound_note:  # the video records all the same, silent
+            if self.settings.microphone:  # a device the user chose is not there: said, not just shown
+                self.message.emit("No microphone", recording.sound_note, None, None)
+            else:
+                self.status.emit(recording.sound_note, 10000)
+            recording.sound_note = None  # said once
         self._recording = recording
         self.pipeline.hub.add(recording)
         self.record_label.setText(f"\u25cf REC 0:00  {recording.path.name}")
@@ -211,7 +240,8 @@ class Outputs(QObject):
             elif failed or err is not None:
                 self.message.emit("Recording not saved", failed or first_line(err), None, None)
             else:
-                self.status.emit(f"Saved {recording.path}", 15000)
+                note = f" ({recording.sound_note})" if recording.sound_note else ""
+                self.status.emit(f"Saved {recording.path}{note}", 15000)
 
         if wait:
             try:
