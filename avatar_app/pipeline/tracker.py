@@ -1,7 +1,8 @@
 """The tracker room: finds the face in a camera frame or a still portrait and returns its 478 landmarks in pixels.
 
-Streams go through ``FaceTracker`` (MediaPipe's tracking mode plus One-Euro smoothing); a portrait that is
-animated goes through ``detect_portrait``, which spends extra passes on accuracy because it runs once.
+Streams go through ``FaceTracker`` (MediaPipe's landmark model following the face's region, see
+face_region.py, or MediaPipe's FaceMesh graph, plus One-Euro smoothing); a portrait that is animated goes
+through ``detect_portrait``, which spends extra passes on accuracy because it runs once.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import os
 import sys
 import warnings
 from dataclasses import dataclass
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 # Builds of MediaPipe that log through glog honour these; 0.10.21 logs through absl and ignores them,
 # which is why the native graph is also started under quiet_native_logs() below.
@@ -28,6 +29,9 @@ from avatar_app.errors import InputFileError, NoFaceError  # noqa: E402
 from avatar_app.face import landmarks as L  # noqa: E402
 from avatar_app.pipeline.frame import now  # noqa: E402
 from avatar_app.pipeline.smoothing import OneEuroFilter  # noqa: E402
+
+if TYPE_CHECKING:
+    from avatar_app.pipeline.face_region import RegionMesh
 
 absl_logging.set_verbosity(absl_logging.ERROR)
 
@@ -54,6 +58,9 @@ _DETECT_MAX_SIDE = 1024
 _CROP_MARGIN = 1.0
 _CROP_SIZE = 640
 _PORTRAIT_MAX_FACES = 5
+# TrackerSettings.backend: "region" follows the face with the landmark model alone (face_region.py, ~3 ms per
+# frame); "graph" is MediaPipe's FaceMesh graph, which detects on every frame with fewer than max_faces faces.
+BACKENDS = ("region", "graph")
 # Overlapping tiles (fractions of the shorter side, stride half a tile) tried when the whole image shows no
 # face: the short-range face detector misses faces that fill only a small part of the picture.
 _RETRY_TILE_FRACTIONS = (0.6, 0.4)
@@ -63,10 +70,12 @@ _RETRY_TILE_FRACTIONS = (0.6, 0.4)
 class TrackerSettings:
     """How the tracker looks for faces.
 
-    ``static_images`` runs every image on its own (portraits); otherwise MediaPipe tracks the face from the
-    previous frame, which is faster and steadier for streams. With ``max_faces`` > 1 MediaPipe runs its
-    face detector on every frame where fewer faces are tracked, which costs a few ms per frame; the largest
-    face wins either way. ``min_cutoff`` (Hz) and ``beta`` (Hz per px/s at 640 px width) tune the One-Euro
+    ``static_images`` runs every image on its own (portraits); otherwise the face is tracked from the
+    previous frame, which is faster and steadier for streams. ``backend`` "region" (the default) runs the
+    landmark model on the face's region from the previous frame and the detector only when the face is lost:
+    the largest face found is followed until it leaves. "graph" is MediaPipe's FaceMesh graph, also used when
+    the region tracker cannot start: with ``max_faces`` > 1 it runs its face detector on every frame where
+    fewer faces are tracked (6-7 ms a frame) and the largest tracked face wins. ``min_cutoff`` (Hz) and ``beta`` (Hz per px/s at 640 px width) tune the One-Euro
     smoothing applied to streams when ``smoothing`` is on.
     """
 
@@ -77,8 +86,11 @@ class TrackerSettings:
     smoothing: bool = True
     min_cutoff: float = 0.5
     beta: float = 0.08
+    backend: str = "region"
 
     def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
         if not (isinstance(self.max_faces, int) and 1 <= self.max_faces <= 10):
             raise ValueError(f"max_faces must be an integer from 1 to 10, got {self.max_faces!r}")
         for field_name in ("min_detection_confidence", "min_tracking_confidence"):
@@ -250,12 +262,18 @@ class FaceTracker:
 
     def __init__(self, settings: TrackerSettings = TrackerSettings()) -> None:
         self.settings = settings
-        self._mesh: _Mesh | None = _Mesh(
-            static=settings.static_images,
-            max_faces=settings.max_faces,
-            detection=settings.min_detection_confidence,
-            tracking=settings.min_tracking_confidence,
-        )
+        self._mesh: _Mesh | RegionMesh | None = None
+        if settings.backend == "region" and not settings.static_images:
+            self._mesh = _region_mesh(settings)
+        #: the backend in use: "region", or "graph" when asked for or when the region tracker could not start
+        self.backend = "region" if self._mesh is not None else "graph"
+        if self._mesh is None:
+            self._mesh = _Mesh(
+                static=settings.static_images,
+                max_faces=settings.max_faces,
+                detection=settings.min_detection_confidence,
+                tracking=settings.min_tracking_confidence,
+            )
         self._filter: OneEuroFilter | None = None
         self._lid_filter: OneEuroFilter | None = None
         if settings.smoothing and not settings.static_images:
@@ -276,8 +294,8 @@ class FaceTracker:
             self.reset()
             self._tracking = False
             return None
-        if not self._tracking and not self.settings.static_images:
-            # A newly found face comes from MediaPipe's detector; the frames after it from its tracker, whose
+        if not self._tracking and not self.settings.static_images and self.backend == "graph":
+            # (RegionMesh does this itself.) A newly found face comes from MediaPipe's detector; the frames after it from its tracker, whose
             # landmarks run a few percent larger. Running the same frame again starts on the tracker's scale,
             # so a reference pose taken on this frame carries no false zoom into the frames that follow.
             faces = self._mesh.faces(image_bgr) or faces
@@ -317,6 +335,8 @@ class FaceTracker:
 
     def reset(self) -> None:
         """Forget the smoothing history (e.g. when the source jumps to another video or camera)."""
+        if self.backend == "region" and self._mesh is not None:
+            self._mesh.forget()
         if self._filter is not None:
             self._filter.reset()
             self._lid_filter.reset()
@@ -333,6 +353,19 @@ class FaceTracker:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _region_mesh(settings: TrackerSettings) -> RegionMesh | None:
+    """The region tracker, or None (with a warning naming the cause) where this MediaPipe build lacks a part."""
+    try:
+        # Imported here: face_region builds on this module's helpers, and an import failure falls back too.
+        from avatar_app.pipeline.face_region import RegionMesh
+
+        return RegionMesh(detection=settings.min_detection_confidence, tracking=settings.min_tracking_confidence)
+    except Exception as exc:  # noqa: BLE001 - any failure to build the native graph falls back, it must not stop the app
+        warnings.warn(f"face tracker: the fast region tracker did not start ({exc}); using MediaPipe's FaceMesh graph",
+                      stacklevel=3)
+        return None
 
 
 def _as_bgr(image: np.ndarray | None, name: str) -> np.ndarray:
@@ -440,3 +473,4 @@ def detect_portrait(image_bgr: np.ndarray, name: str = "portrait") -> FaceLandma
     finally:
         mesh.close()
     return FaceLandmarks(points=points.astype(np.float32, copy=False), image_size=(w, h), faces_found=len(faces))
+
