@@ -15,7 +15,8 @@ Agreement is unsmoothed landmarks against ``graph3`` on the same frames: per fra
 over the 478 points (and mean |dz|), per clip the mean and the worst frame, plus frames where only one of
 the two found a face. Also probes the two other routes asked about in issue 23 and says why they fail:
 the shipped .tflite models in a plain TFLite interpreter, and MediaPipe Tasks' FaceLandmarker from a .task
-bundle assembled from the wheel's files. Not a test: timings depend on the machine and what else runs.
+bundle assembled from the wheel's files. Not a test: wall timings depend on the machine and what else runs
+(the CPU figures, this process's CPU time over the call, much less so).
 """
 
 from __future__ import annotations
@@ -118,10 +119,16 @@ def probe_tasks(image) -> str:
                                                        running_mode=vision.RunningMode.VIDEO, num_faces=1)
                 with vision.FaceLandmarker.create_from_options(options) as landmarker:
                     rgb = mp.Image(image_format=mp.ImageFormat.SRGB, data=cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
-                    landmarker.detect_for_video(rgb, 0)
+                    faces = landmarker.detect_for_video(rgb, 0).face_landmarks
         except Exception as exc:  # noqa: BLE001 - the failure is the finding
-            return f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1][:200]}"
-    return "runs (not timed here)"
+            text = " ".join(str(exc).split())
+            cause = text[text.find("RET_CHECK"):] if "RET_CHECK" in text else text[-200:]
+            return (f"{type(exc).__name__}: ... {cause[:160]} - Tasks' landmark graph wants a model with two outputs"
+                    " (478 x 3 landmarks, presence); the wheel's attention model has seven (mesh, lips, eyes, irises,"
+                    " presence), refined by the legacy graph's own calculators")
+    if not faces:
+        return "starts, but found no face in the probe frame, so its landmark model did not run"
+    return f"runs: {len(faces[0])} landmarks (not timed here)"
 
 
 def main(argv=None) -> int:
@@ -139,6 +146,7 @@ def main(argv=None) -> int:
 
     made = trackers()
     times = {name: [] for name in CANDIDATES}
+    cpu = {name: [] for name in CANDIDATES}
     per_clip = []
     first_image = None
     for clip in chosen:
@@ -160,9 +168,10 @@ def main(argv=None) -> int:
             order = CANDIDATES[k % len(CANDIDATES):] + CANDIDATES[: k % len(CANDIDATES)]
             found = {}
             for name in order:
-                t0 = time.perf_counter()
+                c0, t0 = time.process_time(), time.perf_counter()
                 found[name] = made[name].process(image, t)
                 times[name].append(time.perf_counter() - t0)
+                cpu[name].append(time.process_time() - c0)
             reference = found["graph3"]
             for name in COMPARED:
                 if (reference is None) != (found[name] is None):
@@ -175,10 +184,13 @@ def main(argv=None) -> int:
         per_clip.append((clip.name, count, errors, z_errors, mismatched))
 
     print(f"{len(chosen)} clips, up to {args.frames} frames each at {args.size} px; {os.cpu_count()} CPUs")
-    print(f"\n{'candidate':<14} {'p50':>6} {'p95':>6}  (ms per frame, FaceTracker.process)")
+    load = f"load average {os.getloadavg()[0]:.1f} at the end" if hasattr(os, "getloadavg") else ""
+    print(f"\n{'candidate':<14} {'p50':>6} {'p95':>6}   {'cpu p50':>7} {'cpu p95':>7}  (ms per frame, "
+          f"FaceTracker.process; cpu: this process, all threads; {load})")
     for name in CANDIDATES:
         s = percentiles([x * 1000 for x in times[name][10:]])
-        print(f"{name:<14} {s['p50']:6.2f} {s['p95']:6.2f}")
+        c = percentiles([x * 1000 for x in cpu[name][10:]])
+        print(f"{name:<14} {s['p50']:6.2f} {s['p95']:6.2f}   {c['p50']:7.2f} {c['p95']:7.2f}")
 
     for name in COMPARED:
         print(f"\n{name} against graph3 (px): per clip mean / worst frame of the mean xy distance, mean |dz|,"
