@@ -106,7 +106,7 @@ def probe_tasks(image) -> str:
     import mediapipe as mp
     from mediapipe.tasks.python import BaseOptions, vision
 
-    from avatar_app.pipeline.tracker import quiet_native_logs
+    from avatar_app.pipeline.mediapipe_native import quiet_native_logs
 
     with tempfile.TemporaryDirectory() as tmp:
         bundle = Path(tmp) / "face_landmarker.task"

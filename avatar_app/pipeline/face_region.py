@@ -20,7 +20,7 @@ from mediapipe.framework.formats import rect_pb2
 from mediapipe.python.solution_base import SolutionBase
 from mediapipe.python.solutions import face_detection as mp_face_detection
 
-from avatar_app.pipeline.tracker import _landmark_array, quiet_native_logs
+from avatar_app.pipeline.mediapipe_native import landmark_array, quiet_native_logs
 
 # FaceMesh's own region rules (face_landmark_landmarks_to_roi and face_detection_front_detection_to_roi in
 # MediaPipe): the box around the landmarks (or the detection), squared on its longer side, 1.5 times as
@@ -131,7 +131,7 @@ class RegionMesh:
         if result.face_landmarks is None:
             return None
         h, w = rgb.shape[:2]
-        return _landmark_array(result.face_landmarks) * np.array([w, h, w], dtype=np.float32)
+        return landmark_array(result.face_landmarks) * np.array([w, h, w], dtype=np.float32)
 
     def forget(self) -> None:
         """Look for a face afresh on the next frame (the source jumped to another video or camera)."""
