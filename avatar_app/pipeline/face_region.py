@@ -4,8 +4,10 @@ frame, and its face detector only when there is no face to follow.
 MediaPipe's FaceMesh graph asked for up to ``max_faces`` faces runs its detector on every frame with fewer
 faces, which is most of its 9-10 ms per frame. Here the same landmark subgraph (``FaceLandmarkCpu``: the
 attention mesh with irises, its crop, refinement and projection, all inside the wheel's native code) is fed a
-region computed in Python the way FaceMesh computes it, so the landmarks are FaceMesh's own (within 0.1 px
-on the shipped clips, see benchmarks/tracker_speed.py) for a quarter of the time.
+region computed in Python the way FaceMesh computes it (given the same previous landmarks, the same
+landmarks to 0.001 px), so the landmarks stay FaceMesh's (0.06 px mean on 37 of the 38 clips, see
+benchmarks/tracker_speed.py) for about 3 ms a frame. The wheel's attention model cannot run outside
+MediaPipe's graphs: it holds MediaPipe's own custom TFLite ops, and Tasks' FaceLandmarker wants another model.
 """
 
 from __future__ import annotations

@@ -184,11 +184,12 @@ def _area(points: np.ndarray) -> float:
 
 
 class FaceTracker:
-    """Finds the largest face in each frame of a stream (or in independent images when ``static_images``).
+    """Finds the face in each frame of a stream (or the largest in independent images when ``static_images``).
 
-    ``process`` returns None when there is no face. In stream mode the landmarks are One-Euro smoothed on
-    the frame times, and the filter starts afresh whenever the face is lost or jumps (another face became
-    the largest), so a newly found face is not dragged in from where the old one was.
+    ``process`` returns None when there is no face. In stream mode the face is followed from frame to frame
+    (see TrackerSettings.backend; ``backend`` says which one runs) and the landmarks are One-Euro smoothed on
+    the frame times; the filter starts afresh whenever the face is lost or jumps (another face was taken), so
+    a newly found face is not dragged in from where the old one was.
     """
 
     def __init__(self, settings: TrackerSettings = TrackerSettings()) -> None:
