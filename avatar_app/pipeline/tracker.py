@@ -71,9 +71,10 @@ class TrackerSettings:
     ``static_images`` runs every image on its own (portraits); otherwise the face is tracked from the
     previous frame, which is faster and steadier for streams. ``backend`` "region" (the default) runs the
     landmark model on the face's region from the previous frame and the detector only when the face is lost:
-    the largest face found is followed until it leaves. "graph" is MediaPipe's FaceMesh graph, also used when
-    the region tracker cannot start: with ``max_faces`` > 1 it runs its face detector on every frame where
-    fewer faces are tracked (6-7 ms a frame) and the largest tracked face wins. ``min_cutoff`` (Hz) and ``beta`` (Hz per px/s at 640 px width) tune the One-Euro
+    the largest face found is followed until it leaves, ``max_faces`` is not used. "graph" is MediaPipe's
+    FaceMesh graph, also used when the region tracker cannot start: with ``max_faces`` > 1 it runs its face
+    detector on every frame where fewer faces are tracked (a few ms a frame) and the largest tracked face
+    wins. ``min_cutoff`` (Hz) and ``beta`` (Hz per px/s at 640 px width) tune the One-Euro
     smoothing applied to streams when ``smoothing`` is on.
     """
 
