@@ -2,8 +2,10 @@
 
     python benchmarks/tracker.py [--driver VIDEO] [--repeat 2] [--max-faces 3 1]
 
-Decodes the driver first (decoding is not timed), then tracks every frame, once per ``--max-faces`` value:
-with more than one face allowed, MediaPipe runs its face detector on frames where fewer faces are tracked.
+Decodes the driver first (decoding is not timed), then tracks every frame with the region tracker (the
+default backend), then with MediaPipe's FaceMesh graph once per ``--max-faces`` value: with more than one face
+allowed, the graph runs its face detector on frames where fewer faces are tracked. benchmarks/tracker_speed.py
+compares them over all the clips, with their agreement.
 Prints p50 / p95 / p99 / max ms and the frames per second the tracker alone could sustain.
 Not a test: figures depend on the machine.
 """
@@ -40,9 +42,9 @@ def main(argv=None) -> int:
     h, w = images[0].shape[:2]
     print(f"tracker alone: {args.driver.name} ({w}x{h}, {len(images)} frames x {args.repeat}); "
           f"{os.cpu_count()} CPUs")
-    print(f"{'max_faces':>9} {'p50':>7} {'p95':>7} {'p99':>7} {'max':>7}   {'frames/s':>8} {'found':>6}   (ms)")
-    for max_faces in args.max_faces:
-        tracker = FaceTracker(TrackerSettings(max_faces=max_faces))
+    print(f"{'backend':>7} {'max_faces':>9} {'p50':>7} {'p95':>7} {'p99':>7} {'max':>7}   {'frames/s':>8} {'found':>6}   (ms)")
+    for backend, max_faces in [("region", 1)] + [("graph", m) for m in args.max_faces]:
+        tracker = FaceTracker(TrackerSettings(max_faces=max_faces, backend=backend))
         times, found, k = [], 0, 0
         for _ in range(args.repeat):
             for image in images:
@@ -53,7 +55,7 @@ def main(argv=None) -> int:
                 k += 1
         tracker.close()
         s = percentiles([t * 1000 for t in times[10:]])
-        print(f"{max_faces:>9} {s['p50']:7.2f} {s['p95']:7.2f} {s['p99']:7.2f} {s['max']:7.2f}   "
+        print(f"{tracker.backend:>7} {'-' if backend == 'region' else max_faces:>9} {s['p50']:7.2f} {s['p95']:7.2f} {s['p99']:7.2f} {s['max']:7.2f}   "
               f"{1000 / s['mean']:8.1f} {found / k:6.0%}")
     return 0
 

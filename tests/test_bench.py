@@ -31,7 +31,7 @@ def test_bench_writes_a_documented_json_a_row_per_frame_and_a_plot(tmp_path, gen
     assert bench.schema_errors(doc) == []
     assert doc["format"] == "avatar_app.bench" and doc["version"] == bench.VERSION == 3 and doc["ok"] is True
     run, result = doc["run"], doc["result"]
-    assert run["mode"] == "paced" and run["paced_fps"] == 25 and run["backend"] == "mesh"
+    assert run["mode"] == "paced" and run["paced_fps"] == 25 and run["backend"] == "mesh" and run["tracker"] == "region"
     assert run["provider"] == "cpu" and run["runtime"] is None and run["output_size"] == [72, 128] and run["drop_stale"] is True
     assert doc["machine"]["cpu_count"] >= 1 and doc["machine"]["threads"]["pipeline"] == 3
     assert result["frames"] == 40
@@ -80,6 +80,13 @@ def test_unpaced_bench_waits_for_the_tracker_instead_of_dropping(tmp_path, gener
     assert doc["run"]["drop_stale"] is False
     assert doc["result"]["dropped"].get("tracker", 0) == 0  # the source waits; nothing is read in vain
     assert doc["result"]["fps"] > 0
+
+
+def test_bench_says_which_tracker_it_ran(tmp_path, generated_driver, capsys):
+    assert main(bench_args(generated_driver, tmp_path, "--unpaced", "--tracker", "graph")) == 0
+    doc = json.loads((tmp_path / "bench.json").read_text())
+    assert bench.schema_errors(doc) == [] and doc["run"]["tracker"] == "graph"
+    assert "tracker graph" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("stage", ["tracker", "renderer"])

@@ -28,6 +28,9 @@ def register(subparsers) -> None:
     p.add_argument("--framing", default="none", choices=["none", "follow", "fill", "fit"],
                    help="also make the call's 1280x720 picture as the window does for the virtual camera "
                         "(default none: the avatar image only)")
+    p.add_argument("--tracker", default="region", choices=["region", "graph"],
+                   help="face tracker: region (the landmark model on the face's last region, the default) or graph"
+                        " (MediaPipe's FaceMesh graph, which detects on every frame)")
     p.add_argument("--frames", type=int, default=300, help="frames to measure (default 300)")
     p.add_argument("--warmup", type=int, default=30, help="frames run first and not measured (default 30)")
     pace = p.add_mutually_exclusive_group()
@@ -62,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
         driver=args.driver, size=args.size, backend=args.backend, model=args.model, runtime=args.runtime,
         provider=args.provider, trust_code=args.trust_model, mouth=args.mouth, mouth_model=args.mouth_model, frames=args.frames, warmup=args.warmup,
         paced_fps=None if args.unpaced else args.paced, framing=None if args.framing == "none" else args.framing, load=args.load,
+        tracker=args.tracker,
     )
     avatar = load_avatar(args)
     result = bench.run_bench(avatar, settings, on_start=lambda: print(

@@ -29,6 +29,7 @@ from avatar_app.measure.load import CpuLoad
 from avatar_app.pipeline.frame import now
 from avatar_app.measure.profiler import LatencyReport, Profiler, ProfilerSettings
 from avatar_app.pipeline.render.base import RenderSettings
+from avatar_app.pipeline.tracker import TrackerSettings
 from avatar_app.pipeline.runner import Runner, RunnerSettings
 from avatar_app.call.framing import FramingSettings
 from avatar_app.call.picture import CallPicture, CallSettings
@@ -69,6 +70,7 @@ class BenchSettings:
     call_size: tuple[int, int] = (1280, 720)
     load: int = 0
     load_limit_s: float = 900.0
+    tracker: str = "region"  # TrackerSettings.backend: "region" or "graph" (MediaPipe's FaceMesh graph)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "driver", Path(self.driver))
@@ -230,7 +232,8 @@ def run_bench(avatar: Avatar, settings: BenchSettings, animator: Animator | None
     # Live, the newest frame wins; unpaced, the file waits for the tracker instead of decoding frames that
     # would be dropped, so decoding does not take CPU from the stages being measured.
     # A benchmark stops at a source failure (give_up_s=0) rather than measuring the retries.
-    runner_settings = RunnerSettings(slot_size=settings.slot_size, drop_stale=paced, give_up_s=0.0)
+    runner_settings = RunnerSettings(slot_size=settings.slot_size, drop_stale=paced, give_up_s=0.0,
+                                     tracker=TrackerSettings(backend=settings.tracker))
     problems: list[str] = []
     logs = _LogCollector()
     runner_log = logging.getLogger("avatar_app.pipeline.runner")
@@ -347,6 +350,7 @@ REPORT_SCHEMA = {
                 "mode": {"enum": ["paced", "unpaced"]},
                 "paced_fps": {"type": ["number", "null"]},
                 "framing": {"type": ["string", "null"]},  # the call's picture made (follow, fill, fit) or null
+                "tracker": {"enum": ["region", "graph"]},  # TrackerSettings.backend asked for
                 "frames": {"type": "integer"},  # asked for
                 "warmup": {"type": "integer"},
                 "drop_stale": {"type": "boolean"},
@@ -411,6 +415,7 @@ def to_json(result: BenchResult) -> dict:
             "mode": s.mode,
             "paced_fps": s.paced_fps,
             "framing": s.framing,
+            "tracker": s.tracker,
             "frames": s.frames,
             "warmup": s.warmup,
             **result.runner,
@@ -569,7 +574,7 @@ def format_table(result: BenchResult) -> str:
             else "unpaced (as fast as it goes; the file waits for the tracker)")
     env = "".join(f", {k}={v}" for k, v in th["env"].items())
     lines = [
-        f"backend {result.backend} ({result.runtime + ', ' if result.runtime else ''}provider {result.provider}), size {s.size} -> {w}x{h}, avatar {result.avatar}",
+        f"backend {result.backend} ({result.runtime + ', ' if result.runtime else ''}provider {result.provider}), size {s.size} -> {w}x{h}, avatar {result.avatar}, tracker {s.tracker}",
         f"driver {Path(d['path']).name} ({d['size'][0]}x{d['size'][1]}, {d['fps']:g} fps), {pace}",
         f"machine: {m['cpu_count']} CPUs{_load(m)}; threads: {th['pipeline']} pipeline, OpenCV {th['opencv']}, "
         f"numba {th['numba']}{env}",

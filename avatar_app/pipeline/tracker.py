@@ -1,18 +1,16 @@
 """The tracker room: finds the face in a camera frame or a still portrait and returns its 478 landmarks in pixels.
 
-Streams go through ``FaceTracker`` (MediaPipe's tracking mode plus One-Euro smoothing); a portrait that is
-animated goes through ``detect_portrait``, which spends extra passes on accuracy because it runs once.
+Streams go through ``FaceTracker`` (MediaPipe's landmark model following the face's region, see
+face_region.py, or MediaPipe's FaceMesh graph, plus One-Euro smoothing); a portrait that is animated goes
+through ``detect_portrait``, which spends extra passes on accuracy because it runs once.
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import os
-import sys
 import warnings
 from dataclasses import dataclass
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 # Builds of MediaPipe that log through glog honour these; 0.10.21 logs through absl and ignores them,
 # which is why the native graph is also started under quiet_native_logs() below.
@@ -27,7 +25,11 @@ from mediapipe.python.solutions import face_mesh as mp_face_mesh  # noqa: E402
 from avatar_app.errors import InputFileError, NoFaceError  # noqa: E402
 from avatar_app.face import landmarks as L  # noqa: E402
 from avatar_app.pipeline.frame import now  # noqa: E402
+from avatar_app.pipeline.mediapipe_native import landmark_array, quiet_native_logs  # noqa: E402
 from avatar_app.pipeline.smoothing import OneEuroFilter  # noqa: E402
+
+if TYPE_CHECKING:
+    from avatar_app.pipeline.face_region import RegionMesh
 
 absl_logging.set_verbosity(absl_logging.ERROR)
 
@@ -54,6 +56,9 @@ _DETECT_MAX_SIDE = 1024
 _CROP_MARGIN = 1.0
 _CROP_SIZE = 640
 _PORTRAIT_MAX_FACES = 5
+# TrackerSettings.backend: "region" follows the face with the landmark model alone (face_region.py, ~3 ms per
+# frame); "graph" is MediaPipe's FaceMesh graph, which detects on every frame with fewer than max_faces faces.
+BACKENDS = ("region", "graph")
 # Overlapping tiles (fractions of the shorter side, stride half a tile) tried when the whole image shows no
 # face: the short-range face detector misses faces that fill only a small part of the picture.
 _RETRY_TILE_FRACTIONS = (0.6, 0.4)
@@ -63,10 +68,13 @@ _RETRY_TILE_FRACTIONS = (0.6, 0.4)
 class TrackerSettings:
     """How the tracker looks for faces.
 
-    ``static_images`` runs every image on its own (portraits); otherwise MediaPipe tracks the face from the
-    previous frame, which is faster and steadier for streams. With ``max_faces`` > 1 MediaPipe runs its
-    face detector on every frame where fewer faces are tracked, which costs a few ms per frame; the largest
-    face wins either way. ``min_cutoff`` (Hz) and ``beta`` (Hz per px/s at 640 px width) tune the One-Euro
+    ``static_images`` runs every image on its own (portraits); otherwise the face is tracked from the
+    previous frame, which is faster and steadier for streams. ``backend`` "region" (the default) runs the
+    landmark model on the face's region from the previous frame and the detector only when the face is lost:
+    the largest face found is followed until it leaves, ``max_faces`` is not used. "graph" is MediaPipe's
+    FaceMesh graph, also used when the region tracker cannot start: with ``max_faces`` > 1 it runs its face
+    detector on every frame where fewer faces are tracked (a few ms a frame) and the largest tracked face
+    wins. ``min_cutoff`` (Hz) and ``beta`` (Hz per px/s at 640 px width) tune the One-Euro
     smoothing applied to streams when ``smoothing`` is on.
     """
 
@@ -77,8 +85,11 @@ class TrackerSettings:
     smoothing: bool = True
     min_cutoff: float = 0.5
     beta: float = 0.08
+    backend: str = "region"
 
     def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
         if not (isinstance(self.max_faces, int) and 1 <= self.max_faces <= 10):
             raise ValueError(f"max_faces must be an integer from 1 to 10, got {self.max_faces!r}")
         for field_name in ("min_detection_confidence", "min_tracking_confidence"):
@@ -124,44 +135,6 @@ class FaceLandmarks:
         )
 
 
-try:
-    _LIBC: ctypes.CDLL | None = ctypes.CDLL(None)
-except (OSError, TypeError):  # Windows: no process-wide libc handle, only the fd redirect applies
-    _LIBC = None
-
-
-def _flush_stderr() -> None:
-    """Flush Python's and C's stderr buffers; absl's lines sit in C's buffer until something flushes it."""
-    try:
-        sys.stderr.flush()
-    except (AttributeError, ValueError):
-        pass
-    if _LIBC is not None:
-        _LIBC.fflush(None)
-
-
-@contextlib.contextmanager
-def quiet_native_logs() -> Iterator[None]:
-    """Send the process's stderr (fd 2) to /dev/null while MediaPipe's native graph starts.
-
-    Starting a graph and its first frames print TFLite and absl lines to fd 2, out of reach of Python's
-    logging; they would land between the CLI's one-line errors. C's stderr buffer is flushed on the way
-    out, while fd 2 still points at /dev/null, or the buffered lines surface later. Only start-up is wrapped
-    because anything another thread writes to stderr meanwhile is lost too.
-    """
-    _flush_stderr()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        _flush_stderr()
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
 class _Mesh:
     """MediaPipe FaceMesh with its native start-up log lines silenced.
 
@@ -194,39 +167,10 @@ class _Mesh:
                 result = self._mesh.process(rgb)
             self._seen_face = bool(result.multi_face_landmarks)
         scale = np.array([w, h, w], dtype=np.float32)
-        return [_landmark_array(face) * scale for face in result.multi_face_landmarks or ()]
+        return [landmark_array(face) * scale for face in result.multi_face_landmarks or ()]
 
     def close(self) -> None:
         self._mesh.close()
-
-
-# One NormalizedLandmark serialised: field 1 (the repeated message, 15 bytes long), then x, y, z as
-# fixed32 fields 1, 2, 3. Reading the bytes with numpy is ~10x faster than 478 protobuf attribute reads.
-_LANDMARK_WIRE = np.dtype(
-    [
-        ("tag", "u1"), ("size", "u1"),
-        ("tx", "u1"), ("x", "<f4"),
-        ("ty", "u1"), ("y", "<f4"),
-        ("tz", "u1"), ("z", "<f4"),
-    ]
-)
-
-
-def _landmark_array(landmark_list) -> np.ndarray:
-    """A NormalizedLandmarkList as a float32 (N, 3) array of normalised x, y, z."""
-    data = landmark_list.SerializeToString()
-    if len(data) % _LANDMARK_WIRE.itemsize == 0:
-        wire = np.frombuffer(data, dtype=_LANDMARK_WIRE)
-        if (
-            (wire["tag"] == 0x0A).all()
-            and (wire["size"] == 15).all()
-            and (wire["tx"] == 0x0D).all()
-            and (wire["ty"] == 0x15).all()
-            and (wire["tz"] == 0x1D).all()
-        ):
-            return np.stack([wire["x"], wire["y"], wire["z"]], axis=1)
-    # Any other layout (visibility or presence set, a protobuf change): read field by field.
-    return np.array([(p.x, p.y, p.z) for p in landmark_list.landmark], dtype=np.float32)
 
 
 def _bbox(points: np.ndarray) -> tuple[float, float, float, float]:
@@ -241,21 +185,28 @@ def _area(points: np.ndarray) -> float:
 
 
 class FaceTracker:
-    """Finds the largest face in each frame of a stream (or in independent images when ``static_images``).
+    """Finds the face in each frame of a stream (or the largest in independent images when ``static_images``).
 
-    ``process`` returns None when there is no face. In stream mode the landmarks are One-Euro smoothed on
-    the frame times, and the filter starts afresh whenever the face is lost or jumps (another face became
-    the largest), so a newly found face is not dragged in from where the old one was.
+    ``process`` returns None when there is no face. In stream mode the face is followed from frame to frame
+    (see TrackerSettings.backend; ``backend`` says which one runs) and the landmarks are One-Euro smoothed on
+    the frame times; the filter starts afresh whenever the face is lost or jumps (another face was taken), so
+    a newly found face is not dragged in from where the old one was.
     """
 
     def __init__(self, settings: TrackerSettings = TrackerSettings()) -> None:
         self.settings = settings
-        self._mesh: _Mesh | None = _Mesh(
-            static=settings.static_images,
-            max_faces=settings.max_faces,
-            detection=settings.min_detection_confidence,
-            tracking=settings.min_tracking_confidence,
-        )
+        self._mesh: _Mesh | RegionMesh | None = None
+        if settings.backend == "region" and not settings.static_images:
+            self._mesh = _region_mesh(settings)
+        #: the backend in use: "region", or "graph" when asked for or when the region tracker could not start
+        self.backend = "region" if self._mesh is not None else "graph"
+        if self._mesh is None:
+            self._mesh = _Mesh(
+                static=settings.static_images,
+                max_faces=settings.max_faces,
+                detection=settings.min_detection_confidence,
+                tracking=settings.min_tracking_confidence,
+            )
         self._filter: OneEuroFilter | None = None
         self._lid_filter: OneEuroFilter | None = None
         if settings.smoothing and not settings.static_images:
@@ -276,8 +227,8 @@ class FaceTracker:
             self.reset()
             self._tracking = False
             return None
-        if not self._tracking and not self.settings.static_images:
-            # A newly found face comes from MediaPipe's detector; the frames after it from its tracker, whose
+        if not self._tracking and not self.settings.static_images and self.backend == "graph":
+            # (RegionMesh does this itself.) A newly found face comes from MediaPipe's detector; the frames after it from its tracker, whose
             # landmarks run a few percent larger. Running the same frame again starts on the tracker's scale,
             # so a reference pose taken on this frame carries no false zoom into the frames that follow.
             faces = self._mesh.faces(image_bgr) or faces
@@ -317,6 +268,8 @@ class FaceTracker:
 
     def reset(self) -> None:
         """Forget the smoothing history (e.g. when the source jumps to another video or camera)."""
+        if self.backend == "region" and self._mesh is not None:
+            self._mesh.forget()
         if self._filter is not None:
             self._filter.reset()
             self._lid_filter.reset()
@@ -333,6 +286,19 @@ class FaceTracker:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _region_mesh(settings: TrackerSettings) -> RegionMesh | None:
+    """The region tracker, or None (with a warning naming the cause) where this MediaPipe build lacks a part."""
+    try:
+        # Imported here: face_region builds on this module's helpers, and an import failure falls back too.
+        from avatar_app.pipeline.face_region import RegionMesh
+
+        return RegionMesh(detection=settings.min_detection_confidence, tracking=settings.min_tracking_confidence)
+    except Exception as exc:  # noqa: BLE001 - any failure to build the native graph falls back, it must not stop the app
+        warnings.warn(f"face tracker: the fast region tracker did not start ({exc}); using MediaPipe's FaceMesh graph",
+                      stacklevel=3)
+        return None
 
 
 def _as_bgr(image: np.ndarray | None, name: str) -> np.ndarray:
@@ -440,3 +406,4 @@ def detect_portrait(image_bgr: np.ndarray, name: str = "portrait") -> FaceLandma
     finally:
         mesh.close()
     return FaceLandmarks(points=points.astype(np.float32, copy=False), image_size=(w, h), faces_found=len(faces))
+
