@@ -4,7 +4,6 @@ import threading
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from avatar_app.pipeline.animator import Animator
 from avatar_app.pipeline.render.base import RenderSettings

@@ -15,7 +15,6 @@ from avatar_app.pipeline import frame as frames, sources
 from avatar_app.errors import DeviceError, InputFileError
 from avatar_app.pipeline.sinks import VideoFileSink
 from avatar_app.pipeline.sources import (
-    CameraSource,
     ImageSequenceSource,
     SourceSettings,
     VideoFileSource,
