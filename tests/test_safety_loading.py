@@ -50,7 +50,7 @@ SAFE_YAML_LOADERS = {"yaml.SafeLoader", "yaml.CSafeLoader", "yaml.BaseLoader", "
 TOLERATED = {
     # --runtime torchscript loads the model folder's .ts files: only safe for model folders the user trusts
     # (export/README.md); the default ONNX runtime runs no code from the file.
-    ("avatar_app/pipeline/render/neural.py", "torch.jit.load"),
+    ("avatar_app/pipeline/render/exported.py", "torch.jit.load"),
     # The exporter re-reads the .ts files it has just written into its own temp folder, to verify them.
     ("avatar_app/model/export.py", "torch.jit.load"),
 }
