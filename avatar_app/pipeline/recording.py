@@ -13,18 +13,13 @@ from avatar_app.errors import first_line
 from avatar_app.pipeline.frame import Frame, now
 from avatar_app.pipeline.microphone import MicrophoneError, MicrophoneRecorder
 from avatar_app.pipeline.sinks import VideoFileSink, add_sound, audio_for_frames, check_output_path, decode_audio
+from avatar_app.atomic import unused_path
 from avatar_app.images import fit_image
 
 
 def recording_path(folder: Path) -> Path:
     """A new file name in ``folder``, e.g. avatar-2025-01-31-142502.mp4."""
-    stamp = datetime.datetime.now().strftime("%Y-%m-%d-%H%M%S")
-    path = folder / f"avatar-{stamp}.mp4"
-    n = 2
-    while path.exists():
-        path = folder / f"avatar-{stamp}-{n}.mp4"
-        n += 1
-    return path
+    return unused_path(folder, f"avatar-{datetime.datetime.now().strftime('%Y-%m-%d-%H%M%S')}", ".mp4")
 
 
 class Recording:

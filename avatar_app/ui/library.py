@@ -16,6 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from avatar_app.atomic import unused_path
 from avatar_app.pipeline.avatar import (
     AVATAR_SUFFIX,
     Avatar,
@@ -137,10 +138,5 @@ def _title(path: Path) -> str:
 
 def _free_name(folder: Path, stem: str) -> Path:
     safe = "".join(c if c.isalnum() or c in "-_ " else "_" for c in stem).strip() or "avatar"
-    candidate = folder / f"{safe}{AVATAR_SUFFIX}"
-    n = 2
-    while candidate.exists():
-        candidate = folder / f"{safe}-{n}{AVATAR_SUFFIX}"
-        n += 1
-    return candidate
+    return unused_path(folder, safe, AVATAR_SUFFIX)
 

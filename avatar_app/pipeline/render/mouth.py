@@ -157,14 +157,20 @@ class MouthPainter:
         lower_colour = (0.65 * self.teeth * 0.8 + 0.35 * self.tongue) * fall
         colour += (teeth_share * lower)[..., None] * (lower_colour - colour)
 
-        mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
-        cv2.fillPoly(mask, [np.round((poly - [x0, y0]) * 4).astype(np.int32)], 255, cv2.LINE_8, shift=2)
-        inside = cv2.distanceTransform(mask, cv2.DIST_L2, 3) / max(EDGE_FEATHER * width, 2.0)
-        # The corners, where the lips meet at a sharp angle, keep the warped lips (no dark wedges there).
-        corners = np.clip((1.0 - side) / 0.3, 0.0, 1.0)
-        alpha = (np.clip(inside, 0.0, 1.0) * strength * corners)[..., None]
+        alpha = interior_alpha(poly - [x0, y0], (y1 - y0, x1 - x0), side, width, strength)[..., None]
         roi = out[y0:y1, x0:x1].astype(np.float32)
         out[y0:y1, x0:x1] = np.clip(roi + alpha * (colour - roi), 0, 255).astype(np.uint8)
+
+
+def interior_alpha(poly: np.ndarray, shape: tuple[int, int], side: np.ndarray, width: float, strength: float) -> np.ndarray:
+    """How much of a mouth's inside shows at each pixel of a box (shape: h, w) holding the inner lip polygon
+    (``poly``, box pixels): 0 outside the line, rising over EDGE_FEATHER mouth widths inside it (the distance from
+    the line, not a blur: nothing spills onto the lips, no drawn edge), and fading out towards the corners
+    (``side``: 0 in the middle, 1 at a corner), where the lips meet at a sharp angle and keep the warp."""
+    mask = np.zeros(shape, np.uint8)
+    cv2.fillPoly(mask, [np.round(poly * 4).astype(np.int32)], 255, cv2.LINE_8, shift=2)
+    inside = np.clip(cv2.distanceTransform(mask, cv2.DIST_L2, 3) / max(EDGE_FEATHER * width, 2.0), 0.0, 1.0)
+    return inside * np.clip((1.0 - side) / 0.3, 0.0, 1.0) * strength
 
 
 class MouthOverlay:
