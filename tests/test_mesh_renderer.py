@@ -177,6 +177,38 @@ def test_gaze_slides_the_iris_and_a_wink_closes_one_eye(girl_avatar):
     np.testing.assert_allclose(r.render(wink)[other], r.render(rest)[other], atol=2)  # only one eye winked
 
 
+def test_a_shut_eye_shows_no_white_of_the_eye(girl_avatar):
+    """A blink on the Girl's near eye, cut to her face at 512 px: the swept lid is skin with the warp's fine grain,
+    not the eyeball's edges (kept whole, they left a white crescent above the lash line)."""
+    import warnings
+
+    from avatar_app.face.crop import crop, face_box
+    from avatar_app.face.motion import close_mouth
+    from avatar_app.pipeline.animator import Animator
+    from avatar_app.pipeline.avatar import create_avatar
+    from avatar_app.pipeline.demo import close_eyes
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        face = create_avatar(crop(girl_avatar.image, face_box(girl_avatar.landmarks), 512), "girl")
+    driver = close_mouth(face.landmarks.astype(float))
+    animator = Animator(face, RenderSettings(size=512))
+    try:
+        animator.calibrate(driver)
+        rest = animator.render(animator.target(driver, 0.0))
+        shut = animator.render(animator.target(close_eyes(driver, 1.0), 1 / 30))
+    finally:
+        animator.close()
+    p = face.landmarks
+    x0, y0 = p[L.EYE_UPPER[1], :2].min(0) - 3
+    x1, y1 = p[L.EYE_UPPER[1], 0].max() + 3, p[L.EYE_LOWER[1], 1].max() + 3
+    box = (slice(int(y0), int(y1)), slice(int(x0), int(x1)))
+    grey_open, grey_shut = (cv2.cvtColor(x, cv2.COLOR_BGR2GRAY)[box].astype(float) for x in (rest, shut))
+    white = np.percentile(grey_open, 90)
+    assert (grey_open >= white).sum() > 50  # the open eye shows its white here
+    assert (grey_shut >= white).sum() == 0
+
+
 def _teeth_pixels(out, target, scale, lips_grey):
     """Pixels inside the target's inner lips brighter than the lips: painted teeth."""
     poly = np.concatenate([target[L.LIP_INNER_UPPER], target[L.LIP_INNER_LOWER][1:-1][::-1]])[:, :2] * scale

@@ -25,6 +25,7 @@ from mediapipe.python.solutions import face_mesh as mp_face_mesh  # noqa: E402
 from avatar_app.errors import InputFileError, NoFaceError  # noqa: E402
 from avatar_app.face import landmarks as L  # noqa: E402
 from avatar_app.pipeline.frame import now  # noqa: E402
+from avatar_app.pipeline.lid_cue import LidCue  # noqa: E402
 from avatar_app.pipeline.mediapipe_native import landmark_array, quiet_native_logs  # noqa: E402
 from avatar_app.pipeline.smoothing import OneEuroFilter  # noqa: E402
 
@@ -75,7 +76,8 @@ class TrackerSettings:
     FaceMesh graph, also used when the region tracker cannot start: with ``max_faces`` > 1 it runs its face
     detector on every frame where fewer faces are tracked (a few ms a frame) and the largest tracked face
     wins. ``min_cutoff`` (Hz) and ``beta`` (Hz per px/s at 640 px width) tune the One-Euro
-    smoothing applied to streams when ``smoothing`` is on.
+    smoothing applied to streams when ``smoothing`` is on. ``lid_cue`` (streams) lets each eye's own pixels
+    close lids the landmarks read open (an eye squeezed shut in a laugh, lid_cue.py).
     """
 
     static_images: bool = False
@@ -86,6 +88,7 @@ class TrackerSettings:
     min_cutoff: float = 0.5
     beta: float = 0.08
     backend: str = "region"
+    lid_cue: bool = True
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -212,6 +215,7 @@ class FaceTracker:
         if settings.smoothing and not settings.static_images:
             self._filter = OneEuroFilter(settings.min_cutoff, settings.beta, point_axis=-1)
             self._lid_filter = OneEuroFilter(settings.min_cutoff, settings.beta * LID_BETA, LID_D_CUTOFF, point_axis=-1)
+        self._lids = LidCue() if settings.lid_cue and not settings.static_images else None
         self._last_centre: np.ndarray | None = None
         self._tracking = False
 
@@ -235,6 +239,8 @@ class FaceTracker:
             self._tracking = True
         points = max(faces, key=_area) if len(faces) > 1 else faces[0]
         h, w = image_bgr.shape[:2]
+        if self._lids is not None:
+            points = self._lids(image_bgr, points)
         if self._filter is not None:
             points = self._smooth(points, w, now() if t is None else t)
         return FaceLandmarks(points=points, image_size=(w, h), faces_found=len(faces))
@@ -247,6 +253,8 @@ class FaceTracker:
         if self._last_centre is not None and np.linalg.norm(centre - self._last_centre) > jump:
             self._filter.reset()
             self._lid_filter.reset()
+            if self._lids is not None:
+                self._lids.reset()
         self._last_centre = centre
         self._filter.beta = self.settings.beta * _REFERENCE_WIDTH / width
         self._lid_filter.beta = self.settings.beta * LID_BETA * _REFERENCE_WIDTH / width
@@ -273,6 +281,8 @@ class FaceTracker:
         if self._filter is not None:
             self._filter.reset()
             self._lid_filter.reset()
+        if self._lids is not None:
+            self._lids.reset()
         self._last_centre = None
 
     def close(self) -> None:

@@ -17,6 +17,9 @@ from avatar_app.face import landmarks as L
 CLOSING_FROM = 0.15  # closure (1 - the opening's share of the portrait's own) at which the lid is painted
 CLOSING_FULL = 0.6  # ... fully
 DETAIL = 0.8  # how much of the warp's fine texture the painted lid keeps
+# ... up to this many grey levels either way: skin grain and paint cracks are within it, the edge of the white of
+# the eye swept under the lid is not (kept whole, a shut eye showed a white crescent on the Girl).
+DETAIL_MAX = 12.0
 
 
 def _openings(points: np.ndarray, eye: int) -> np.ndarray:
@@ -89,7 +92,7 @@ class EyelidPainter:
             mask = cv2.GaussianBlur(mask, (0, 0), feather)
             roi = out[y0:y1, x0:x1].astype(np.float32)
             low = cv2.GaussianBlur(roi, (0, 0), max(0.1 * width, 0.8))
-            lid = self.skin[e] + DETAIL * (roi - low)
+            lid = self.skin[e] + DETAIL * np.clip(roi - low, -DETAIL_MAX, DETAIL_MAX)
             alpha = (mask * strength)[..., None]
             painted = roi + alpha * (lid - roi)
             # The lash line where the lids meet, as thick as the portrait's lashes are at this size.
