@@ -7,7 +7,7 @@ import pytest
 
 from avatar_app.face import landmarks as L
 from avatar_app.pipeline.demo import close_eyes
-from avatar_app.pipeline.lid_cue import MIN_HISTORY, LidCue
+from avatar_app.pipeline.lid_cue import MIN_HISTORY, OPEN_SAMPLING, LidCue
 from avatar_app.pipeline.tracker import FaceTracker, TrackerSettings
 from tests.conftest import shared_media
 
@@ -37,7 +37,7 @@ def primed(girl_avatar):
     """A LidCue that has seen the Girl's face open for a while, with her picture and landmarks."""
     image, points = np.ascontiguousarray(girl_avatar.image), girl_avatar.landmarks.astype(np.float64)
     cue = LidCue()
-    for _ in range(MIN_HISTORY + 4):
+    for _ in range(MIN_HISTORY * OPEN_SAMPLING + 2):
         assert np.array_equal(cue(image, points), points)  # an open face is left as the landmarks say
     return cue, image, points
 

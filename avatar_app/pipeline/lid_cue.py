@@ -23,8 +23,14 @@ from avatar_app.face import landmarks as L
 
 HISTORY = 90  # frames (3 s at 30 fps) over which each eye's open level is taken
 OPEN_PERCENTILE = 80  # the open level: this percentile of the recent readings (blinks are brief and rare)
-MIN_HISTORY = 8  # readings needed before the pixels are trusted at all
-NARROWING = 0.25  # the landmarks' own narrowing (1 - share) at which the pixels are fully trusted
+MIN_HISTORY = 8  # readings needed before the landmarks' or the pixels' open level is used
+# While the landmarks see both eyes open the pixels are read every OPEN_SAMPLING-th frame only (for their open
+# level; ~0.5 ms a reading at a camera's size), every frame while an eye narrows.
+OPEN_SAMPLING = 3
+# The pixels are trusted from the landmarks' own narrowing (1 - share) of NARROWING_FROM (smaller narrowings are a
+# face's everyday variation), fully NARROWING later.
+NARROWING_FROM = 0.1
+NARROWING = 0.25
 UPPER_SHARE = 0.75  # of the travel when the lids are brought together, the upper lid's (as in a blink)
 _LUMA = np.array([0.114, 0.587, 0.299], np.float32)  # BGR
 
@@ -90,41 +96,50 @@ class LidCue:
     def reset(self) -> None:
         """Forget the open levels (a new face, a new source)."""
         self._openings = [deque(maxlen=HISTORY) for _ in (0, 1)]
-        self._contrasts = [deque(maxlen=HISTORY) for _ in (0, 1)]
-        #: each eye's share of its open level after this frame's correction (1: as the landmarks say)
+        self._contrasts = [deque(maxlen=HISTORY // OPEN_SAMPLING) for _ in (0, 1)]
+        self._frames = 0
+        #: how far this frame's correction closed each eye, as a share of the landmarks' opening (0: not at all)
         self.closed_by_pixels = np.zeros(2)
 
-    def shares(self, image_bgr: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-        """(landmark share, pixel share) of each eye's open level this frame, or None while still learning."""
-        landmark, pixel = np.ones(2), np.full(2, np.nan)
+    def _landmark_shares(self, points: np.ndarray) -> np.ndarray:
+        """Each eye's opening as a share of its recent open level (1 while still learning it)."""
+        share = np.ones(2)
         for e in (0, 1):
             opening = _opening(points, e)
-            contrast = eye_contrast(image_bgr, points, e)
             self._openings[e].append(opening)
-            if contrast is not None:
-                self._contrasts[e].append(contrast)
             if len(self._openings[e]) >= MIN_HISTORY:
-                landmark[e] = opening / max(_quantile(self._openings[e], OPEN_PERCENTILE), 1e-6)
-            if contrast is not None and len(self._contrasts[e]) >= MIN_HISTORY:
+                share[e] = opening / max(_quantile(self._openings[e], OPEN_PERCENTILE), 1e-6)
+        return share
+
+    def _pixel_shares(self, image_bgr: np.ndarray, points: np.ndarray) -> np.ndarray:
+        """Each eye's contrast as a share of its recent open level (NaN where unknown)."""
+        share = np.full(2, np.nan)
+        for e in (0, 1):
+            contrast = eye_contrast(image_bgr, points, e)
+            if contrast is None:
+                continue
+            self._contrasts[e].append(contrast)
+            if len(self._contrasts[e]) >= MIN_HISTORY:
                 # An open level below a few grey levels is no contrast to speak of (a closed-eyed stretch).
                 level = max(_quantile(self._contrasts[e], OPEN_PERCENTILE), 4.0)
-                pixel[e] = float(np.clip(contrast / level, 0.0, 1.3))
-        if np.isnan(pixel).all():
-            return None
-        return landmark, pixel
+                share[e] = float(np.clip(contrast / level, 0.0, 1.3))
+        return share
 
     def __call__(self, image_bgr: np.ndarray, points: np.ndarray) -> np.ndarray:
-        read = self.shares(image_bgr, points)
         self.closed_by_pixels = np.zeros(2)
-        if read is None:
-            return points
-        landmark, pixel = read
+        self._frames += 1
+        landmark = self._landmark_shares(points)
         # Trusted as far as the landmarks themselves see an eye narrowing (either: a laugh closes both, and the
         # far eye of a turned head is the one MediaPipe misses).
-        trust = float(np.clip((1.0 - landmark.min()) / NARROWING, 0.0, 1.0))
+        trust = float(np.clip((1.0 - NARROWING_FROM - landmark.min()) / NARROWING, 0.0, 1.0))
+        if trust <= 0.0:
+            if self._frames % OPEN_SAMPLING == 0:  # both eyes open: the pixels only keep their open level fresh
+                self._pixel_shares(image_bgr, points)
+            return points
+        pixel = self._pixel_shares(image_bgr, points)
         out = None
         for e in (0, 1):
-            if not np.isfinite(pixel[e]) or pixel[e] >= landmark[e] or trust <= 0.0:
+            if not np.isfinite(pixel[e]) or pixel[e] >= landmark[e]:
                 continue
             wanted = landmark[e] + trust * (pixel[e] - landmark[e])
             factor = max(wanted, 0.0) / max(landmark[e], 1e-6)
