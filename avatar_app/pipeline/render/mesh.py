@@ -199,49 +199,20 @@ class MeshRenderer:
         the smooth field of the module's docstring, equal to the face mesh on the target outline. ``head``: the
         head's motion for this target mesh, when the caller has fitted it already."""
         head = head or self.head_motion(dst)
-        inv_rot, inv_scale = head.rotation.T, 1.0 / head.scale
-
-        def base(p, w):  # p moved back by the head's motion, in proportion w
-            back = (p - head.translation) @ inv_rot.T * inv_scale
-            return p + w[:, None] * (back - p)
-
         down = head.rotation @ np.array([0.0, 1.0])
-        chin = dst[L.CHIN]
-        face_h = max(self._face_height * head.scale, 1.0)
-
         oval_t = dst[L.FACE_OVAL]
         centre = oval_t.mean(0)
         radius = max(float(np.sqrt(np.mean(np.sum((oval_t - centre) ** 2, 1)))), 1.0)
-
-        def head_share(p):
-            v = (p - chin) @ down / face_h
-            r = np.linalg.norm(p - centre, axis=1) / radius
-            return (1.0 - _smoothstep((v - HEAD_TO) / (BODY_FROM - HEAD_TO))) * (1.0 - _smoothstep((r - self.head_reach) / HEAD_FADE))
-
         ang = np.arctan2(oval_t[:, 1] - centre[1], oval_t[:, 0] - centre[0])
         order = np.argsort(ang, kind="stable")
-        ang, ot, os_ = ang[order], oval_t[order], self._oval_src[order]
-        rel = points - centre
-        theta = np.arctan2(rel[:, 1], rel[:, 0])
-        k = (np.searchsorted(ang, theta, side="right") - 1) % len(ang)  # segment k -> k + 1, cyclically
-        k1 = (k + 1) % len(ang)
-        a, d = ot[k] - centre, ot[k1] - ot[k]
-        dist = np.linalg.norm(rel, axis=1)
-        u = rel / np.maximum(dist, 1e-9)[:, None]
-        den = u[:, 0] * d[:, 1] - u[:, 1] * d[:, 0]
-        den = np.where(np.abs(den) < 1e-9, 1e-9, den)
-        lam = np.clip((a[:, 0] * u[:, 1] - a[:, 1] * u[:, 0]) / den, 0.0, 1.0)
-        edge = centre + a + lam[:, None] * d  # where the ray meets the outline
-        edge_src = os_[k] + lam[:, None] * (os_[k1] - os_[k])  # where the mesh takes that point from
-        residual = edge_src - base(edge, head_share(edge))
-        edge_r = np.maximum(np.linalg.norm(edge - centre, axis=1), 1e-6)
-        rho = dist / edge_r - 1.0
-        # The face's own motion dies out over at least FADE_RADII, further where it is large (a turned head
-        # compresses one side of the face by a fifth of its width): so the hair beside it is never squeezed to
-        # less than ~60 % of its width, or stretched as much, which would streak it.
-        reach = np.maximum(FADE_RADII, np.linalg.norm(residual, axis=1) / edge_r / MAX_SQUEEZE)
-        fade = 1.0 - _smoothstep(rho / reach)
-        return base(points, head_share(points)) + fade[:, None] * residual
+        # One compiled pass over the points (it was ~20 numpy calls over all of them, twice a frame: a third of
+        # the renderer's time, holding the GIL the tracker's thread waits on between them).
+        return _outside_field(
+            np.ascontiguousarray(points, np.float64), ang[order], np.ascontiguousarray(oval_t[order], np.float64),
+            np.ascontiguousarray(self._oval_src[order], np.float64), centre, radius,
+            np.asarray(head.translation, np.float64), np.ascontiguousarray(head.rotation, np.float64),
+            1.0 / head.scale, np.asarray(dst[L.CHIN], np.float64), down,
+            max(self._face_height * head.scale, 1.0), float(self.head_reach))
 
     def _backward_map(self, dst: np.ndarray, depth: np.ndarray):
         """How far each output pixel reaches into the portrait: (the box of all that moves (x0, y0, x1, y1), the
@@ -323,6 +294,68 @@ class MeshRenderer:
 def _smoothstep(x: np.ndarray) -> np.ndarray:
     x = np.clip(x, 0.0, 1.0)
     return x * x * (3.0 - 2.0 * x)
+
+
+@numba.njit(cache=True, nogil=True)
+def _smoothstep1(x):  # pragma: no cover - compiled
+    x = min(max(x, 0.0), 1.0)
+    return x * x * (3.0 - 2.0 * x)
+
+
+@numba.njit(cache=True, nogil=True)
+def _moved_back(qx, qy, chin, down, face_h, centre, radius, head_reach, translation, rot,
+                inv_scale):  # pragma: no cover - compiled
+    """A point moved back by the head's motion in proportion to its share of the head (not the body)."""
+    v = ((qx - chin[0]) * down[0] + (qy - chin[1]) * down[1]) / face_h
+    r = np.sqrt((qx - centre[0]) ** 2 + (qy - centre[1]) ** 2) / radius
+    w = (1.0 - _smoothstep1((v - HEAD_TO) / (BODY_FROM - HEAD_TO))) * (1.0 - _smoothstep1((r - head_reach) / HEAD_FADE))
+    tx, ty = qx - translation[0], qy - translation[1]
+    backx = (tx * rot[0, 0] + ty * rot[1, 0]) * inv_scale  # (q - translation) @ rot / scale
+    backy = (tx * rot[0, 1] + ty * rot[1, 1]) * inv_scale
+    return qx + w * (backx - qx), qy + w * (backy - qy)
+
+
+@numba.njit(cache=True, nogil=True)
+def _outside_field(points, ang, ot, os_, centre, radius, translation, rot, inv_scale, chin, down, face_h,
+                   head_reach):  # pragma: no cover - compiled
+    """MeshRenderer.outside_map per point: ``ang``, ``ot``, ``os_`` are the outline's angles about ``centre`` (sorted),
+    its target points and where the mesh takes them from; the head's motion is ``rot``, 1 / ``inv_scale`` and
+    ``translation``."""
+    n, m = points.shape[0], ang.shape[0]
+    out = np.empty((n, 2))
+    for i in range(n):
+        px, py = points[i, 0], points[i, 1]
+        rx, ry = px - centre[0], py - centre[1]
+        theta = np.arctan2(ry, rx)
+        k = np.searchsorted(ang, theta, side="right") - 1
+        k = k % m
+        k1 = (k + 1) % m
+        ax, ay = ot[k, 0] - centre[0], ot[k, 1] - centre[1]
+        dx, dy = ot[k1, 0] - ot[k, 0], ot[k1, 1] - ot[k, 1]
+        dist = np.sqrt(rx * rx + ry * ry)
+        ux, uy = rx / max(dist, 1e-9), ry / max(dist, 1e-9)
+        den = ux * dy - uy * dx
+        if abs(den) < 1e-9:
+            den = 1e-9
+        lam = min(max((ax * uy - ay * ux) / den, 0.0), 1.0)
+        ex, ey = centre[0] + ax + lam * dx, centre[1] + ay + lam * dy  # where the ray meets the outline
+        sx = os_[k, 0] + lam * (os_[k1, 0] - os_[k, 0])  # where the mesh takes that point from
+        sy = os_[k, 1] + lam * (os_[k1, 1] - os_[k, 1])
+        basex, basey = _moved_back(ex, ey, chin, down, face_h, centre, radius, head_reach, translation, rot,
+                                   inv_scale)
+        resx, resy = sx - basex, sy - basey  # the face's own motion on the outline, beyond the head's
+        basex, basey = _moved_back(px, py, chin, down, face_h, centre, radius, head_reach, translation, rot,
+                                   inv_scale)
+        edge_r = max(np.sqrt((ex - centre[0]) ** 2 + (ey - centre[1]) ** 2), 1e-6)
+        rho = dist / edge_r - 1.0
+        # The face's own motion dies out over at least FADE_RADII, further where it is large (a turned head
+        # compresses one side of the face by a fifth of its width): so the hair beside it is never squeezed to
+        # less than ~60 % of its width, or stretched as much, which would streak it.
+        reach = max(FADE_RADII, np.sqrt(resx * resx + resy * resy) / edge_r / MAX_SQUEEZE)
+        fade = 1.0 - _smoothstep1(rho / reach)
+        out[i, 0] = basex + fade * resx
+        out[i, 1] = basey + fade * resy
+    return out
 
 
 @numba.njit(cache=True, nogil=True)
