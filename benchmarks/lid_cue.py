@@ -4,7 +4,7 @@
 
 Each clip (../shared/media/*.mp4 and train/*.mp4, 38 clips) is tracked unsmoothed with the cue off; the cue then
 reads the same frames and landmarks as the tracker would give them to it. Printed per clip: the frames where it
-closes an eye that the landmarks left more than 40 % of its usual opening (median) to under 40 % ("closed by
+closes an eye that the landmarks left at 40 % of its usual opening (median) or more to under 40 % ("closed by
 pixels"), the frames where it narrows an eye at all, and its cost per frame. Written: a sheet of those frames'
 eyes (driver picture, landmarks' lids green, the cue's red) to be looked at, since no reader here checks them:
 dlib, the judge elsewhere, reads squeezed-shut eyes open too (about 75 % of its usual opening on the vox
@@ -25,14 +25,6 @@ ROOT = Path(__file__).resolve().parents[1]
 MEDIA = ROOT.parent / "shared" / "media"
 SHUT = 0.4
 SHEET_MAX = 36
-
-
-def opening(points: np.ndarray, eye: int) -> float:
-    from avatar_app.face import landmarks as L
-
-    p = points[:, :2]
-    gap = np.linalg.norm(p[L.EYE_LOWER[eye][1:-1]] - p[L.EYE_UPPER[eye][1:-1]], axis=1).mean()
-    return float(gap / (np.linalg.norm(p[L.EYE_UPPER[eye][-1]] - p[L.EYE_UPPER[eye][0]]) + 1e-6))
 
 
 def eyes_tile(image: np.ndarray, before: np.ndarray, after: np.ndarray, caption: str) -> np.ndarray:
@@ -60,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not MEDIA.is_dir():
         sys.exit(f"{MEDIA}: shared media not found - this benchmark needs the developers' ../shared/media")
-    from avatar_app.pipeline.lid_cue import LidCue
+    from avatar_app.pipeline.lid_cue import LidCue, eye_opening as opening
     from avatar_app.pipeline.sources import SourceSettings, VideoFileSource
     from avatar_app.pipeline.tracker import FaceTracker, TrackerSettings
 

@@ -8,14 +8,9 @@ import pytest
 from avatar_app.face import landmarks as L
 from avatar_app.pipeline.demo import close_eyes
 from avatar_app.pipeline.lid_cue import MIN_HISTORY, OPEN_SAMPLING, LidCue
+from avatar_app.pipeline.lid_cue import eye_opening as opening
 from avatar_app.pipeline.tracker import FaceTracker, TrackerSettings
 from tests.conftest import shared_media
-
-
-def opening(points, eye):
-    p = points[:, :2]
-    gap = np.linalg.norm(p[L.EYE_LOWER[eye][1:-1]] - p[L.EYE_UPPER[eye][1:-1]], axis=1).mean()
-    return gap / np.linalg.norm(p[L.EYE_UPPER[eye][-1]] - p[L.EYE_UPPER[eye][0]])
 
 
 def lid_skin(image, points, eyes=(0, 1)):

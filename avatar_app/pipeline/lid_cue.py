@@ -8,9 +8,10 @@ the iris disk's darker pixels) is measured against its own recent open level, an
 than the landmarks do while the landmarks narrow one eye or both, the lids are brought together to match.
 
 The landmarks alone decide while they read both eyes fully open: a glint on glasses or a strand of hair over the
-iris lowers the contrast but cannot close an eye the landmarks see open. On the 38 shared clips, of the 49 frames
-where this closes an eye that MediaPipe left more than 40 % open, every one shows that eye shut or nearly shut
-(a laugh, a head thrown back with the lids down, a sad man's closed eyes, a squint).
+iris lowers the contrast but cannot close an eye the landmarks see open, nor can the everyday variation of an
+eye's opening. On the 38 shared clips (benchmarks/lid_cue.py), of the 29 frames where this closes an eye that
+MediaPipe left 40 % open or more, every one shows that eye shut or nearly shut (a laugh, a head thrown back with
+the lids down, a sad man's closed eyes, a squint).
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ def eye_contrast(image_bgr: np.ndarray, points: np.ndarray, eye: int) -> float |
     return skin - iris
 
 
-def _opening(points: np.ndarray, eye: int) -> float:
+def eye_opening(points: np.ndarray, eye: int) -> float:
     """The lids' mean gap over the eye's width (scale-free)."""
     p = points[:, :2]
     gap = np.linalg.norm(p[L.EYE_LOWER[eye][1:-1]] - p[L.EYE_UPPER[eye][1:-1]], axis=1).mean()
@@ -105,7 +106,7 @@ class LidCue:
         """Each eye's opening as a share of its recent open level (1 while still learning it)."""
         share = np.ones(2)
         for e in (0, 1):
-            opening = _opening(points, e)
+            opening = eye_opening(points, e)
             self._openings[e].append(opening)
             if len(self._openings[e]) >= MIN_HISTORY:
                 share[e] = opening / max(_quantile(self._openings[e], OPEN_PERCENTILE), 1e-6)
