@@ -108,11 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             t68, a68, j68 = {}, {}, {}
             try:
                 for i in frames:
-                    frame = method._frame(clip.driver[i], clip.times[i])
-                    if args.mouth == "mine":
-                        frame.image = clip.crops[i]
-                    method.stages.retarget(frame)
-                    method.stages.render(frame)
+                    frame = method.step(clip.driver[i], clip.times[i], clip.crops[i] if args.mouth == "mine" else None)
                     t68[i] = to_dlib68(frame.target)[:, :2]
                     j68[i] = judge.dlib(frame.picture)
                     mp = judge.mediapipe(frame.picture)

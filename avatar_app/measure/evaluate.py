@@ -98,10 +98,17 @@ class AnimatorMethod:
         return Frame(image=_NO_PICTURE, index=self._index, t_capture=t, t_media=t, driver=driver)
 
     def __call__(self, driver: np.ndarray | None, t: float) -> np.ndarray:
+        return self.step(driver, t).picture
+
+    def step(self, driver: np.ndarray | None, t: float, picture: np.ndarray | None = None) -> Frame:
+        """One frame through the retarget and render stages: the Frame, with its ``target`` and ``picture``.
+        ``picture``: the driver's own frame, for a mouth source that draws from it (none by default)."""
         frame = self._frame(driver, t)
+        if picture is not None:
+            frame.image = picture
         self.stages.retarget(frame)  # the driver is tracked already: in the crop, once per clip
         self.stages.render(frame)
-        return frame.picture
+        return frame
 
     def close(self) -> None:
         self.stages.close()

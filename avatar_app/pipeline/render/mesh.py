@@ -291,13 +291,8 @@ class MeshRenderer:
         return cv2.resize(cells, (gw * step, gh * step), interpolation=cv2.INTER_LINEAR)
 
 
-def _smoothstep(x: np.ndarray) -> np.ndarray:
-    x = np.clip(x, 0.0, 1.0)
-    return x * x * (3.0 - 2.0 * x)
-
-
 @numba.njit(cache=True, nogil=True)
-def _smoothstep1(x):  # pragma: no cover - compiled
+def _smoothstep(x):  # pragma: no cover - compiled
     x = min(max(x, 0.0), 1.0)
     return x * x * (3.0 - 2.0 * x)
 
@@ -308,7 +303,7 @@ def _moved_back(qx, qy, chin, down, face_h, centre, radius, head_reach, translat
     """A point moved back by the head's motion in proportion to its share of the head (not the body)."""
     v = ((qx - chin[0]) * down[0] + (qy - chin[1]) * down[1]) / face_h
     r = np.sqrt((qx - centre[0]) ** 2 + (qy - centre[1]) ** 2) / radius
-    w = (1.0 - _smoothstep1((v - HEAD_TO) / (BODY_FROM - HEAD_TO))) * (1.0 - _smoothstep1((r - head_reach) / HEAD_FADE))
+    w = (1.0 - _smoothstep((v - HEAD_TO) / (BODY_FROM - HEAD_TO))) * (1.0 - _smoothstep((r - head_reach) / HEAD_FADE))
     tx, ty = qx - translation[0], qy - translation[1]
     backx = (tx * rot[0, 0] + ty * rot[1, 0]) * inv_scale  # (q - translation) @ rot / scale
     backy = (tx * rot[0, 1] + ty * rot[1, 1]) * inv_scale
@@ -352,7 +347,7 @@ def _outside_field(points, ang, ot, os_, centre, radius, translation, rot, inv_s
         # compresses one side of the face by a fifth of its width): so the hair beside it is never squeezed to
         # less than ~60 % of its width, or stretched as much, which would streak it.
         reach = max(FADE_RADII, np.sqrt(resx * resx + resy * resy) / edge_r / MAX_SQUEEZE)
-        fade = 1.0 - _smoothstep1(rho / reach)
+        fade = 1.0 - _smoothstep(rho / reach)
         out[i, 0] = basex + fade * resx
         out[i, 1] = basey + fade * resy
     return out
